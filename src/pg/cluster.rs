@@ -1,0 +1,371 @@
+//! Throwaway local PostgreSQL clusters, run from the installed binaries: used by `walship demo`
+//! and by the integration tests. initdb and pg_ctl refuse to run as root, so when walship runs as
+//! root every PostgreSQL program runs as an unprivileged user (`runuser -u USER`), and the
+//! directories it needs are handed to that user. Servers listen on 127.0.0.1 only and are stopped
+//! with pg_ctl, which signals the PID in postmaster.pid.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// The default location of the PostgreSQL 15 programs on Debian.
+pub const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The unprivileged user PostgreSQL programs run as when walship runs as root.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `Some(user)` when this process is root (PostgreSQL refuses root), `None` otherwise.
+    pub fn when_root(user: &str) -> Result<Option<RunAs>> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let cname = std::ffi::CString::new(user).map_err(|_| Error::usage("bad user name"))?;
+        // SAFETY: getpwnam returns static storage or null; fields are copied out at once.
+        let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
+        if pw.is_null() {
+            return Err(Error::usage(format!(
+                "user {user:?} does not exist; PostgreSQL cannot run as root"
+            ))
+            .with_hint(
+                "Name an existing unprivileged user with --run-as (e.g. postgres or nobody).",
+            ));
+        }
+        // SAFETY: pw is non-null (checked above).
+        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+        if uid == 0 {
+            return Err(Error::usage(format!(
+                "user {user:?} is root; PostgreSQL refuses to run as root"
+            )));
+        }
+        Ok(Some(RunAs {
+            user: user.to_string(),
+            uid,
+            gid,
+        }))
+    }
+}
+
+/// How to run PostgreSQL's programs.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    pub bin: PathBuf,
+    pub run_as: Option<RunAs>,
+}
+
+impl PgTools {
+    pub fn new(bin: impl Into<PathBuf>, run_as: Option<RunAs>) -> Result<PgTools> {
+        let bin = bin.into();
+        for program in ["initdb", "pg_ctl", "psql", "pgbench", "pg_basebackup"] {
+            if !bin.join(program).exists() {
+                return Err(Error::usage(format!("{} not found", bin.join(program).display()))
+                    .with_hint("Install the PostgreSQL server (apt-get install postgresql-15) or point --pg-bin at its bin directory."));
+            }
+        }
+        Ok(PgTools { bin, run_as })
+    }
+
+    /// A command for a PostgreSQL program (or any program, if `program` contains a '/'), run as
+    /// the unprivileged user when needed.
+    pub fn command(&self, program: &str) -> Command {
+        let path = if program.contains('/') {
+            PathBuf::from(program)
+        } else {
+            self.bin.join(program)
+        };
+        match &self.run_as {
+            Some(r) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(&r.user).arg("--").arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    /// Give `path` to the unprivileged user (no-op when not root).
+    pub fn chown(&self, path: &Path) -> Result<()> {
+        if let Some(r) = &self.run_as {
+            std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid))
+                .map_err(|e| Error::io(format!("chown {} to {}", path.display(), r.user), e))?;
+        }
+        Ok(())
+    }
+
+    /// Create a directory (mode 0700) owned by the user PostgreSQL runs as.
+    pub fn make_dir(&self, path: &Path) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        self.chown(path)
+    }
+
+    /// Write a file owned by the user PostgreSQL runs as.
+    pub fn write_file(&self, path: &Path, contents: &str) -> Result<()> {
+        fs::write(path, contents)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        self.chown(path)
+    }
+
+    /// Run to completion; an error carries the command's stderr.
+    pub fn run(&self, mut cmd: Command, what: &str) -> Result<String> {
+        let out: Output = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("{what}: starting {:?}", cmd.get_program()), e))?;
+        if !out.status.success() {
+            return Err(Error::unavailable(format!(
+                "{what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (asked of the kernel; free at the time of asking).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    Ok(l.local_addr()
+        .map_err(|e| Error::io("finding a free port", e))?
+        .port())
+}
+
+/// A local PostgreSQL cluster: data directory, port, socket directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub tools: PgTools,
+    pub data: PathBuf,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub log: PathBuf,
+    running: bool,
+}
+
+impl Cluster {
+    /// initdb a new cluster in `data` (which must not exist), listening on 127.0.0.1:`port`, with
+    /// `wal_segsize_mb` MiB segments.
+    pub fn init(tools: &PgTools, data: &Path, port: u16, wal_segsize_mb: u32) -> Result<Cluster> {
+        let parent = data
+            .parent()
+            .ok_or_else(|| Error::usage("data directory needs a parent"))?;
+        let mut cmd = tools.command("initdb");
+        cmd.current_dir(parent).arg("-D").arg(data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        cmd.arg(format!("--wal-segsize={wal_segsize_mb}"));
+        tools.run(cmd, "initdb")?;
+        let cluster = Cluster::existing(tools, data, port)?;
+        cluster.append_conf(&format!(
+            "# written by walship\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             wal_level = replica\nlogging_collector = off\nmax_wal_senders = 4\nshared_buffers = 64MB\n",
+            cluster.socket_dir.display()
+        ))?;
+        Ok(cluster)
+    }
+
+    /// A cluster whose data directory already exists (e.g. made by pg_basebackup). Its socket
+    /// directory is created beside the data directory.
+    pub fn existing(tools: &PgTools, data: &Path, port: u16) -> Result<Cluster> {
+        let parent = data
+            .parent()
+            .ok_or_else(|| Error::usage("data directory needs a parent"))?;
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let socket_dir = parent.join(format!("{name}.sock"));
+        tools.make_dir(&socket_dir)?;
+        Ok(Cluster {
+            tools: tools.clone(),
+            data: data.to_path_buf(),
+            port,
+            log: parent.join(format!("{name}.log")),
+            socket_dir,
+            running: false,
+        })
+    }
+
+    /// Append settings to postgresql.conf (later lines win).
+    pub fn append_conf(&self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let path = self.data.join("postgresql.conf");
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        let mut cmd = self.tools.command("pg_ctl");
+        cmd.current_dir(&self.data)
+            .arg("start")
+            .arg("-w")
+            .arg("-t")
+            .arg("120")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log);
+        self.tools
+            .run(cmd, "pg_ctl start")
+            .map_err(|e| e.context(format!("see {}", self.log.display())))?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stop with the given shutdown mode (smart, fast, immediate).
+    pub fn stop_mode(&mut self, mode: &str) -> Result<()> {
+        if !self.running {
+            return Ok(());
+        }
+        let mut cmd = self.tools.command("pg_ctl");
+        cmd.current_dir(&self.data)
+            .arg("stop")
+            .arg("-w")
+            .arg("-t")
+            .arg("120")
+            .arg("-m")
+            .arg(mode)
+            .arg("-D")
+            .arg(&self.data);
+        self.tools.run(cmd, "pg_ctl stop")?;
+        self.running = false;
+        Ok(())
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        self.stop_mode("fast")
+    }
+
+    /// Run SQL through psql and return its unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        let mut cmd = self.tools.command("psql");
+        cmd.current_dir(&self.data).args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ]);
+        cmd.arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql);
+        self.tools.run(cmd, &format!("psql {sql:?}"))
+    }
+
+    pub fn pgbench(&self, args: &[&str]) -> Result<()> {
+        let mut cmd = self.tools.command("pgbench");
+        cmd.current_dir(&self.data)
+            .args(["-U", "postgres"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string());
+        cmd.args(args).arg("postgres");
+        self.tools.run(cmd, "pgbench").map(|_| ())
+    }
+
+    /// Take a base backup into `target` with pg_basebackup, without WAL (-X none): the copy
+    /// gets its WAL from the archive through restore_command. pg_basebackup returns once the WAL
+    /// the backup needs has been archived.
+    pub fn base_backup(&self, target: &Path) -> Result<()> {
+        let mut cmd = self.tools.command("pg_basebackup");
+        cmd.current_dir(&self.data).args([
+            "-U",
+            "postgres",
+            "-X",
+            "none",
+            "-c",
+            "fast",
+            "--no-sync",
+        ]);
+        cmd.arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(target);
+        self.tools.run(cmd, "pg_basebackup").map(|_| ())
+    }
+
+    /// Switch to a new WAL segment and wait until the switched-out one is archived. Returns its
+    /// name.
+    pub fn switch_and_wait_archived(&self, timeout: Duration) -> Result<String> {
+        let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())")?;
+        wait_until(timeout, &format!("{seg} to be archived"), || {
+            let last = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")?;
+            // Names of one timeline sort in WAL order; a .partial or .backup sorts after its segment.
+            Ok(!last.is_empty() && last.as_str() >= seg.as_str())
+        })?;
+        Ok(seg)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop_mode("immediate");
+        }
+    }
+}
+
+/// Poll `check` every 100 ms until it returns true, or fail after `timeout`.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut last_err = None;
+    while start.elapsed() < timeout {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::unavailable(format!(
+        "timed out after {} s waiting for {what}{}",
+        timeout.as_secs(),
+        last_err
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default()
+    )))
+}

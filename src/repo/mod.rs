@@ -1,0 +1,101 @@
+//! A walship repository on any [`Storage`]: the identity check every command makes first, and
+//! reading and writing whole objects by WAL file name. The format is FORMAT.md.
+
+pub mod identity;
+pub mod object;
+
+use std::io::{Read, Write};
+
+pub use identity::Identity;
+pub use object::ObjectHeader;
+
+use crate::error::{Error, Result};
+use crate::pg::WalFileName;
+use crate::storage::{NewObject, Storage, read_full};
+use identity::IDENTITY_FILE;
+use object::HEADER_LEN;
+
+pub struct Repository {
+    storage: Box<dyn Storage>,
+    identity: Option<Identity>,
+}
+
+impl Repository {
+    /// Open a repository: the root must exist; if `walship.repo` exists its format version must be
+    /// known. A repository without one is empty (nothing pushed yet).
+    pub fn open(storage: Box<dyn Storage>) -> Result<Repository> {
+        storage.check_root()?;
+        let identity = read_identity(storage.as_ref())?;
+        Ok(Repository { storage, identity })
+    }
+
+    pub fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Write the identity file of an empty repository (no-clobber). If another writer won the
+    /// race, its identity is read back: the caller compares, never this function.
+    pub fn initialize(&mut self, identity: &Identity) -> Result<&Identity> {
+        if self.identity.is_none() {
+            let mut f = self.storage.create(IDENTITY_FILE)?;
+            f.write_all(identity.to_toml().as_bytes()).map_err(|e| {
+                Error::io(format!("writing {}/{IDENTITY_FILE}", self.describe()), e)
+            })?;
+            f.commit()?;
+            self.identity = read_identity(self.storage.as_ref())?;
+        }
+        self.identity.as_ref().ok_or_else(|| {
+            Error::unavailable(format!(
+                "{}/{IDENTITY_FILE} vanished after it was written",
+                self.describe()
+            ))
+        })
+    }
+
+    /// The header of the object archived under `name`, if any. Reads 128 bytes, nothing more.
+    pub fn object_header(&self, name: &WalFileName) -> Result<Option<ObjectHeader>> {
+        Ok(self.open_object(name)?.map(|(h, _)| h))
+    }
+
+    /// Open the object archived under `name`: its checked header and a reader positioned at the
+    /// start of the (still compressed) payload.
+    pub fn open_object(
+        &self,
+        name: &WalFileName,
+    ) -> Result<Option<(ObjectHeader, Box<dyn Read + '_>)>> {
+        let Some(mut r) = self.storage.open_read(&name.repo_path())? else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; HEADER_LEN];
+        let got = read_full(&mut r, &mut buf).map_err(|e| {
+            Error::io(
+                format!("reading {} in {}", name.as_str(), self.describe()),
+                e,
+            )
+        })?;
+        let header = ObjectHeader::decode(&buf[..got], name.as_str())?;
+        Ok(Some((header, r)))
+    }
+
+    /// Start writing the object for `name` (see [`Storage::create`]).
+    pub fn create_object(&self, name: &WalFileName) -> Result<Box<dyn NewObject + '_>> {
+        self.storage.create(&name.repo_path())
+    }
+}
+
+fn read_identity(storage: &dyn Storage) -> Result<Option<Identity>> {
+    let Some(mut r) = storage.open_read(IDENTITY_FILE)? else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    // The file is a few hundred bytes; a limit keeps a wrong file from being read whole.
+    (&mut r)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(format!("reading {}/{IDENTITY_FILE}", storage.describe()), e))?;
+    Identity::parse(&text, &storage.describe()).map(Some)
+}

@@ -1,0 +1,154 @@
+//! The 128-byte object header (FORMAT.md, "Objects"): what was archived, how it is compressed, and
+//! the SHA-256 of the original bytes. Encoding and the checks every reader must make live here.
+
+use sha2::{Digest, Sha256};
+
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+
+pub const HEADER_LEN: usize = 128;
+pub const MAGIC: [u8; 8] = *b"WALSHIP\n";
+pub const HEADER_VERSION: u16 = 1;
+const NAME_FIELD: std::ops::Range<usize> = 56..104;
+const CHECK_FIELD: std::ops::Range<usize> = 120..128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHeader {
+    pub compression: Compression,
+    pub original_len: u64,
+    pub sha256: [u8; 32],
+    pub name: String,
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn header_check(bytes: &[u8]) -> [u8; 8] {
+    let d = Sha256::digest(&bytes[..CHECK_FIELD.start]);
+    d[..8].try_into().expect("8 bytes")
+}
+
+impl ObjectHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        assert!(
+            !self.name.is_empty() && self.name.len() <= NAME_FIELD.len(),
+            "WAL names are 8..40 bytes"
+        );
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..10].copy_from_slice(&HEADER_VERSION.to_le_bytes());
+        b[10] = self.compression.code();
+        b[11] = self.name.len() as u8;
+        b[16..24].copy_from_slice(&self.original_len.to_le_bytes());
+        b[24..56].copy_from_slice(&self.sha256);
+        b[NAME_FIELD.start..NAME_FIELD.start + self.name.len()]
+            .copy_from_slice(self.name.as_bytes());
+        let check = header_check(&b);
+        b[CHECK_FIELD].copy_from_slice(&check);
+        b
+    }
+
+    /// Decode and check a header read from the object stored as `expected_name`. Any failure is
+    /// corruption: the bytes are not what walship wrote there.
+    pub fn decode(b: &[u8], expected_name: &str) -> Result<ObjectHeader> {
+        let bad = |why: String| {
+            Error::corrupt(format!("repository object {expected_name}: {why}")).with_hint(
+                "The object is damaged or was not written by walship. Restore it from another copy \
+                 of the archive, or remove it and push the file again from the server that has it.",
+            )
+        };
+        if b.len() < HEADER_LEN {
+            return Err(bad(format!(
+                "only {} bytes, shorter than the {HEADER_LEN}-byte header",
+                b.len()
+            )));
+        }
+        if b[0..8] != MAGIC {
+            return Err(bad("no walship object header (bad magic)".into()));
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != HEADER_VERSION {
+            return Err(Error::conflict(format!(
+                "repository object {expected_name}: header version {version} is newer than this walship understands ({HEADER_VERSION})"
+            ))
+            .with_hint("Upgrade walship."));
+        }
+        if b[CHECK_FIELD] != header_check(b) {
+            return Err(bad("header checksum mismatch".into()));
+        }
+        if b[12..16].iter().chain(&b[104..120]).any(|&x| x != 0) {
+            return Err(bad("reserved header bytes are set".into()));
+        }
+        let compression = Compression::from_code(b[10])
+            .ok_or_else(|| bad(format!("unknown compression code {}", b[10])))?;
+        let name_len = usize::from(b[11]);
+        if name_len == 0 || name_len > NAME_FIELD.len() {
+            return Err(bad(format!("bad name length {name_len}")));
+        }
+        let name_bytes = &b[NAME_FIELD.start..NAME_FIELD.start + name_len];
+        if name_bytes != expected_name.as_bytes()
+            || b[NAME_FIELD.start + name_len..NAME_FIELD.end]
+                .iter()
+                .any(|&x| x != 0)
+        {
+            return Err(bad(format!(
+                "header names {:?}; objects must not be renamed",
+                String::from_utf8_lossy(name_bytes)
+            )));
+        }
+        Ok(ObjectHeader {
+            compression,
+            original_len: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            sha256: b[24..56].try_into().expect("32 bytes"),
+            name: expected_name.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ObjectHeader {
+        ObjectHeader {
+            compression: Compression::Zstd,
+            original_len: 16 << 20,
+            sha256: [7; 32],
+            name: "00000001000000000000000D.00000028.backup".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let h = sample();
+        assert_eq!(ObjectHeader::decode(&h.encode(), &h.name).unwrap(), h);
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let h = sample();
+        let good = h.encode();
+        for i in 0..HEADER_LEN {
+            let mut b = good;
+            b[i] ^= 0x01;
+            assert!(
+                ObjectHeader::decode(&b, &h.name).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_renamed_or_short_object() {
+        let h = sample();
+        let e = ObjectHeader::decode(&h.encode(), "00000001000000000000000E").unwrap_err();
+        assert!(e.message.contains("renamed"));
+        assert!(
+            ObjectHeader::decode(&h.encode()[..100], &h.name)
+                .unwrap_err()
+                .message
+                .contains("shorter")
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! A repository in a local directory (or any mounted file system). Writes are atomic and durable:
+//! temp file, fsync, no-clobber publish (renameat2 RENAME_NOREPLACE, or link + unlink where that
+//! is missing), fsync of the directory.
+
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{NewObject, Publish, Storage, split_path};
+use crate::error::{Context, Error, Result};
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
+        LocalStorage { root: root.into() }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    /// Create `dir` (relative) and any missing parents below the root, each mode 0700 and fsynced
+    /// into its parent so that a published object can never sit in a directory that a crash
+    /// forgets.
+    fn ensure_dir(&self, dir: &str) -> Result<()> {
+        let mut current = self.root.clone();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            let parent = current.clone();
+            current.push(part);
+            match DirBuilder::new().mode(0o700).create(&current) {
+                Ok(()) => sync_dir(&parent)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("creating directory {}", current.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsync a directory, so that the names created, renamed or removed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(format!("fsync of directory {}", dir.display()))
+}
+
+impl Storage for LocalStorage {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn check_root(&self) -> Result<()> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Error::usage(format!(
+                "repository {} is not a directory",
+                self.root.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::unavailable(format!(
+                "repository directory {} does not exist",
+                self.root.display()
+            ))
+            .with_hint(
+                "Create it (mkdir -m 700, owned by the PostgreSQL user) or fix `repo`; if it is a \
+                 mount point, check that the file system is mounted.",
+            )),
+            Err(e) => Err(Error::io(format!("repository {}", self.root.display()), e)),
+        }
+    }
+
+    fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
+        let full = self.full(path);
+        match File::open(&full) {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("opening {}", full.display()), e)),
+        }
+    }
+
+    fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+        let (dir, name) = split_path(path);
+        self.ensure_dir(dir)?;
+        let dir_path = self.full(dir);
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&dir_path)
+            .context(format!(
+                "creating a temporary file in {}",
+                dir_path.display()
+            ))?;
+        Ok(Box::new(LocalNewObject {
+            temp,
+            target: self.full(path),
+            dir: dir_path,
+        }))
+    }
+}
+
+struct LocalNewObject {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+    dir: PathBuf,
+}
+
+impl Write for LocalNewObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.as_file_mut().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.as_file_mut().flush()
+    }
+}
+
+impl Seek for LocalNewObject {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.temp.as_file_mut().seek(pos)
+    }
+}
+
+impl NewObject for LocalNewObject {
+    fn commit(self: Box<Self>) -> Result<Publish> {
+        let LocalNewObject { temp, target, dir } = *self;
+        temp.as_file()
+            .sync_all()
+            .context(format!("fsync of {}", temp.path().display()))?;
+        match temp.persist_noclobber(&target) {
+            Ok(_) => {}
+            // The temp file is removed when the returned handle drops.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(Publish::AlreadyExists);
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("publishing {}", target.display()),
+                    e.error,
+                ));
+            }
+        }
+        sync_dir(&dir)?;
+        Ok(Publish::Created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(s: &LocalStorage, path: &str, data: &[u8]) -> Publish {
+        let mut o = s.create(path).unwrap();
+        o.write_all(data).unwrap();
+        o.commit().unwrap()
+    }
+
+    #[test]
+    fn publishes_once_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        assert_eq!(write(&s, "a/b/x", b"first"), Publish::Created);
+        assert_eq!(write(&s, "a/b/x", b"second"), Publish::AlreadyExists);
+        assert_eq!(fs::read(dir.path().join("a/b/x")).unwrap(), b"first");
+        // no temporary file is left behind by either writer
+        let names: Vec<_> = fs::read_dir(dir.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["x"]);
+        let mode = fs::metadata(dir.path().join("a/b/x"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = fs::metadata(dir.path().join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn an_uncommitted_object_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        let mut o = s.create("x").unwrap();
+        o.write_all(b"partial").unwrap();
+        drop(o);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(s.open_read("x").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error_not_an_empty_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path().join("nope"));
+        let e = s.check_root().unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Unavailable);
+        assert!(e.to_string().contains("does not exist"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The storage interface every repository backend implements, and the choice of backend from a
+//! repository URL. Backends move bytes; they know nothing about WAL or object headers.
+//!
+//! Every write goes through [`NewObject`]: the bytes go to a temporary name in the target
+//! directory, [`NewObject::commit`] fsyncs the file, publishes it under its final name *without
+//! overwriting* anything, and fsyncs the directory. That is the whole durability contract, in one
+//! place per backend.
+
+pub mod local;
+pub mod ssh;
+
+use std::io::{Read, Seek, Write};
+
+use crate::error::{Error, Result};
+
+/// What a commit found: the object is now published, or the name was already taken (by a
+/// concurrent or earlier writer) and the new bytes were discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    Created,
+    AlreadyExists,
+}
+
+/// A new object being written under a temporary name. Dropping it without `commit` removes the
+/// temporary file (best effort; a leftover is harmless, see FORMAT.md).
+pub trait NewObject: Write + Seek {
+    /// fsync the file, publish it under the final name without clobbering, fsync the directory.
+    fn commit(self: Box<Self>) -> Result<Publish>;
+}
+
+/// A repository backend. Paths are relative to the repository root and use `/`.
+pub trait Storage {
+    /// Where this storage is, for messages: a path or an `ssh://` URL.
+    fn describe(&self) -> String;
+
+    /// Fail with a clear error if the repository root does not exist or is not a directory.
+    fn check_root(&self) -> Result<()>;
+
+    /// Open a file for reading; `None` if it does not exist.
+    fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>>;
+
+    /// Start writing a new file at `path`, creating missing directories (mode 0700, each fsynced
+    /// into its parent). The file gets mode 0600.
+    fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>>;
+}
+
+/// Where a repository lives, parsed from `repo = ...` (a path or `ssh://[user@]host[:port]/path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(std::path::PathBuf),
+    Ssh(ssh::SshUrl),
+}
+
+impl Location {
+    pub fn parse(repo: &str) -> Result<Location> {
+        if repo.is_empty() {
+            return Err(Error::usage("the repository location is empty"));
+        }
+        if let Some(rest) = repo.strip_prefix("ssh://") {
+            return Ok(Location::Ssh(ssh::SshUrl::parse(rest, repo)?));
+        }
+        if repo.contains("://") {
+            return Err(Error::usage(format!(
+                "repository {repo:?}: unknown scheme; use a local path or ssh://[user@]host[:port]/path"
+            )));
+        }
+        if !repo.starts_with('/') {
+            // archive_command runs in the data directory: a relative path would put the archive
+            // inside the cluster it is meant to protect.
+            return Err(Error::usage(format!(
+                "repository {repo:?} is a relative path; give an absolute path"
+            )));
+        }
+        Ok(Location::Local(repo.into()))
+    }
+}
+
+/// Split a repository-relative path into its parent directory and file name.
+pub(crate) fn split_path(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some((dir, name)) => (dir, name),
+        None => ("", path),
+    }
+}
+
+/// A temporary name beside `name`: dot-prefixed so every reader ignores it (FORMAT.md).
+pub(crate) fn temp_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{name}.{}-{nanos:08x}-{n}.tmp", std::process::id())
+}
+
+/// Fill `buf` as far as the reader allows; returns the bytes read, less than `buf.len()` only at
+/// end of file.
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        assert_eq!(
+            Location::parse("/var/lib/walship").unwrap(),
+            Location::Local("/var/lib/walship".into())
+        );
+        assert!(matches!(
+            Location::parse("ssh://u@h:2222/r").unwrap(),
+            Location::Ssh(_)
+        ));
+        for bad in ["", "relative/dir", "s3://bucket/x", "./x"] {
+            assert_eq!(
+                Location::parse(bad).unwrap_err().kind,
+                crate::error::Kind::Usage,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn temp_names_are_hidden_and_unique() {
+        let a = temp_name("X");
+        let b = temp_name("X");
+        assert!(a.starts_with(".X.") && a.ends_with(".tmp"));
+        assert_ne!(a, b);
+    }
+}
