@@ -1,0 +1,172 @@
+//! Command-line flags, parsed into plain structs with no I/O (clap also reads the `WALSHIP_*`
+//! environment fallbacks here), and the entry point that turns a finished command or an error
+//! into an exit code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::{Error, Kind};
+
+const CONFIG_HELP: &str = "\
+CONFIGURATION
+  Every key can be set in the TOML file (--config, WALSHIP_CONFIG, default /etc/walship.toml), as an
+  environment variable, or as a flag. Flags beat environment variables, which beat the file.
+
+  key                env / flag                               default
+  repo               WALSHIP_REPO / --repo                     (required) absolute path, or
+                                                               ssh://[user@]host[:port]/path
+  compression        WALSHIP_COMPRESSION / --compression       zstd  (zstd, bzip2, none)
+  compression_level  WALSHIP_COMPRESSION_LEVEL / ...-level     zstd 1, bzip2 9
+  compress_threads   WALSHIP_COMPRESS_THREADS / ...-threads    0 = one per core, at most 4
+  ssh_key            WALSHIP_SSH_KEY / --ssh-key               ssh-agent, then ~/.ssh/id_ed25519,
+                                                               id_ecdsa, id_rsa
+  known_hosts        WALSHIP_KNOWN_HOSTS / --known-hosts       ~/.ssh/known_hosts (never auto-added)
+  ssh_timeout        WALSHIP_SSH_TIMEOUT / --ssh-timeout       30 seconds (connect and each I/O)
+  fetch_retries      WALSHIP_FETCH_RETRIES / --fetch-retries   2 more tries on a transient error
+  pgdata             WALSHIP_PGDATA / --pgdata                 the working directory (PostgreSQL
+                                                               runs restore_command in its data
+                                                               directory)
+
+POSTGRESQL
+  archive_command = 'walship push %p %f'
+  restore_command = 'walship fetch %f %p'
+
+EXIT CODES
+  0 success; 1 not in the archive (fetch); 2 usage or configuration error; 3 repository unavailable
+  (network, disk full: retrying can help); 4 conflict (different content already archived, another
+  cluster's repository, unknown format); 5 corrupt data (damaged object, truncated or foreign WAL).
+  254: fetch during plain archive recovery (recovery.signal without standby.signal) failed for a
+  reason other than \"not in the archive\"; above 125, so PostgreSQL stops recovery instead of
+  ending it early and opening a new timeline without the rest of the WAL.";
+
+#[derive(Debug, Parser)]
+#[command(name = "walship", version, about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts; each also has a config file key of the same name.
+#[derive(Debug, Args)]
+pub struct GlobalFlags {
+    /// Configuration file [default: /etc/walship.toml]
+    #[arg(long, global = true, env = "WALSHIP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Repository: an absolute directory or ssh://[user@]host[:port]/path
+    #[arg(long, global = true, env = "WALSHIP_REPO", value_name = "LOCATION")]
+    pub repo: Option<String>,
+    /// zstd, bzip2 or none
+    #[arg(long, global = true, env = "WALSHIP_COMPRESSION", value_name = "KIND")]
+    pub compression: Option<String>,
+    /// Compression level (zstd 1..22, bzip2 1..9)
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_COMPRESSION_LEVEL",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub compression_level: Option<i32>,
+    /// Threads compressing one file (0: one per core, at most 4)
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_COMPRESS_THREADS",
+        value_name = "N"
+    )]
+    pub compress_threads: Option<u32>,
+    /// SSH private key file
+    #[arg(long, global = true, env = "WALSHIP_SSH_KEY", value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file the SSH host key must be in
+    #[arg(long, global = true, env = "WALSHIP_KNOWN_HOSTS", value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Seconds allowed for the SSH connection and for each read or write
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_SSH_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub ssh_timeout: Option<u64>,
+    /// Extra attempts when fetch meets a transient error
+    #[arg(long, global = true, env = "WALSHIP_FETCH_RETRIES", value_name = "N")]
+    pub fetch_retries: Option<u32>,
+    /// The PostgreSQL data directory (fetch reads standby.signal / recovery.signal there)
+    #[arg(long, global = true, env = "WALSHIP_PGDATA", value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive one WAL file (archive_command = 'walship push %p %f')
+    #[command(visible_alias = "archive")]
+    Push {
+        /// Path of the file (%p, relative to the data directory)
+        path: PathBuf,
+        /// Its WAL file name (%f)
+        name: String,
+    },
+    /// Restore one WAL file (restore_command = 'walship fetch %f %p')
+    #[command(visible_alias = "restore")]
+    Fetch {
+        /// The WAL file name PostgreSQL asks for (%f)
+        name: String,
+        /// Where to put it (%p)
+        path: PathBuf,
+    },
+    /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
+    Demo(crate::commands::demo::DemoArgs),
+}
+
+impl Command {
+    fn label(&self) -> String {
+        match self {
+            Command::Push { name, .. } => format!("push {name}"),
+            Command::Fetch { name, .. } => format!("fetch {name}"),
+            Command::Demo(_) => "demo".into(),
+        }
+    }
+}
+
+/// Run walship with these arguments and return the process exit code. Errors are printed here,
+/// once, with their hint.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Kind::Usage.exit_code()
+            } else {
+                0
+            };
+        }
+    };
+    let label = cli.command.label();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            // "Not in the archive" is the normal end of a restore; PostgreSQL asks every few
+            // seconds on a standby, so it stays out of the log.
+            if !(e.kind == Kind::NotFound && label.starts_with("fetch")) {
+                eprintln!("walship: {label}: ERROR: {e}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Push { path, name } => {
+            crate::commands::push::run(&Config::resolve(&cli.global)?, &path, &name)
+        }
+        Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
+        Command::Demo(args) => crate::commands::demo::run(&args),
+    }
+}

@@ -1,0 +1,109 @@
+//! `walship push %p %f` (archive_command): validate the name, make sure the repository belongs to
+//! this cluster (initializing an empty one), push the file, log one line. Exit 0 only once the
+//! object is durable.
+
+use std::fs::{self, File};
+use std::path::Path;
+
+use super::human_bytes;
+use crate::config::Config;
+use crate::error::{Context, Error, Result};
+use crate::pg::{WalFileName, WalHeader};
+use crate::repo::{Identity, Repository};
+use crate::transfer::{
+    PushOptions, PushOutcome, check_identity, identity_of, push_file, read_segment_header,
+};
+
+pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
+    let name = WalFileName::parse(name)?;
+    if path.file_name().and_then(|f| f.to_str()) != Some(name.as_str()) {
+        // PostgreSQL passes %p = pg_wal/%f; anything else is a wrongly written archive_command.
+        return Err(Error::usage(format!(
+            "path {} does not end in the file name {}",
+            path.display(),
+            name.as_str()
+        ))
+        .with_hint("Use archive_command = 'walship push %p %f'."));
+    }
+    let mut repo = config.open_repository()?;
+    let identity = ensure_identity(&mut repo, path, &name)?;
+    let opts = PushOptions {
+        compression: config.compression,
+        level: config.compression_level,
+        threads: config.compress_threads,
+    };
+    let report = push_file(&repo, &identity, path, &name, &opts)?;
+    let ms = report.elapsed.as_millis();
+    match report.outcome {
+        PushOutcome::Stored => eprintln!(
+            "walship: pushed {} ({} -> {}, ratio {:.2}, {}-{}) to {} in {ms} ms",
+            name.as_str(),
+            human_bytes(report.original_bytes),
+            human_bytes(report.stored_bytes),
+            report.original_bytes as f64 / report.stored_bytes.max(1) as f64,
+            opts.compression.name(),
+            opts.level,
+            repo.describe()
+        ),
+        PushOutcome::AlreadyArchived => eprintln!(
+            "walship: {} was already archived in {} with identical content; nothing written ({ms} ms)",
+            name.as_str(),
+            repo.describe()
+        ),
+    }
+    Ok(())
+}
+
+/// The repository's identity, creating it in an empty repository from this file (a segment) or,
+/// for history and backup files, from a segment in the same pg_wal directory: after a promotion
+/// the first file archived is a history file, and a new repository must not stall on it.
+fn ensure_identity(repo: &mut Repository, path: &Path, name: &WalFileName) -> Result<Identity> {
+    if let Some(id) = repo.identity() {
+        return Ok(id.clone());
+    }
+    let header = if name.has_wal_header() {
+        let mut f = File::open(path).context(format!("opening {}", path.display()))?;
+        read_segment_header(&mut f, name, &path.display().to_string())?
+    } else {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        header_from_wal_dir(dir)?
+    };
+    let id = repo.initialize(&identity_of(&header))?.clone();
+    check_identity(&header, &id, name.as_str(), &repo.describe())?;
+    Ok(id)
+}
+
+/// The header of any segment-sized WAL file in `dir` (recycled segments count: they are this
+/// cluster's, even if their page addresses are old).
+fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
+    let entries = fs::read_dir(dir).context(format!("listing {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let fname = entry.file_name();
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        if WalFileName::parse(fname).ok().map(|n| n.kind()) != Some(crate::pg::WalKind::Segment) {
+            continue;
+        }
+        let mut first = [0u8; crate::pg::walheader::LONG_HEADER_LEN];
+        let Ok(mut f) = File::open(entry.path()) else {
+            continue;
+        };
+        if crate::storage::read_full(&mut f, &mut first).ok() != Some(first.len()) {
+            continue;
+        }
+        if let Ok(h) = WalHeader::parse(&first, fname) {
+            if f.metadata().map(|m| m.len()).ok() == Some(u64::from(h.segment_size)) {
+                return Ok(h);
+            }
+        }
+    }
+    Err(Error::usage(format!(
+        "the repository is empty and no WAL segment in {} tells which cluster this file belongs to",
+        dir.display()
+    ))
+    .with_hint("Push a WAL segment first (SELECT pg_switch_wal() makes the server archive one)."))
+}

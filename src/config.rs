@@ -1,0 +1,275 @@
+//! The resolved configuration: flags beat `WALSHIP_*` environment variables (clap reads both),
+//! which beat the TOML file (`--config`, `WALSHIP_CONFIG`, default /etc/walship.toml), which beats
+//! the built-in defaults. Built once, after flags are parsed, before any command runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::GlobalFlags;
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::storage::local::LocalStorage;
+use crate::storage::ssh::{SshOptions, SshStorage};
+use crate::storage::{Location, Storage};
+
+pub const DEFAULT_CONFIG: &str = "/etc/walship.toml";
+
+/// The configuration file. Every key is optional; unknown keys are an error (a typo must not
+/// silently fall back to a default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub repo: Option<String>,
+    pub compression: Option<String>,
+    pub compression_level: Option<i32>,
+    pub compress_threads: Option<u32>,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub ssh_timeout: Option<u64>,
+    pub fetch_retries: Option<u32>,
+    pub pgdata: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub repo: Option<String>,
+    pub compression: Compression,
+    pub compression_level: i32,
+    pub compress_threads: u32,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub ssh_timeout: Duration,
+    pub fetch_retries: u32,
+    pub pgdata: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// Read the file named by `--config`/`WALSHIP_CONFIG` (must exist), or the default path (may
+    /// be missing).
+    pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
+        let (path, must_exist) = match explicit {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_CONFIG), false),
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(ConfigFile::default());
+            }
+            Err(e) => {
+                return Err(Error::usage(format!(
+                    "configuration file {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        toml::from_str(&text).map_err(|e| {
+            Error::usage(format!(
+                "configuration file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            ))
+            .with_hint("`walship --help` lists every key.")
+        })
+    }
+}
+
+impl Config {
+    pub fn resolve(flags: &GlobalFlags) -> Result<Config> {
+        let file = ConfigFile::load(flags.config.as_deref())?;
+        let compression = match flags.compression.as_deref().or(file.compression.as_deref()) {
+            Some(c) => Compression::parse(c)?,
+            None => Compression::Zstd,
+        };
+        let compression_level = flags
+            .compression_level
+            .or(file.compression_level)
+            .unwrap_or(compression.default_level());
+        compression.check_level(compression_level)?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        let compress_threads = match flags
+            .compress_threads
+            .or(file.compress_threads)
+            .unwrap_or(0)
+        {
+            0 => cores.min(4),
+            n => n,
+        };
+        let ssh_timeout = flags.ssh_timeout.or(file.ssh_timeout).unwrap_or(30);
+        if ssh_timeout == 0 {
+            return Err(Error::usage("ssh_timeout must be at least 1 second"));
+        }
+        let known_hosts = flags
+            .known_hosts
+            .clone()
+            .or(file.known_hosts)
+            .unwrap_or_else(|| home_dir().join(".ssh/known_hosts"));
+        let repo = flags.repo.clone().or(file.repo);
+        if let Some(r) = &repo {
+            Location::parse(r)?; // report a bad location before anything else happens
+        }
+        Ok(Config {
+            repo,
+            compression,
+            compression_level,
+            compress_threads,
+            ssh_key: flags.ssh_key.clone().or(file.ssh_key),
+            known_hosts,
+            ssh_timeout: Duration::from_secs(ssh_timeout),
+            fetch_retries: flags.fetch_retries.or(file.fetch_retries).unwrap_or(2),
+            pgdata: flags.pgdata.clone().or(file.pgdata),
+        })
+    }
+
+    /// Connect to the configured repository and check its format version.
+    pub fn open_repository(&self) -> Result<Repository> {
+        let repo = self.repo.as_deref().ok_or_else(|| {
+            Error::usage("no repository configured").with_hint(format!(
+                "Set `repo` in {DEFAULT_CONFIG} (or --config), WALSHIP_REPO, or --repo."
+            ))
+        })?;
+        let storage: Box<dyn Storage> = match Location::parse(repo)? {
+            Location::Local(path) => Box::new(LocalStorage::new(path)),
+            Location::Ssh(url) => Box::new(SshStorage::connect(
+                &url,
+                &SshOptions {
+                    key: self.ssh_key.clone(),
+                    known_hosts: self.known_hosts.clone(),
+                    timeout: self.ssh_timeout,
+                },
+            )?),
+        };
+        Repository::open(storage)
+    }
+}
+
+/// The login name of the effective user (for SSH logins without `user@`).
+pub fn current_user() -> String {
+    passwd_field(|pw| pw.pw_name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "postgres".into())
+}
+
+/// The effective user's home directory: $HOME, else the password database.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| passwd_field(|pw| pw.pw_dir).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
+    // SAFETY: getpwuid returns a pointer to static storage or null; we copy the string out at once
+    // and walship is single-threaded when it calls this.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() {
+            return None;
+        }
+        let p = field(&*pw);
+        if p.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> Result<Config> {
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        Config::resolve(&cli.global)
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "repo = \"/from/file\"\ncompression = \"bzip2\"\nfetch_retries = 5\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = resolve(&["walship", "--config", f, "fetch", "X", "Y"]).unwrap();
+        assert_eq!(c.repo.as_deref(), Some("/from/file"));
+        assert_eq!(
+            (c.compression, c.compression_level, c.fetch_retries),
+            (Compression::Bzip2, 9, 5)
+        );
+        let c = resolve(&[
+            "walship",
+            "--config",
+            f,
+            "--repo",
+            "/from/flag",
+            "--compression",
+            "zstd",
+            "fetch",
+            "X",
+            "Y",
+        ])
+        .unwrap();
+        assert_eq!(c.repo.as_deref(), Some("/from/flag"));
+        assert_eq!((c.compression, c.compression_level), (Compression::Zstd, 1));
+    }
+
+    #[test]
+    fn bad_files_and_values_are_usage_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(&file, "repository = \"/typo\"\n").unwrap();
+        let e = resolve(&[
+            "walship",
+            "--config",
+            file.to_str().unwrap(),
+            "fetch",
+            "X",
+            "Y",
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+        let missing = dir.path().join("nope.toml");
+        let e = resolve(&[
+            "walship",
+            "--config",
+            missing.to_str().unwrap(),
+            "fetch",
+            "X",
+            "Y",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        let e = resolve(&[
+            "walship",
+            "--config",
+            missing.to_str().unwrap(),
+            "fetch",
+            "X",
+            "Y",
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("nope.toml"));
+        std::fs::write(&file, "compression_level = 40\n").unwrap();
+        assert!(
+            resolve(&[
+                "walship",
+                "--config",
+                file.to_str().unwrap(),
+                "fetch",
+                "X",
+                "Y"
+            ])
+            .is_err()
+        );
+    }
+}

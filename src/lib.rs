@@ -1,0 +1,23 @@
+//! walship: PostgreSQL WAL archiving, log shipping and standby tooling.
+//!
+//! Layers, from the bottom:
+//! - [`storage`]: where bytes live (a local directory, an SSH host), with atomic, durable,
+//!   no-clobber writes behind one trait;
+//! - [`repo`]: the repository format of FORMAT.md on top of any storage (identity file, objects
+//!   with checksummed headers);
+//! - [`pg`]: everything about PostgreSQL (WAL names and headers, local clusters);
+//! - [`compress`]: zstd / bzip2 / none as stream filters;
+//! - [`transfer`]: the per-file workers (push one file, fetch one file);
+//! - [`commands`]: orchestration of each command; [`cli`] and [`config`]: flags and settings.
+
+pub mod cli;
+pub mod commands;
+pub mod compress;
+pub mod config;
+pub mod error;
+pub mod pg;
+pub mod repo;
+pub mod storage;
+pub mod transfer;
+
+pub use error::{Error, Kind, Result};

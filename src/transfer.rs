@@ -1,0 +1,344 @@
+//! The per-file workers: push one WAL file into a repository, fetch one back out. They take plain
+//! arguments and hold no global state, so the push-ahead and prefetch workers of later releases
+//! can run many of them in parallel, on any storage backend.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::compress::Compression;
+use crate::error::{Context, Error, Result};
+use crate::pg::{WalFileName, WalHeader};
+use crate::repo::object::{HEADER_LEN, hex};
+use crate::repo::{Identity, ObjectHeader, Repository};
+use crate::storage::{Publish, read_full};
+
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PushOptions {
+    pub compression: Compression,
+    pub level: i32,
+    /// Compression threads for this one file.
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Written, fsynced and published by this call.
+    Stored,
+    /// The identical file was already in the repository; nothing was written.
+    AlreadyArchived,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub outcome: PushOutcome,
+    pub original_bytes: u64,
+    /// Bytes of the object in the repository (header included).
+    pub stored_bytes: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchReport {
+    pub original_bytes: u64,
+    pub compression: Compression,
+    pub elapsed: Duration,
+}
+
+/// Read the WAL long page header of a segment file, and check it belongs under `name` at the
+/// file's length.
+pub fn read_segment_header(file: &mut File, name: &WalFileName, what: &str) -> Result<WalHeader> {
+    let len = file.metadata().context(format!("stat {what}"))?.len();
+    let mut first = [0u8; crate::pg::walheader::LONG_HEADER_LEN];
+    let n = read_full(file, &mut first).context(format!("reading {what}"))?;
+    let header = WalHeader::parse(&first[..n], what)?;
+    header.check_matches(name, len)?;
+    file.seek(SeekFrom::Start(0))
+        .context(format!("reading {what}"))?;
+    Ok(header)
+}
+
+/// The identity a segment header implies for a repository.
+pub fn identity_of(h: &WalHeader) -> Identity {
+    Identity {
+        system_identifier: h.system_identifier,
+        pg_version: h.pg_version,
+        wal_segment_size: h.segment_size,
+    }
+}
+
+/// Refuse a segment that belongs to another cluster, major version or segment size.
+pub fn check_identity(h: &WalHeader, repo: &Identity, name: &str, repo_desc: &str) -> Result<()> {
+    let hint = "One repository holds one cluster's WAL. Point this server at its own repository; if \
+                this server was rebuilt (initdb, or a restored snapshot of another cluster), give it a new one.";
+    if h.system_identifier != repo.system_identifier {
+        return Err(Error::conflict(format!(
+            "{name} belongs to the cluster with system identifier {}, but repository {repo_desc} belongs to {}",
+            h.system_identifier, repo.system_identifier
+        ))
+        .with_hint(hint));
+    }
+    if h.pg_version != repo.pg_version {
+        return Err(Error::conflict(format!(
+            "{name} is PostgreSQL {} WAL, but repository {repo_desc} holds PostgreSQL {} WAL",
+            h.pg_version, repo.pg_version
+        ))
+        .with_hint(hint));
+    }
+    if h.segment_size != repo.wal_segment_size {
+        return Err(Error::conflict(format!(
+            "{name} is from a cluster with {}-byte segments, but repository {repo_desc} holds {}-byte segments",
+            h.segment_size, repo.wal_segment_size
+        ))
+        .with_hint(hint));
+    }
+    Ok(())
+}
+
+/// Push one file into a repository whose identity is `identity`. Segments and partial segments
+/// are checked first (header, name, length, cluster). Returns only when the object is durable in
+/// the repository, or when an identical object was already there.
+pub fn push_file(
+    repo: &Repository,
+    identity: &Identity,
+    source: &Path,
+    name: &WalFileName,
+    opts: &PushOptions,
+) -> Result<PushReport> {
+    let started = Instant::now();
+    let what = source.display().to_string();
+    let mut file = File::open(source).context(format!("opening {what}"))?;
+    let original_bytes = file.metadata().context(format!("stat {what}"))?.len();
+    if name.has_wal_header() {
+        let header = read_segment_header(&mut file, name, &what)?;
+        check_identity(&header, identity, name.as_str(), &repo.describe())?;
+    }
+
+    if let Some(existing) = repo.object_header(name)? {
+        let (len, sha) = hash_file(&mut file, &what)?;
+        return compare_existing(&existing, len, &sha, repo, name, started, original_bytes);
+    }
+
+    let mut object = BufWriter::with_capacity(CHUNK, repo.create_object(name)?);
+    let writing = format!("writing {} to {}", name.as_str(), repo.describe());
+    // Placeholder header: an object is only trusted once the real one is written last (below).
+    object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    {
+        let mut encoder = opts
+            .compression
+            .encoder(&mut object, opts.level, opts.threads)
+            .context(&writing)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = read_full(&mut file, &mut buf).context(format!("reading {what}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            encoder.write_all(&buf[..n]).context(&writing)?;
+            len += n as u64;
+        }
+        encoder.finish().context(&writing)?;
+    }
+    if len != original_bytes {
+        return Err(Error::corrupt(format!(
+            "{what} changed size while it was being archived ({original_bytes} -> {len} bytes)"
+        )));
+    }
+    let sha: [u8; 32] = hasher.finalize().into();
+    let header = ObjectHeader {
+        compression: opts.compression,
+        original_len: len,
+        sha256: sha,
+        name: name.as_str().to_string(),
+    };
+    let stored_bytes = object.stream_position().context(&writing)?;
+    object.seek(SeekFrom::Start(0)).context(&writing)?;
+    object.write_all(&header.encode()).context(&writing)?;
+    let object = object
+        .into_inner()
+        .map_err(|e| Error::io(&writing, e.into_error()))?;
+    match object.commit()? {
+        Publish::Created => Ok(PushReport {
+            outcome: PushOutcome::Stored,
+            original_bytes,
+            stored_bytes,
+            elapsed: started.elapsed(),
+        }),
+        // Another writer published the same name while we wrote: compare with what won.
+        Publish::AlreadyExists => match repo.object_header(name)? {
+            Some(existing) => {
+                compare_existing(&existing, len, &sha, repo, name, started, original_bytes)
+            }
+            None => Err(Error::unavailable(format!(
+                "{} was reported as existing but cannot be read",
+                name.as_str()
+            ))),
+        },
+    }
+}
+
+fn compare_existing(
+    existing: &ObjectHeader,
+    len: u64,
+    sha: &[u8; 32],
+    repo: &Repository,
+    name: &WalFileName,
+    started: Instant,
+    original_bytes: u64,
+) -> Result<PushReport> {
+    if existing.original_len == len && existing.sha256 == *sha {
+        return Ok(PushReport {
+            outcome: PushOutcome::AlreadyArchived,
+            original_bytes,
+            stored_bytes: 0,
+            elapsed: started.elapsed(),
+        });
+    }
+    Err(Error::conflict(format!(
+        "{} is already archived in {} with different content: archived sha256 {} ({} bytes), this file sha256 {} ({} bytes); \
+         the archived copy was left untouched",
+        name.as_str(),
+        repo.describe(),
+        hex(&existing.sha256),
+        existing.original_len,
+        hex(sha),
+        len
+    ))
+    .with_hint(
+        "Two servers are archiving into one repository (split brain, or a restored snapshot). Find out which server is \
+         the real primary; point the other at a different repository. Never delete the archived copy to make this pass.",
+    ))
+}
+
+/// Fetch one file into `dest`: decompress into a temporary file beside it, verify length and
+/// SHA-256, and only then rename it to `dest`. A missing object is `Kind::NotFound`.
+pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<FetchReport> {
+    let started = Instant::now();
+    let Some((header, payload)) = repo.open_object(name)? else {
+        return Err(Error::not_found(format!(
+            "{} is not in {}",
+            name.as_str(),
+            repo.describe()
+        )));
+    };
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".walship-fetch-")
+        .tempfile_in(dir)
+        .context(format!("creating a temporary file in {}", dir.display()))?;
+
+    let storage_failed = Cell::new(false);
+    let mut source = TrackedReader {
+        inner: payload,
+        failed: &storage_failed,
+    };
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let corrupt = |why: String| {
+        Error::corrupt(format!("repository object {} in {} is damaged: {why}", name.as_str(), repo.describe()))
+            .with_hint("Nothing was handed to PostgreSQL. Restore the object from another copy of the archive.")
+    };
+    {
+        let mut decoder = header
+            .compression
+            .decoder(&mut source)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match read_full(&mut decoder, &mut buf) {
+                Ok(n) => n,
+                Err(e) if !storage_failed.get() => {
+                    return Err(corrupt(format!("decompression failed: {e}")));
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading {} from {}", name.as_str(), repo.describe()),
+                        e,
+                    ));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            len += n as u64;
+            if len > header.original_len {
+                return Err(corrupt(format!(
+                    "more than the {} bytes its header records",
+                    header.original_len
+                )));
+            }
+            hasher.update(&buf[..n]);
+            temp.write_all(&buf[..n])
+                .context(format!("writing {}", temp.path().display()))?;
+        }
+    }
+    if len != header.original_len {
+        return Err(corrupt(format!(
+            "{len} bytes after decompression, header records {}",
+            header.original_len
+        )));
+    }
+    let sha: [u8; 32] = hasher.finalize().into();
+    if sha != header.sha256 {
+        return Err(corrupt(format!(
+            "sha256 {} does not match the recorded {}",
+            hex(&sha),
+            hex(&header.sha256)
+        )));
+    }
+    // PostgreSQL fsyncs what it keeps (durable_rename); restore_command need not.
+    temp.persist(dest).map_err(|e| {
+        Error::io(
+            format!("moving the fetched file to {}", dest.display()),
+            e.error,
+        )
+    })?;
+    Ok(FetchReport {
+        original_bytes: len,
+        compression: header.compression,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A reader that remembers whether the underlying storage failed, so that a decompression error
+/// can be told apart from a dropped connection.
+struct TrackedReader<'a, R> {
+    inner: R,
+    failed: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for TrackedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
+}
+
+/// SHA-256 and length of a whole file, from its start.
+fn hash_file(file: &mut File, what: &str) -> Result<(u64, [u8; 32])> {
+    file.seek(SeekFrom::Start(0))
+        .context(format!("reading {what}"))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = read_full(file, &mut buf).context(format!("reading {what}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((len, hasher.finalize().into()))
+}
