@@ -1,0 +1,269 @@
+//! Shared test harness: run the real walship binary, make synthetic WAL segments, start a real
+//! OpenSSH server on 127.0.0.1 (stopped by its PID), and give PostgreSQL an unprivileged user when
+//! the tests run as root.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use walship::pg::cluster::{DEFAULT_PG_BIN, PgTools, RunAs, free_port};
+
+pub const MIB: u32 = 1 << 20;
+
+/// The walship binary under test, with no configuration from the machine it runs on.
+pub fn walship() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_walship"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WALSHIP_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("WALSHIP_CONFIG", "/dev/null");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Run a walship command and return (exit code, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String) {
+    let out: Output = cmd.output().expect("walship runs");
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The tools for PostgreSQL, as an unprivileged user when running as root
+/// (WALSHIP_TEST_USER, default postgres, else nobody).
+pub fn pg_tools() -> PgTools {
+    let user = std::env::var("WALSHIP_TEST_USER").ok();
+    let run_as = match user {
+        Some(u) => RunAs::when_root(&u),
+        None => RunAs::when_root("postgres").or_else(|_| RunAs::when_root("nobody")),
+    }
+    .expect("an unprivileged user for PostgreSQL");
+    let bin = std::env::var("WALSHIP_PG_BIN").unwrap_or_else(|_| DEFAULT_PG_BIN.into());
+    PgTools::new(bin, run_as).expect("PostgreSQL 15 binaries (apt-get install postgresql-15)")
+}
+
+/// A temporary directory the PostgreSQL user owns (and can therefore reach).
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub tools: PgTools,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let tools = pg_tools();
+        let dir = tempfile::Builder::new()
+            .prefix("walship-test-")
+            .tempdir()
+            .unwrap();
+        tools.chown(dir.path()).unwrap();
+        Workspace { dir, tools }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A subdirectory (mode 0700) owned by the PostgreSQL user.
+    pub fn mkdir(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        self.tools.make_dir(&p).unwrap();
+        p
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Bytes of a synthetic WAL segment: a PostgreSQL 15 long page header for `name` and `sysid`,
+/// then `fill` (half noise, half zeros by default, like real WAL).
+pub fn segment_bytes(name: &str, sysid: u64, seg_size: u32, seed: u64) -> Vec<u8> {
+    let tli = u32::from_str_radix(&name[0..8], 16).unwrap();
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    let per_log = 0x1_0000_0000u64 / u64::from(seg_size);
+    let addr = (log * per_log + seg) * u64::from(seg_size);
+    let mut b = noise(seed, seg_size as usize / 2);
+    b.resize(seg_size as usize, 0);
+    b[0..40].fill(0);
+    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    b[2..4].copy_from_slice(&2u16.to_le_bytes());
+    b[4..8].copy_from_slice(&tli.to_le_bytes());
+    b[8..16].copy_from_slice(&addr.to_le_bytes());
+    b[24..32].copy_from_slice(&sysid.to_le_bytes());
+    b[32..36].copy_from_slice(&seg_size.to_le_bytes());
+    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    b
+}
+
+/// Write a synthetic segment into `pg_wal` and return its path.
+pub fn write_segment(pg_wal: &Path, name: &str, sysid: u64, seed: u64) -> PathBuf {
+    fs::create_dir_all(pg_wal).unwrap();
+    let p = pg_wal.join(name);
+    fs::write(&p, segment_bytes(name, sysid, MIB, seed)).unwrap();
+    p
+}
+
+/// Every file below `dir`, relative, sorted (for "nothing changed" assertions).
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A real OpenSSH server on 127.0.0.1, public-key only, with its own host key; stopped (by PID)
+/// when dropped. It logs in `user` (the PostgreSQL user when root, else whoever runs the tests).
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub user: String,
+    pub dir: PathBuf,
+    /// Client private key whose public half is authorized.
+    pub client_key: PathBuf,
+    /// A known_hosts file that trusts this server's host key.
+    pub known_hosts: PathBuf,
+    pub host_pub: String,
+}
+
+fn ssh_keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "walship-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(st.success());
+}
+
+impl Sshd {
+    /// Start sshd with its files in `ws/<name>`.
+    pub fn start(ws: &Workspace, name: &str) -> Sshd {
+        let sshd_bin = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd_bin.exists(),
+            "/usr/sbin/sshd is missing: apt-get install openssh-server (tests/run does it)"
+        );
+        let dir = ws.mkdir(name);
+        let user = match &ws.tools.run_as {
+            Some(r) => r.user.clone(),
+            None => walship::config::current_user(),
+        };
+        ssh_keygen(&dir.join("host_key"));
+        ssh_keygen(&dir.join("client_key"));
+        ws.tools.chown(&dir.join("client_key")).unwrap();
+        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port().unwrap();
+        let host_pub = fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let host_pub: String = host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let known_hosts = dir.join("known_hosts");
+        fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}\n")).unwrap();
+        ws.tools.chown(&known_hosts).unwrap();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM {pam}\nAllowUsers {user}\n\
+                 AllowTcpForwarding no\nX11Forwarding no\nPermitTTY no\nSubsystem sftp internal-sftp\n",
+                d = dir.display(),
+                pam = if unsafe { libc::geteuid() } == 0 { "yes" } else { "no" }
+            ),
+        )
+        .unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            fs::create_dir_all("/run/sshd").unwrap(); // privilege separation directory
+        }
+        let child = Command::new(sshd_bin)
+            .arg("-D")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        let sshd = Sshd {
+            child,
+            port,
+            user,
+            client_key: dir.join("client_key"),
+            known_hosts,
+            host_pub,
+            dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sshd did not listen; see {}/sshd.log",
+                sshd.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sshd
+    }
+
+    /// `ssh://user@127.0.0.1:port/<path>`
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+
+    /// A walship config file for this server and `repo_path`, readable by the PostgreSQL user.
+    pub fn config(&self, ws: &Workspace, repo_path: &Path, file: &str) -> PathBuf {
+        let p = ws.path().join(file);
+        let mut f = fs::File::create(&p).unwrap();
+        writeln!(
+            f,
+            "repo = \"{}\"\nssh_key = \"{}\"\nknown_hosts = \"{}\"\nssh_timeout = 10\nfetch_retries = 1",
+            self.url(repo_path),
+            self.client_key.display(),
+            self.known_hosts.display()
+        )
+        .unwrap();
+        ws.tools.chown(&p).unwrap();
+        p
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // SAFETY: kill on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

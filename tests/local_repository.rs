@@ -1,0 +1,559 @@
+//! The walship binary against a local repository and synthetic WAL: every bad input gets a clear
+//! error and the right exit code, and nothing in the repository is lost or overwritten.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const SYSID: u64 = 7_441_234_567_890_123_456;
+const SEG: &str = "000000010000000000000003";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    pg_wal: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let repo = root.join("repo");
+        fs::create_dir(&repo).unwrap();
+        let pg_wal = root.join("pgdata/pg_wal");
+        fs::create_dir_all(&pg_wal).unwrap();
+        Env {
+            _dir: dir,
+            root,
+            repo,
+            pg_wal,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = walship();
+        c.arg("--repo")
+            .arg(&self.repo)
+            .current_dir(self.root.join("pgdata"));
+        c
+    }
+
+    fn push(&self, name: &str) -> (i32, String) {
+        run(self
+            .cmd()
+            .arg("push")
+            .arg(format!("pg_wal/{name}"))
+            .arg(name))
+    }
+
+    fn fetch(&self, name: &str, dest: &Path) -> (i32, String) {
+        run(self.cmd().arg("fetch").arg(name).arg(dest))
+    }
+
+    fn object(&self, name: &str) -> PathBuf {
+        self.repo.join("wal").join(&name[0..16]).join(name)
+    }
+}
+
+#[test]
+fn push_then_fetch_round_trips_every_kind_and_compression() {
+    for compression in ["zstd", "bzip2", "none"] {
+        let env = Env::new();
+        let seg = write_segment(&env.pg_wal, SEG, SYSID, 1);
+        let files = [
+            (SEG.to_string(), fs::read(&seg).unwrap()),
+            (
+                "00000002.history".to_string(),
+                b"1\t0/3000000\tno recovery target specified\n".to_vec(),
+            ),
+            (
+                format!("{SEG}.00000028.backup"),
+                b"START WAL LOCATION: 0/3000028\n".to_vec(),
+            ),
+            (
+                "000000010000000000000004.partial".to_string(),
+                segment_bytes("000000010000000000000004", SYSID, MIB, 2),
+            ),
+        ];
+        for (name, bytes) in &files {
+            fs::write(env.pg_wal.join(name), bytes).unwrap();
+            let (code, err) = run(env
+                .cmd()
+                .args(["--compression", compression, "push"])
+                .arg(format!("pg_wal/{name}"))
+                .arg(name));
+            assert_eq!(code, 0, "{compression} push {name}: {err}");
+            assert!(
+                err.contains(&format!("pushed {name}")),
+                "one log line per call: {err}"
+            );
+        }
+        for (name, bytes) in &files {
+            let dest = env.root.join("RECOVERYXLOG");
+            let (code, err) = env.fetch(name, &dest);
+            assert_eq!(code, 0, "{compression} fetch {name}: {err}");
+            assert_eq!(
+                &fs::read(&dest).unwrap(),
+                bytes,
+                "{compression} {name} came back different"
+            );
+        }
+        let id = fs::read_to_string(env.repo.join("walship.repo")).unwrap();
+        assert!(
+            id.contains(&format!("system_identifier = \"{SYSID}\""))
+                && id.contains("wal_segment_size = 1048576"),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn repository_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.object(SEG)), 0o600);
+    assert_eq!(mode(&env.repo.join("walship.repo")), 0o600);
+    assert_eq!(mode(&env.repo.join("wal")), 0o700);
+    assert_eq!(mode(&env.repo.join("wal/0000000100000000")), 0o700);
+}
+
+#[test]
+fn missing_file_is_exit_1_and_quiet() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let dest = env.root.join("RECOVERYXLOG");
+    let (code, err) = env.fetch("000000010000000000000009", &dest);
+    assert_eq!((code, err.as_str()), (1, ""));
+    let (code, _) = env.fetch("00000005.history", &dest);
+    assert_eq!(code, 1);
+    assert!(!dest.exists());
+}
+
+#[test]
+fn identical_repush_succeeds_and_different_content_is_refused_untouched() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let before = tree(&env.repo);
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("already archived") && err.contains("identical"),
+        "{err}"
+    );
+    // same name, same cluster, different bytes (split brain)
+    write_segment(&env.pg_wal, SEG, SYSID, 99);
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("different content") && err.matches("sha256").count() >= 2,
+        "{err}"
+    );
+    assert!(err.contains("HINT:"), "{err}");
+    assert_eq!(
+        tree(&env.repo),
+        before,
+        "the archived copy must be untouched"
+    );
+}
+
+#[test]
+fn bad_names_and_paths_are_usage_errors_and_write_nothing() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    let cases: &[(&str, &str)] = &[
+        ("../../etc/passwd", "../../etc/passwd"),
+        (
+            "pg_wal/000000010000000000000003",
+            "../000000010000000000000003",
+        ),
+        (
+            "pg_wal/000000010000000000000003",
+            "000000010000000000000003/",
+        ),
+        (
+            "pg_wal/000000010000000000000003",
+            "00000001000000000000000z",
+        ),
+        ("pg_wal/000000010000000000000003", "RECOVERYXLOG"),
+        ("pg_wal/000000010000000000000003", ""),
+        (
+            "pg_wal/000000010000000000000003",
+            "000000010000000000000003.tmp",
+        ),
+        // %p and %f disagree: a wrongly written archive_command
+        (
+            "pg_wal/000000010000000000000003",
+            "000000010000000000000004",
+        ),
+    ];
+    for (path, name) in cases {
+        let (code, err) = run(env.cmd().arg("push").arg(path).arg(name));
+        assert_eq!(code, 2, "push {path} {name}: {err}");
+        assert!(err.contains("ERROR:"), "{err}");
+    }
+    for name in [
+        "../walship.repo",
+        "/etc/passwd",
+        "wal/0000000100000000/000000010000000000000003",
+        "x.history",
+    ] {
+        let (code, err) = env.fetch(name, &env.root.join("out"));
+        assert_eq!(code, 2, "fetch {name}: {err}");
+    }
+    assert!(
+        tree(&env.repo).is_empty(),
+        "nothing may be written for a bad name"
+    );
+}
+
+#[test]
+fn bad_wal_files_are_refused_before_anything_is_written() {
+    let env = Env::new();
+    let good = segment_bytes(SEG, SYSID, MIB, 1);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated segment",
+            good[..good.len() - 8192].to_vec(),
+            "truncated",
+        ),
+        (
+            "shorter than a page header",
+            good[..20].to_vec(),
+            "too short",
+        ),
+        ("empty file", Vec::new(), "too short"),
+        ("not WAL at all", noise(5, MIB as usize), "magic"),
+        (
+            "another segment's bytes",
+            segment_bytes("000000010000000000000002", SYSID, MIB, 1),
+            "page address",
+        ),
+        (
+            "newer timeline in header",
+            segment_bytes("000000020000000000000003", SYSID, MIB, 1),
+            "timeline",
+        ),
+    ];
+    for (what, bytes, expect) in cases {
+        fs::write(env.pg_wal.join(SEG), &bytes).unwrap();
+        let (code, err) = env.push(SEG);
+        assert_eq!(code, 5, "{what}: {err}");
+        assert!(err.contains(expect), "{what}: expected {expect:?} in {err}");
+    }
+    let (code, err) = env.push("000000010000000000000007");
+    assert_eq!(code, 1, "a missing %p: {err}");
+    assert!(tree(&env.repo).is_empty());
+}
+
+#[test]
+fn a_second_cluster_is_refused_and_the_archive_is_unchanged() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let before = tree(&env.repo);
+    write_segment(&env.pg_wal, "000000010000000000000004", SYSID + 1, 2);
+    let (code, err) = env.push("000000010000000000000004");
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("system identifier") && err.contains(&SYSID.to_string()),
+        "{err}"
+    );
+    // a different segment size is another cluster too
+    let big = segment_bytes("000000010000000000000004", SYSID, 2 * MIB, 2);
+    fs::write(env.pg_wal.join("000000010000000000000004"), big).unwrap();
+    let (code, err) = env.push("000000010000000000000004");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("-byte segments"), "{err}");
+    assert_eq!(tree(&env.repo), before);
+}
+
+#[test]
+fn corrupt_objects_never_reach_postgres_and_stop_archive_recovery() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let object = env.object(SEG);
+    let good = fs::read(&object).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    let mut header_flip = good.clone();
+    header_flip[30] ^= 1;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("payload byte flipped", flipped),
+        ("header byte flipped", header_flip),
+        ("truncated payload", good[..good.len() - 100].to_vec()),
+        ("truncated header", good[..60].to_vec()),
+        ("empty object", Vec::new()),
+        (
+            "trailing garbage",
+            [good.clone(), b"garbage".to_vec()].concat(),
+        ),
+    ];
+    let pgdata = env.root.join("pgdata");
+    for (what, bytes) in cases {
+        fs::write(&object, &bytes).unwrap();
+        let dest = env.root.join("pgdata/pg_wal/RECOVERYXLOG");
+        // called by hand (no signal file): the plain corrupt code
+        let (code, err) = env.fetch(SEG, &dest);
+        assert_eq!(code, 5, "{what}: {err}");
+        assert!(
+            err.contains("damaged") || err.contains("header"),
+            "{what}: {err}"
+        );
+        // plain archive recovery: stop recovery rather than end it early
+        fs::write(pgdata.join("recovery.signal"), "").unwrap();
+        let (code, err) = env.fetch(SEG, &dest);
+        assert_eq!(code, 254, "{what}: {err}");
+        assert!(err.contains("stopping recovery"), "{err}");
+        // a standby: 1..125 so PostgreSQL retries, loudly
+        fs::write(pgdata.join("standby.signal"), "").unwrap();
+        let (code, err) = env.fetch(SEG, &dest);
+        assert_eq!(code, 5, "{what}: {err}");
+        assert!(err.contains("will ask again"), "{err}");
+        fs::remove_file(pgdata.join("standby.signal")).unwrap();
+        fs::remove_file(pgdata.join("recovery.signal")).unwrap();
+        assert!(!dest.exists(), "{what}: a damaged object reached %p");
+        let leftovers: Vec<_> = fs::read_dir(&env.pg_wal)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != SEG)
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{what}: temporary files left: {leftovers:?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_repository_is_an_error_not_an_empty_archive() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    fs::remove_dir(&env.repo).unwrap();
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("HINT:"),
+        "{err}"
+    );
+    assert!(
+        !env.repo.exists(),
+        "push must not create a missing repository (an unmounted file system)"
+    );
+    let dest = env.root.join("out");
+    let (code, _) = env.fetch(SEG, &dest);
+    assert_eq!(code, 3);
+    fs::write(env.root.join("pgdata/recovery.signal"), "").unwrap();
+    let (code, err) = run(env
+        .cmd()
+        .args(["--fetch-retries", "0", "fetch", SEG])
+        .arg(&dest));
+    assert_eq!(code, 254, "{err}");
+}
+
+#[test]
+fn an_unknown_repository_format_version_is_refused() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let id = env.repo.join("walship.repo");
+    let text = fs::read_to_string(&id).unwrap();
+    fs::write(&id, text.replace("version = 1", "version = 7")).unwrap();
+    write_segment(&env.pg_wal, "000000010000000000000004", SYSID, 2);
+    let (code, err) = env.push("000000010000000000000004");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("format version 7"), "{err}");
+    let (code, err) = env.fetch(SEG, &env.root.join("out"));
+    assert_eq!(code, 4, "{err}");
+    assert!(!env.object("000000010000000000000004").exists());
+}
+
+#[test]
+fn a_history_file_can_initialize_an_empty_repository_from_pg_wal() {
+    let env = Env::new();
+    fs::write(
+        env.pg_wal.join("00000002.history"),
+        "1\t0/3000000\tno recovery target specified\n",
+    )
+    .unwrap();
+    // nothing in pg_wal tells which cluster: refuse, clearly
+    let (code, err) = env.push("00000002.history");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no WAL segment"), "{err}");
+    // a recycled segment (old page address under a new name) still identifies the cluster
+    fs::write(
+        env.pg_wal.join("000000020000000000000009"),
+        segment_bytes(SEG, SYSID, MIB, 1),
+    )
+    .unwrap();
+    let (code, err) = env.push("00000002.history");
+    assert_eq!(code, 0, "{err}");
+    let id = fs::read_to_string(env.repo.join("walship.repo")).unwrap();
+    assert!(id.contains(&SYSID.to_string()));
+}
+
+#[test]
+fn disk_full_fails_cleanly_and_the_next_attempt_succeeds() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    // incompressible, so the object is bigger than the limit below
+    fs::write(env.pg_wal.join(SEG), {
+        let mut b = segment_bytes(SEG, SYSID, MIB, 1);
+        let n = noise(3, b.len() - 8192);
+        b[8192..].copy_from_slice(&n);
+        b
+    })
+    .unwrap();
+    // the identity file first, so that the limit hits the object write
+    write_segment(&env.pg_wal, "000000010000000000000002", SYSID, 4);
+    assert_eq!(env.push("000000010000000000000002").0, 0);
+    let before = tree(&env.repo);
+    let mut cmd = env.cmd();
+    cmd.arg("push").arg(format!("pg_wal/{SEG}")).arg(SEG);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    let (code, err) = run(&mut cmd);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("File too large") && err.contains("HINT:"),
+        "{err}"
+    );
+    assert_eq!(
+        tree(&env.repo),
+        before,
+        "no partial object and no temporary file may remain"
+    );
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 0, "{err}");
+    let dest = env.root.join("out");
+    assert_eq!(env.fetch(SEG, &dest).0, 0);
+    assert_eq!(
+        fs::read(&dest).unwrap(),
+        fs::read(env.pg_wal.join(SEG)).unwrap()
+    );
+}
+
+#[test]
+fn concurrent_pushes_of_one_segment_all_succeed_with_one_object() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            env.cmd()
+                .arg("push")
+                .arg(format!("pg_wal/{SEG}"))
+                .arg(SEG)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files = tree(&env.repo);
+    let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "wal/0000000100000000/000000010000000000000003",
+            "walship.repo"
+        ]
+    );
+}
+
+#[test]
+fn configuration_errors_are_usage_errors() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    let conf = env.root.join("walship.toml");
+    let cases: &[(&str, &[&str])] = &[
+        ("repo = \"/x\"\nrepository = \"typo\"\n", &[]),
+        ("repo = \"relative/path\"\n", &[]),
+        ("repo = \"s3://bucket\"\n", &[]),
+        ("compression = \"lz4\"\n", &[]),
+        ("compression_level = 99\n", &[]),
+        ("this is not toml", &[]),
+        ("", &[]), // no repository anywhere
+        ("repo = \"/x\"\n", &["--ssh-timeout", "0"]),
+    ];
+    for (text, extra) in cases {
+        fs::write(&conf, text).unwrap();
+        let mut c = walship();
+        c.current_dir(env.root.join("pgdata"))
+            .arg("--config")
+            .arg(&conf)
+            .args(*extra)
+            .arg("push")
+            .arg(format!("pg_wal/{SEG}"))
+            .arg(SEG);
+        let (code, err) = run(&mut c);
+        assert_eq!(code, 2, "{text:?}: {err}");
+        assert!(err.contains("ERROR:"), "{err}");
+    }
+    let (code, err) = run(walship()
+        .arg("--config")
+        .arg(env.root.join("missing.toml"))
+        .arg("push")
+        .arg("a")
+        .arg(SEG));
+    assert_eq!(code, 2, "{err}");
+    // flags beat the environment, which beats the file
+    fs::write(&conf, "repo = \"/nonexistent/from-file\"\n").unwrap();
+    let mut c = walship();
+    c.current_dir(env.root.join("pgdata"))
+        .env("WALSHIP_CONFIG", &conf)
+        .env("WALSHIP_REPO", &env.repo);
+    let (code, err) = run(c.arg("push").arg(format!("pg_wal/{SEG}")).arg(SEG));
+    assert_eq!(code, 0, "env must beat the file: {err}");
+}
+
+#[test]
+fn help_documents_every_configuration_key() {
+    let out = walship().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "repo",
+        "compression",
+        "compression_level",
+        "compress_threads",
+        "ssh_key",
+        "known_hosts",
+        "ssh_timeout",
+        "fetch_retries",
+        "pgdata",
+    ] {
+        assert!(
+            help.contains(&format!("  {key} ")),
+            "--help does not document {key}"
+        );
+    }
+    // the names DBAs know are accepted
+    assert_eq!(run(walship().args(["archive", "--help"])).0, 0);
+    assert_eq!(run(walship().args(["restore", "--help"])).0, 0);
+}
