@@ -7,7 +7,8 @@
 //!   with checksummed headers);
 //! - [`pg`]: everything about PostgreSQL (WAL names and headers, local clusters);
 //! - [`compress`]: zstd / bzip2 / none as stream filters;
-//! - [`transfer`]: the per-file workers (push one file, fetch one file);
+//! - [`transfer`]: the per-file workers (push one file, fetch one file), hashing on a helper
+//!   thread ([`hashing`]);
 //! - [`commands`]: orchestration of each command; [`cli`] and [`config`]: flags and settings.
 
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod compress;
 pub mod config;
 pub mod error;
+pub mod hashing;
 pub mod pg;
 pub mod repo;
 pub mod storage;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
 use crate::error::{Context, Error, Result};
+use crate::hashing::HashPipe;
 use crate::pg::{WalFileName, WalHeader};
 use crate::repo::object::{HEADER_LEN, hex};
 use crate::repo::{Identity, ObjectHeader, Repository};
@@ -129,31 +130,28 @@ pub fn push_file(
     let writing = format!("writing {} to {}", name.as_str(), repo.describe());
     // Placeholder header: an object is only trusted once the real one is written last (below).
     object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
-    let mut hasher = Sha256::new();
-    let mut len = 0u64;
+    let hasher = HashPipe::new(CHUNK);
     {
         let mut encoder = opts
             .compression
             .encoder(&mut object, opts.level, opts.threads)
             .context(&writing)?;
-        let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = read_full(&mut file, &mut buf).context(format!("reading {what}"))?;
-            if n == 0 {
+            let mut buf = hasher.buffer();
+            if read_chunk(&mut file, &mut buf).context(format!("reading {what}"))? == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            encoder.write_all(&buf[..n]).context(&writing)?;
-            len += n as u64;
+            encoder.write_all(&buf).context(&writing)?;
+            hasher.send(buf);
         }
         encoder.finish().context(&writing)?;
     }
+    let (len, sha) = hasher.finish();
     if len != original_bytes {
         return Err(Error::corrupt(format!(
             "{what} changed size while it was being archived ({original_bytes} -> {len} bytes)"
         )));
     }
-    let sha: [u8; 32] = hasher.finalize().into();
     let header = ObjectHeader {
         compression: opts.compression,
         original_len: len,
@@ -244,7 +242,7 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         inner: payload,
         failed: &storage_failed,
     };
-    let mut hasher = Sha256::new();
+    let hasher = HashPipe::new(CHUNK);
     let mut len = 0u64;
     let corrupt = |why: String| {
         Error::corrupt(format!("repository object {} in {} is damaged: {why}", name.as_str(), repo.describe()))
@@ -255,9 +253,9 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
             .compression
             .decoder(&mut source)
             .map_err(|e| corrupt(e.to_string()))?;
-        let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = match read_full(&mut decoder, &mut buf) {
+            let mut buf = hasher.buffer();
+            let n = match read_chunk(&mut decoder, &mut buf) {
                 Ok(n) => n,
                 Err(e) if !storage_failed.get() => {
                     return Err(corrupt(format!("decompression failed: {e}")));
@@ -279,9 +277,9 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
                     header.original_len
                 )));
             }
-            hasher.update(&buf[..n]);
-            temp.write_all(&buf[..n])
+            temp.write_all(&buf)
                 .context(format!("writing {}", temp.path().display()))?;
+            hasher.send(buf);
         }
     }
     if len != header.original_len {
@@ -290,7 +288,7 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
             header.original_len
         )));
     }
-    let sha: [u8; 32] = hasher.finalize().into();
+    let (_, sha) = hasher.finish();
     if sha != header.sha256 {
         return Err(corrupt(format!(
             "sha256 {} does not match the recorded {}",
@@ -323,6 +321,14 @@ impl<R: Read> Read for TrackedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).inspect_err(|_| self.failed.set(true))
     }
+}
+
+/// Read up to `CHUNK` bytes into `buf` (replacing its contents); 0 at end of file.
+fn read_chunk(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.resize(CHUNK, 0);
+    let n = read_full(r, buf)?;
+    buf.truncate(n);
+    Ok(n)
 }
 
 /// SHA-256 and length of a whole file, from its start.
