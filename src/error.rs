@@ -170,7 +170,7 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
-        assert!(EXIT_ABORT_RECOVERY > 125 && EXIT_ABORT_RECOVERY != 255);
+        const { assert!(EXIT_ABORT_RECOVERY > 125 && EXIT_ABORT_RECOVERY != 255) };
     }
 
     #[test]

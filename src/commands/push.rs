@@ -95,10 +95,10 @@ fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
         if crate::storage::read_full(&mut f, &mut first).ok() != Some(first.len()) {
             continue;
         }
-        if let Ok(h) = WalHeader::parse(&first, fname) {
-            if f.metadata().map(|m| m.len()).ok() == Some(u64::from(h.segment_size)) {
-                return Ok(h);
-            }
+        if let Ok(h) = WalHeader::parse(&first, fname)
+            && f.metadata().map(|m| m.len()).ok() == Some(u64::from(h.segment_size))
+        {
+            return Ok(h);
         }
     }
     Err(Error::usage(format!(

@@ -150,18 +150,19 @@ pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
         if hosts.starts_with('#') || hosts.starts_with('@') {
             continue;
         }
-        if hosts.split(',').any(|h| h == pattern) {
-            if let Some(kind) = fields.next() {
-                let kinds: &[&str] = if kind == "ssh-rsa" {
-                    &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
-                } else {
-                    &[kind]
-                };
-                for k in kinds {
-                    if HOST_KEY_ALGORITHMS.contains(k) && !known.contains(k) {
-                        known.push(k);
-                    }
-                }
+        if !hosts.split(',').any(|h| h == pattern) {
+            continue;
+        }
+        let Some(kind) = fields.next() else { continue };
+        // An RSA key is offered with the SHA-2 signature algorithms first, as OpenSSH does.
+        let kinds: &[&str] = if kind == "ssh-rsa" {
+            &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        } else {
+            &[kind]
+        };
+        for k in kinds {
+            if HOST_KEY_ALGORITHMS.contains(k) && !known.contains(k) {
+                known.push(k);
             }
         }
     }

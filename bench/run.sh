@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/run.sh — walship beside its peers, in one run, on the same 64 real WAL segments.
+#
+# Run as root on Debian 12, from the repository (the shared harness is expected in ../shared/bench,
+# or set PEERS_DIR):
+#   bash bench/run.sh                 # ~4 min: builds walship, runs every line, prints ratios
+#   ONLY='walship|pgbr-zst1' bash bench/run.sh   # a subset (peers.sh's ONLY)
+#
+# What it does: builds target/release/walship; runs the shared setup.sh (packages, the walbench
+# user, a PostgreSQL 15 corpus of 64 x 16 MiB segments, sshd on 127.0.0.1:2222, pgBackRest);
+# copies the shared peers.sh next to a scratch copy and adds walship's SSH lines (push and fetch
+# over ssh://walbench@127.0.0.1:2222 with the bench's pinned known_hosts) beside its local lines;
+# runs it; and prints the ratios the project's goals are stated in. Results stay in
+# /srv/walship-bench/results (never committed).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+PEERS_DIR=${PEERS_DIR:-$REPO/../shared/bench}
+[[ $EUID -eq 0 ]] || { echo "run as root (the harness switches to its bench user and runs sshd)" >&2; exit 1; }
+[[ -f $PEERS_DIR/peers.sh ]] || { echo "no peers harness in $PEERS_DIR (set PEERS_DIR)" >&2; exit 1; }
+
+(cd "$REPO" && cargo build --release --quiet)
+BIN=/usr/local/lib/walship-bench/walship          # a path the bench user can execute
+install -D -m 755 "$REPO/target/release/walship" "$BIN"
+
+bash "$PEERS_DIR/setup.sh"
+
+SCRATCH=$(mktemp -d /tmp/walship-bench.XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT
+cp "$PEERS_DIR"/*.sh "$SCRATCH/"
+# walship over SSH: the same command PostgreSQL would run, repository on the bench's sshd.
+SSH_ENV='WALSHIP_SSH_KEY=$SSHDIR/${BUSER}_ed25519 WALSHIP_KNOWN_HOSTS=$SSHDIR/known_hosts'
+awk -v env="$SSH_ENV" '
+    { print }
+    /^push walship / {
+        print "[[ -n ${WALSHIP_BIN:-} ]] &&"
+        print "push walship-ssh     \x27\x27                      \"WALSHIP_REPO=ssh://$BUSER@127.0.0.1:$SSHPORT@DEST@ " env " $WALSHIP_BIN push %p %f\""
+    }
+    /^fetch walship / {
+        print "[[ -n ${WALSHIP_BIN:-} ]] &&"
+        print "fetch walship-ssh    walship-ssh     \x27\x27                \"WALSHIP_REPO=ssh://$BUSER@127.0.0.1:$SSHPORT@SRC@ " env " $WALSHIP_BIN fetch %f %p\""
+    }' "$PEERS_DIR/peers.sh" >"$SCRATCH/peers.sh"
+grep -q 'push walship-ssh' "$SCRATCH/peers.sh" || { echo "could not add the SSH lines to peers.sh" >&2; exit 1; }
+
+WALSHIP_CONFIG=/dev/null WALSHIP_BIN=$BIN bash "$SCRATCH/peers.sh"
+TSV=$(ls -t /srv/walship-bench/results/peers-*.tsv | head -1)
+
+echo
+echo "## walship against its peers ($(basename "$TSV" .tsv)): ratio of wall time for 64 serial calls (lower is better)"
+echo
+awk -F'\t' '
+    NR > 1 && $3 == "ok" { w[$1 ":" $2] = $5 }
+    function row(label, a, b, goal) {
+        if (!(a in w) || !(b in w)) { printf "| %s | - | - | - | %s |\n", label, goal; return }
+        printf "| %s | %.2f s | %.2f s | %.2f | %s |\n", label, w[a], w[b], w[a] / w[b], goal
+    }
+    END {
+        print "| comparison | walship | peer | ratio | goal |"
+        print "|---|--:|--:|--:|---|"
+        row("push local vs pgBackRest sync (zst 1)",  "push:walship", "push:pgbr-zst1", "<= 1.0 (issue 2); <= 0.6 (issue 3)")
+        row("push local vs pgBackRest async (2 proc)", "push:walship", "push:pgbr-async-zst1", "<= 1.0 (issue 3)")
+        row("push local vs zstd -1 + fsync",          "push:walship", "push:zstd-1+fsync", "floor")
+        row("push local vs cp + fsync",               "push:walship", "push:cp+fsync", "floor")
+        row("push SSH vs rsync over ssh",             "push:walship-ssh", "push:rsync-ssh", "<= 0.125 (issue 3)")
+        row("push SSH vs pgBackRest SSH repository",  "push:walship-ssh", "push:pgbr-ssh-zst1", "<= 0.125 (issue 3)")
+        row("push SSH vs walship push local",         "push:walship-ssh", "push:walship", "<= 1.3 (issue 3)")
+        row("fetch local vs pgBackRest archive-get",  "fetch:walship", "fetch:pgbr", "<= 0.6 (issue 3)")
+        row("fetch local vs zstd -d",                 "fetch:walship", "fetch:zstd-d", "floor")
+        row("fetch SSH vs rsync over ssh",            "fetch:walship-ssh", "fetch:rsync-ssh", "<= 0.125 (issue 3)")
+    }' "$TSV"
