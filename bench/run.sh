@@ -26,6 +26,7 @@ install -D -m 755 "$REPO/target/release/walship" "$BIN"
 bash "$PEERS_DIR/setup.sh"
 
 SCRATCH=$(mktemp -d /tmp/walship-bench.XXXXXX)
+chmod 755 "$SCRATCH"                             # the bench user runs run-one.sh from here
 trap 'rm -rf "$SCRATCH"' EXIT
 cp "$PEERS_DIR"/*.sh "$SCRATCH/"
 # walship over SSH: the same command PostgreSQL would run, repository on the bench's sshd.
@@ -68,3 +69,5 @@ awk -F'\t' '
         row("fetch local vs zstd -d",                 "fetch:walship", "fetch:zstd-d", "floor")
         row("fetch SSH vs rsync over ssh",            "fetch:walship-ssh", "fetch:rsync-ssh", "<= 0.125 (issue 3)")
     }' "$TSV"
+bad=$(awk -F'\t' 'NR > 1 && $3 != "ok" {print $1 ":" $2 " " $3}' "$TSV")
+[[ -z $bad ]] || { echo; echo "lines that did not finish: $bad" >&2; exit 1; }

@@ -16,7 +16,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// restore_command = walship fetch; returns when the standby matches the primary.
 fn primary_and_standby(ws: &Workspace, walship_args: &str, segsize_mb: u32, repo_dir: &Path) {
     let tools = &ws.tools;
-    let bin = env!("CARGO_BIN_EXE_walship");
+    let bin = ws.walship_bin();
+    let bin = bin.display();
     let mut primary = Cluster::init(
         tools,
         &ws.path().join("primary"),

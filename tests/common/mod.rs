@@ -68,6 +68,19 @@ impl Workspace {
         self.dir.path()
     }
 
+    /// The walship binary under test, copied into the workspace so that the PostgreSQL user can
+    /// run it wherever the checkout lives (a clone under /root is not reachable for `postgres`).
+    pub fn walship_bin(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.path().join("walship");
+        if !bin.exists() {
+            fs::copy(env!("CARGO_BIN_EXE_walship"), &bin).unwrap();
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+            self.tools.chown(&bin).unwrap();
+        }
+        bin
+    }
+
     /// A subdirectory (mode 0700) owned by the PostgreSQL user.
     pub fn mkdir(&self, name: &str) -> PathBuf {
         let p = self.path().join(name);
