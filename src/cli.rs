@@ -28,6 +28,13 @@ CONFIGURATION
   pgdata             WALSHIP_PGDATA / --pgdata                 the working directory (PostgreSQL
                                                                runs restore_command in its data
                                                                directory)
+  push_ahead         WALSHIP_PUSH_AHEAD / --push-ahead         one per core; threads of the
+                                                               background worker that pushes the
+                                                               other .ready files (0 = off)
+  prefetch           WALSHIP_PREFETCH / --prefetch             8 segments fetched ahead of
+                                                               recovery (0 = off)
+  worker_idle_timeout  WALSHIP_WORKER_IDLE_TIMEOUT / ...       30 seconds before an idle background
+                                                               worker exits
 
 POSTGRESQL
   archive_command = 'walship push %p %f'
@@ -99,6 +106,20 @@ pub struct GlobalFlags {
     /// The PostgreSQL data directory (fetch reads standby.signal / recovery.signal there)
     #[arg(long, global = true, env = "WALSHIP_PGDATA", value_name = "DIR")]
     pub pgdata: Option<PathBuf>,
+    /// Background threads pushing the other .ready files ahead (0: off)
+    #[arg(long, global = true, env = "WALSHIP_PUSH_AHEAD", value_name = "N")]
+    pub push_ahead: Option<u32>,
+    /// Segments fetched ahead of recovery into the spool (0: off)
+    #[arg(long, global = true, env = "WALSHIP_PREFETCH", value_name = "N")]
+    pub prefetch: Option<u32>,
+    /// Seconds an idle background worker waits for work before it exits
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_WORKER_IDLE_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub worker_idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +142,18 @@ pub enum Command {
     },
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
+    /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
+    #[command(hide = true)]
+    PushAhead {
+        #[arg(long)]
+        pg_wal: PathBuf,
+    },
+    /// Background worker started by fetch: fetches the segments after the last one asked for
+    #[command(hide = true)]
+    Prefetch {
+        #[arg(long)]
+        pg_wal: PathBuf,
+    },
 }
 
 impl Command {
@@ -129,6 +162,8 @@ impl Command {
             Command::Push { name, .. } => format!("push {name}"),
             Command::Fetch { name, .. } => format!("fetch {name}"),
             Command::Demo(_) => "demo".into(),
+            Command::PushAhead { .. } => "push-ahead worker".into(),
+            Command::Prefetch { .. } => "prefetch worker".into(),
         }
     }
 }
@@ -168,5 +203,11 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
+        Command::PushAhead { pg_wal } => {
+            crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
+        }
+        Command::Prefetch { pg_wal } => {
+            crate::commands::prefetch::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
+        }
     }
 }

@@ -31,6 +31,9 @@ pub struct ConfigFile {
     pub ssh_timeout: Option<u64>,
     pub fetch_retries: Option<u32>,
     pub pgdata: Option<PathBuf>,
+    pub push_ahead: Option<u32>,
+    pub prefetch: Option<u32>,
+    pub worker_idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,12 @@ pub struct Config {
     pub ssh_timeout: Duration,
     pub fetch_retries: u32,
     pub pgdata: Option<PathBuf>,
+    /// Parallel push-ahead workers (0: push only the requested file).
+    pub push_ahead: u32,
+    /// Segments fetched ahead of recovery (0: fetch only the requested file).
+    pub prefetch: u32,
+    /// Seconds a background worker stays without work before it exits.
+    pub worker_idle_timeout: Duration,
 }
 
 impl ConfigFile {
@@ -123,7 +132,54 @@ impl Config {
             ssh_timeout: Duration::from_secs(ssh_timeout),
             fetch_retries: flags.fetch_retries.or(file.fetch_retries).unwrap_or(2),
             pgdata: flags.pgdata.clone().or(file.pgdata),
+            push_ahead: flags.push_ahead.or(file.push_ahead).unwrap_or(cores),
+            prefetch: flags.prefetch.or(file.prefetch).unwrap_or(8),
+            worker_idle_timeout: Duration::from_secs(
+                flags
+                    .worker_idle_timeout
+                    .or(file.worker_idle_timeout)
+                    .unwrap_or(30),
+            ),
         })
+    }
+
+    /// The repository location as configured (for messages and spool names).
+    pub fn location(&self) -> &str {
+        self.repo.as_deref().unwrap_or("")
+    }
+
+    /// Arguments that start a background worker (`subcommand`) with exactly this configuration:
+    /// every resolved value as a flag (flags beat the environment and the file), and no file.
+    pub fn worker_args(&self, subcommand: &str, pg_wal: &Path) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        let mut flag = |name: &str, value: std::ffi::OsString| {
+            a.push(format!("--{name}").into());
+            a.push(value);
+        };
+        flag("config", "/dev/null".into());
+        flag("repo", self.location().into());
+        flag("compression", self.compression.name().into());
+        flag(
+            "compression-level",
+            self.compression_level.to_string().into(),
+        );
+        flag("compress-threads", self.compress_threads.to_string().into());
+        if let Some(k) = &self.ssh_key {
+            flag("ssh-key", k.into());
+        }
+        flag("known-hosts", self.known_hosts.clone().into());
+        flag("ssh-timeout", self.ssh_timeout.as_secs().to_string().into());
+        flag("fetch-retries", self.fetch_retries.to_string().into());
+        flag("push-ahead", self.push_ahead.to_string().into());
+        flag("prefetch", self.prefetch.to_string().into());
+        flag(
+            "worker-idle-timeout",
+            self.worker_idle_timeout.as_secs().to_string().into(),
+        );
+        a.push(subcommand.into());
+        a.push("--pg-wal".into());
+        a.push(pg_wal.into());
+        a
     }
 
     /// Connect to the configured repository and check its format version.
@@ -221,6 +277,30 @@ mod tests {
         .unwrap();
         assert_eq!(c.repo.as_deref(), Some("/from/flag"));
         assert_eq!((c.compression, c.compression_level), (Compression::Zstd, 1));
+    }
+
+    #[test]
+    fn worker_args_reproduce_the_configuration() {
+        let c = resolve(&[
+            "walship",
+            "--repo",
+            "/r",
+            "--compression",
+            "bzip2",
+            "--push-ahead",
+            "3",
+            "--ssh-key",
+            "/k",
+            "fetch",
+            "X",
+            "Y",
+        ])
+        .unwrap();
+        let mut args: Vec<std::ffi::OsString> = vec!["walship".into()];
+        args.extend(c.worker_args("push-ahead", Path::new("/pg/pg_wal")));
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let w = Config::resolve(&cli.global).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{w:?}"));
     }
 
     #[test]

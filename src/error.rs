@@ -25,6 +25,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind an exit code stands for (how a background worker's failure travels back).
+    pub fn from_exit_code(code: i32) -> Kind {
+        [
+            Kind::NotFound,
+            Kind::Usage,
+            Kind::Unavailable,
+            Kind::Conflict,
+            Kind::Corrupt,
+        ]
+        .into_iter()
+        .find(|k| k.exit_code() == code)
+        .unwrap_or(Kind::Unavailable)
+    }
+
     /// The exit code for this kind. One table, documented in the README.
     pub fn exit_code(self) -> i32 {
         match self {

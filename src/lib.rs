@@ -9,6 +9,7 @@
 //! - [`compress`]: zstd / bzip2 / none as stream filters;
 //! - [`transfer`]: the per-file workers (push one file, fetch one file), hashing on a helper
 //!   thread ([`hashing`]);
+//! - [`spool`]: where background workers (push-ahead, prefetch) and foreground calls meet;
 //! - [`commands`]: orchestration of each command; [`cli`] and [`config`]: flags and settings.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod hashing;
 pub mod pg;
 pub mod repo;
+pub mod spool;
 pub mod storage;
 pub mod transfer;
 

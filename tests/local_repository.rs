@@ -323,11 +323,17 @@ fn corrupt_objects_never_reach_postgres_and_stop_archive_recovery() {
         fs::remove_file(pgdata.join("standby.signal")).unwrap();
         fs::remove_file(pgdata.join("recovery.signal")).unwrap();
         assert!(!dest.exists(), "{what}: a damaged object reached %p");
+        // nothing beside the segment but the prefetch spool, and nothing of this segment in it
         let leftovers: Vec<_> = fs::read_dir(&env.pg_wal)
             .unwrap()
             .map(|e| e.unwrap().file_name())
-            .filter(|n| n != SEG)
+            .filter(|n| n != SEG && n != "walship")
             .collect();
+        let spooled: Vec<_> = tree(&env.pg_wal.join("walship"))
+            .into_iter()
+            .filter(|(n, _)| n.contains(SEG))
+            .collect();
+        assert!(spooled.is_empty(), "{what}: in the spool: {spooled:?}");
         assert!(
             leftovers.is_empty(),
             "{what}: temporary files left: {leftovers:?}"

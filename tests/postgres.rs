@@ -86,6 +86,11 @@ fn primary_and_standby(ws: &Workspace, walship_args: &str, segsize_mb: u32, repo
         "a standby stays a standby"
     );
 
+    let primary_log = std::fs::read_to_string(&primary.log).unwrap();
+    assert!(
+        primary_log.contains("by the push-ahead worker"),
+        "the archiver's calls did not go through the push-ahead worker"
+    );
     let log = std::fs::read_to_string(&standby.log).unwrap();
     assert!(
         log.contains("walship: fetched"),
@@ -114,7 +119,10 @@ fn a_standby_follows_the_primary_through_a_local_repository() {
     let repo = ws.mkdir("repo");
     primary_and_standby(
         &ws,
-        &format!("--config /dev/null --repo {}", repo.display()),
+        &format!(
+            "--config /dev/null --worker-idle-timeout 2 --repo {}",
+            repo.display()
+        ),
         16,
         &repo,
     );

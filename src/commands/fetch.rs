@@ -9,13 +9,15 @@
 //!   Exit 1 there would end recovery early and open a new timeline without the rest of the WAL.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::human_bytes;
+use super::prefetch::{WANT, in_flight_marker};
 use crate::cli::GlobalFlags;
 use crate::config::Config;
 use crate::error::{Kind, Result};
-use crate::pg::WalFileName;
+use crate::pg::{WalFileName, WalKind};
+use crate::spool::{Spool, SpoolKind, spawn_worker};
 use crate::transfer::{FetchReport, fetch_file};
 
 /// What kind of recovery the server calling us is in, from its signal files.
@@ -43,19 +45,37 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
     let pgdata = flags.pgdata.clone().unwrap_or_else(|| PathBuf::from("."));
     let mode = RecoveryMode::detect(&pgdata);
     let mut retries = 0;
-    let result = (|| {
+    let started = Instant::now();
+    let result = (|| -> Result<Option<FetchReport>> {
         let config = Config::resolve(flags)?;
         retries = config.fetch_retries;
         let name = WalFileName::parse(name)?;
-        fetch_with_retries(&config, &name, dest)
+        let prefetcher = Prefetcher::for_request(&config, &name, dest);
+        if let Some(p) = &prefetcher {
+            let served = p.take(&name, dest);
+            // Announce before fetching ourselves, so the worker starts on the next segments
+            // while this one is fetched.
+            p.announce(&config, &name);
+            if served {
+                return Ok(None);
+            }
+        }
+        fetch_with_retries(&config, &name, dest).map(Some)
     })();
     match result {
-        Ok(report) => {
+        Ok(Some(report)) => {
             eprintln!(
                 "walship: fetched {name} ({}, {}) in {} ms",
                 human_bytes(report.original_bytes),
                 report.compression.name(),
                 report.elapsed.as_millis()
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            eprintln!(
+                "walship: fetched {name} from the prefetch spool (verified on arrival) in {} ms",
+                started.elapsed().as_millis()
             );
             Ok(())
         }
@@ -81,6 +101,72 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
                 RecoveryMode::Unknown => e.message = format!("{}{tries}", e.message),
             }
             Err(e)
+        }
+    }
+}
+
+/// How long a call waits for a segment the prefetch worker is fetching before fetching it itself.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(60);
+
+/// The foreground's side of prefetching: segments only, and only when `prefetch` > 0 and the
+/// spool beside `%p` can be used.
+struct Prefetcher {
+    spool: Spool,
+}
+
+impl Prefetcher {
+    fn for_request(config: &Config, name: &WalFileName, dest: &Path) -> Option<Prefetcher> {
+        if config.prefetch == 0 || name.kind() != WalKind::Segment {
+            return None;
+        }
+        let pg_wal = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Spool::open(pg_wal, SpoolKind::Fetch, config.location())
+            .ok()
+            .map(|spool| Prefetcher { spool })
+    }
+
+    /// Move a prefetched (already verified) segment to `%p`; false if the spool does not have it.
+    /// A segment the worker is fetching right now is waited for (while the worker lives) rather
+    /// than fetched a second time.
+    fn take(&self, name: &WalFileName, dest: &Path) -> bool {
+        let started = Instant::now();
+        let marker = in_flight_marker(&self.spool, name.as_str());
+        loop {
+            if std::fs::rename(self.spool.dir.join(name.as_str()), dest).is_ok() {
+                return true;
+            }
+            if !marker.exists() || started.elapsed() > IN_FLIGHT_WAIT || !self.spool.worker_alive()
+            {
+                // one last look: the worker may have published it just now
+                return std::fs::rename(self.spool.dir.join(name.as_str()), dest).is_ok();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Tell the worker which segment recovery is at, starting a worker if none runs. Failing to
+    /// start one only costs speed, so it is logged, not returned.
+    fn announce(&self, config: &Config, name: &WalFileName) {
+        if let Err(e) = self.spool.write_atomic(WANT, name.as_str()) {
+            eprintln!(
+                "walship: fetch {}: prefetch disabled for this call: {e}",
+                name.as_str()
+            );
+            return;
+        }
+        if !self.spool.worker_alive()
+            && let Err(e) = spawn_worker(
+                &self.spool,
+                &config.worker_args("prefetch", &self.spool.pg_wal),
+            )
+        {
+            eprintln!(
+                "walship: fetch {}: cannot start the prefetch worker: {e}",
+                name.as_str()
+            );
         }
     }
 }

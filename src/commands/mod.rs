@@ -3,7 +3,9 @@
 
 pub mod demo;
 pub mod fetch;
+pub mod prefetch;
 pub mod push;
+pub mod push_ahead;
 
 /// Format a byte count for humans: 16.0 MiB.
 pub fn human_bytes(n: u64) -> String {

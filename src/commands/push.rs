@@ -4,12 +4,14 @@
 
 use std::fs::{self, File};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::human_bytes;
 use crate::config::Config;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::pg::{WalFileName, WalHeader};
 use crate::repo::{Identity, Repository};
+use crate::spool::{Ack, SourceStamp, Spool, SpoolKind, spawn_worker};
 use crate::transfer::{
     PushOptions, PushOutcome, check_identity, identity_of, push_file, read_segment_header,
 };
@@ -24,6 +26,18 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
             name.as_str()
         ))
         .with_hint("Use archive_command = 'walship push %p %f'."));
+    }
+    if config.push_ahead > 0 {
+        let started = Instant::now();
+        if let Some(summary) = push_via_worker(config, path, &name)? {
+            eprintln!(
+                "walship: pushed {} ({summary}, by the push-ahead worker) to {}; this call took {} ms",
+                name.as_str(),
+                config.location(),
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
     }
     let mut repo = config.open_repository()?;
     let identity = ensure_identity(&mut repo, path, &name)?;
@@ -54,10 +68,69 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// How long a call waits for the worker's acknowledgement before pushing its file itself.
+const WORKER_WAIT: Duration = Duration::from_secs(120);
+
+/// Let the push-ahead worker push this file (starting the worker if none runs) and wait for its
+/// acknowledgement. `Ok(None)`: no acknowledgement will come (the file is not `.ready`, the worker
+/// died, or it took too long), so the caller pushes the file itself; either way a file is only
+/// reported as archived once it is durable in the repository.
+fn push_via_worker(config: &Config, path: &Path, name: &WalFileName) -> Result<Option<String>> {
+    let pg_wal = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !pg_wal
+        .join("archive_status")
+        .join(format!("{}.ready", name.as_str()))
+        .exists()
+    {
+        return Ok(None); // not PostgreSQL's archiver calling (or already marked done)
+    }
+    let spool = match Spool::open(pg_wal, SpoolKind::Push, config.location()) {
+        Ok(s) => s,
+        Err(_) => return Ok(None), // a read-only pg_wal: push directly
+    };
+    let stamp = SourceStamp::of(path)?;
+    let started = Instant::now();
+    let mut spawned: Option<std::process::Child> = None;
+    loop {
+        match spool.take_ack(name.as_str(), &stamp) {
+            Some(Ack::Done(summary)) => return Ok(Some(summary)),
+            Some(Ack::Failed(code, message)) => {
+                let mut e = Error::new(Kind::from_exit_code(code), message);
+                e.message = format!("(push-ahead worker) {}", e.message);
+                return Err(e);
+            }
+            None => {}
+        }
+        let ours_running = spawned
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if !ours_running && !spool.worker_alive() {
+            if spawned.is_some() {
+                return Ok(None); // the worker we started is gone without an answer
+            }
+            spawned = Some(spawn_worker(
+                &spool,
+                &config.worker_args("push-ahead", &spool.pg_wal),
+            )?);
+        }
+        if started.elapsed() > WORKER_WAIT {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// The repository's identity, creating it in an empty repository from this file (a segment) or,
 /// for history and backup files, from a segment in the same pg_wal directory: after a promotion
 /// the first file archived is a history file, and a new repository must not stall on it.
-fn ensure_identity(repo: &mut Repository, path: &Path, name: &WalFileName) -> Result<Identity> {
+pub(crate) fn ensure_identity(
+    repo: &mut Repository,
+    path: &Path,
+    name: &WalFileName,
+) -> Result<Identity> {
     if let Some(id) = repo.identity() {
         return Ok(id.clone());
     }

@@ -262,7 +262,7 @@ impl Sshd {
         let mut f = fs::File::create(&p).unwrap();
         writeln!(
             f,
-            "repo = \"{}\"\nssh_key = \"{}\"\nknown_hosts = \"{}\"\nssh_timeout = 10\nfetch_retries = 1",
+            "repo = \"{}\"\nssh_key = \"{}\"\nknown_hosts = \"{}\"\nssh_timeout = 10\nfetch_retries = 1\nworker_idle_timeout = 2",
             self.url(repo_path),
             self.client_key.display(),
             self.known_hosts.display()

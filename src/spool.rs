@@ -1,0 +1,299 @@
+//! The spool: a directory beside the WAL (`pg_wal/walship/<kind>-<repository hash>/`) where the
+//! background workers and the foreground calls PostgreSQL makes meet.
+//!
+//! - push-ahead: the worker writes an acknowledgement `<name>.ok` once `<name>` is durable in the
+//!   repository (or `<name>.error` with the message); the foreground call takes it.
+//! - prefetch: the worker publishes verified files under their WAL names; the foreground call
+//!   renames one to `%p`.
+//!
+//! One spool per repository location, so acknowledgements and prefetched files of one repository
+//! are never taken for another's. pg_basebackup does not copy pg_wal's contents, so a spool never
+//! travels into a new standby. `worker.lock` (flock) proves a worker alive: the kernel drops the
+//! lock when the worker dies, however it dies.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Context, Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolKind {
+    Push,
+    Fetch,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    pub dir: PathBuf,
+    pub pg_wal: PathBuf,
+}
+
+/// What a push acknowledgement records about the source file, so that an acknowledgement is only
+/// ever taken for the very file it was written for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub len: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+}
+
+impl SourceStamp {
+    pub fn of(path: &Path) -> Result<SourceStamp> {
+        let m = fs::metadata(path).context(format!("stat {}", path.display()))?;
+        Ok(SourceStamp {
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            inode: m.ino(),
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!("{} {} {}\n", self.len, self.mtime_ns, self.inode)
+    }
+
+    fn decode(s: &str) -> Option<SourceStamp> {
+        let mut it = s.split_whitespace();
+        Some(SourceStamp {
+            len: it.next()?.parse().ok()?,
+            mtime_ns: it.next()?.parse().ok()?,
+            inode: it.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// A taken acknowledgement.
+#[derive(Debug)]
+pub enum Ack {
+    /// Durable in the repository; the worker's summary of the push.
+    Done(String),
+    /// The worker failed: the exit code of its error, and the message.
+    Failed(i32, String),
+}
+
+impl Spool {
+    /// The spool for `kind` and repository `location`, beside the WAL in `pg_wal`. Created (0700)
+    /// if missing.
+    pub fn open(pg_wal: &Path, kind: SpoolKind, location: &str) -> Result<Spool> {
+        // Absolute, because a worker started from here runs in another directory.
+        let pg_wal =
+            std::path::absolute(pg_wal).context(format!("resolving {}", pg_wal.display()))?;
+        let hash: String = Sha256::digest(location.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let prefix = match kind {
+            SpoolKind::Push => "push",
+            SpoolKind::Fetch => "fetch",
+        };
+        let dir = pg_wal.join("walship").join(format!("{prefix}-{hash}"));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .context(format!("creating spool {}", dir.display()))?;
+        Ok(Spool { dir, pg_wal })
+    }
+
+    /// Try to become the worker: `Some(lock)` while held, `None` if another worker holds it.
+    pub fn try_lock_worker(&self) -> Result<Option<File>> {
+        let path = self.dir.join("worker.lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .context(format!("opening {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()), e))
+            }
+        }
+    }
+
+    /// Whether a worker holds the lock right now.
+    pub fn worker_alive(&self) -> bool {
+        matches!(self.try_lock_worker(), Ok(None))
+    }
+
+    /// Write a file in the spool atomically (temp + rename; no fsync: a spool is a cache whose
+    /// loss only costs time).
+    pub fn write_atomic(&self, name: &str, contents: &str) -> Result<()> {
+        let final_path = self.dir.join(name);
+        let mut t = tempfile::Builder::new()
+            .prefix(".ack-")
+            .tempfile_in(&self.dir)
+            .context(format!("writing {}", final_path.display()))?;
+        t.write_all(contents.as_bytes())
+            .context(format!("writing {}", final_path.display()))?;
+        t.persist(&final_path)
+            .map_err(|e| Error::io(format!("writing {}", final_path.display()), e.error))?;
+        Ok(())
+    }
+
+    /// Acknowledge that `name` is durable in the repository; `summary` is for the log line.
+    pub fn ack_ok(&self, name: &str, stamp: &SourceStamp, summary: &str) -> Result<()> {
+        let _ = fs::remove_file(self.dir.join(format!("{name}.error")));
+        self.write_atomic(
+            &format!("{name}.ok"),
+            &format!("{}{summary}\n", stamp.encode()),
+        )
+    }
+
+    /// Record that pushing `name` failed, with the exit code its error maps to.
+    pub fn ack_error(&self, name: &str, exit_code: i32, message: &str) -> Result<()> {
+        self.write_atomic(&format!("{name}.error"), &format!("{exit_code}\n{message}"))
+    }
+
+    pub fn has_ack(&self, name: &str) -> bool {
+        self.dir.join(format!("{name}.ok")).exists()
+            || self.dir.join(format!("{name}.error")).exists()
+    }
+
+    /// Take (read and remove) the acknowledgement for `name`, if there is one that belongs to
+    /// this exact source file. An acknowledgement for another file of the same name (the stamp
+    /// differs) is removed and ignored.
+    pub fn take_ack(&self, name: &str, stamp: &SourceStamp) -> Option<Ack> {
+        let ok = self.dir.join(format!("{name}.ok"));
+        if let Ok(text) = fs::read_to_string(&ok) {
+            let _ = fs::remove_file(&ok);
+            let (first, summary) = text.split_once('\n').unwrap_or((&text, ""));
+            if SourceStamp::decode(first).as_ref() == Some(stamp) {
+                return Some(Ack::Done(summary.trim().to_string()));
+            }
+        }
+        let err = self.dir.join(format!("{name}.error"));
+        if let Ok(text) = fs::read_to_string(&err) {
+            let _ = fs::remove_file(&err);
+            let (code, message) = text.split_once('\n').unwrap_or(("3", &text));
+            return Some(Ack::Failed(
+                code.trim().parse().unwrap_or(3),
+                message.to_string(),
+            ));
+        }
+        None
+    }
+
+    /// Remove leftovers of a worker that died: temporary files (dot-prefixed).
+    pub fn remove_temporaries(&self) {
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Names of the files in the spool (not temporaries, not the lock or logs).
+    pub fn entries(&self) -> Vec<String> {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.') && n != "worker.lock" && n != "worker.log")
+            .collect()
+    }
+
+    /// The log file a detached worker writes its stderr to.
+    pub fn log_file(&self) -> Result<File> {
+        let path = self.dir.join("worker.log");
+        // Keep the log small: a worker that logs only starts, stops and errors rarely reaches
+        // this, and a fresh log is better than an unbounded one.
+        if fs::metadata(&path)
+            .map(|m| m.len() > 4 << 20)
+            .unwrap_or(false)
+        {
+            let _ = fs::rename(&path, self.dir.join("worker.log.1"));
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .context(format!("opening {}", path.display()))
+    }
+}
+
+/// Start `walship <args>` detached from the caller (own session, no terminal, stderr to the
+/// spool's log), so that it outlives the archive_command or restore_command call.
+pub fn spawn_worker(spool: &Spool, args: &[std::ffi::OsString]) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("locating the walship binary")?;
+    let log = spool.log_file()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .current_dir(&spool.pg_wal);
+    // SAFETY: setsid is async-signal-safe; it detaches the worker from PostgreSQL's process group,
+    // so signals meant for the archiver or startup process do not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting a background worker")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_is_taken_once_and_only_for_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("000000010000000000000001");
+        fs::write(&src, b"x").unwrap();
+        let spool = Spool::open(dir.path(), SpoolKind::Push, "/repo").unwrap();
+        let stamp = SourceStamp::of(&src).unwrap();
+        spool
+            .ack_ok("000000010000000000000001", &stamp, "16 MiB")
+            .unwrap();
+        assert!(
+            matches!(spool.take_ack("000000010000000000000001", &stamp), Some(Ack::Done(s)) if s == "16 MiB")
+        );
+        assert!(spool.take_ack("000000010000000000000001", &stamp).is_none());
+        // an ack written for another file of the same name is not taken
+        let other = SourceStamp {
+            inode: stamp.inode + 1,
+            ..stamp.clone()
+        };
+        spool
+            .ack_ok("000000010000000000000001", &other, "")
+            .unwrap();
+        assert!(spool.take_ack("000000010000000000000001", &stamp).is_none());
+        spool
+            .ack_error("000000010000000000000001", 4, "boom\nHINT: x")
+            .unwrap();
+        assert!(
+            matches!(spool.take_ack("000000010000000000000001", &stamp), Some(Ack::Failed(4, m)) if m == "boom\nHINT: x")
+        );
+        // another repository, another spool
+        assert_ne!(
+            Spool::open(dir.path(), SpoolKind::Push, "/other")
+                .unwrap()
+                .dir,
+            spool.dir
+        );
+    }
+
+    #[test]
+    fn one_worker_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SpoolKind::Fetch, "/repo").unwrap();
+        assert!(!spool.worker_alive());
+        let lock = spool.try_lock_worker().unwrap().expect("free");
+        assert!(spool.try_lock_worker().unwrap().is_none());
+        assert!(spool.worker_alive());
+        drop(lock);
+        assert!(!spool.worker_alive());
+    }
+}

@@ -1,0 +1,336 @@
+//! The push-ahead and prefetch workers: they make serial calls fast without bending the contract.
+//! Every call still exits 0 only for its own durable (push) or verified (fetch) file; a worker's
+//! error reaches the call; a worker killed at any point loses nothing.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SYSID: u64 = 7_200_000_000_000_000_002;
+
+fn seg(n: u64) -> String {
+    format!("0000000100000000{n:08X}")
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    pg_wal: PathBuf,
+}
+
+impl Env {
+    /// A pg_wal with `count` segments, all `.ready`, as PostgreSQL leaves a backlog.
+    fn new(count: u64) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let repo = root.join("repo");
+        fs::create_dir(&repo).unwrap();
+        let pg_wal = root.join("pgdata/pg_wal");
+        fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+        for i in 1..=count {
+            write_segment(&pg_wal, &seg(i), SYSID, i);
+            fs::write(
+                pg_wal
+                    .join("archive_status")
+                    .join(format!("{}.ready", seg(i))),
+                "",
+            )
+            .unwrap();
+        }
+        Env {
+            _dir: dir,
+            root,
+            repo,
+            pg_wal,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = walship();
+        c.arg("--repo")
+            .arg(&self.repo)
+            .args(["--worker-idle-timeout", "1"])
+            .current_dir(self.root.join("pgdata"));
+        c
+    }
+
+    /// What PostgreSQL's archiver does for one file: call, and on exit 0 mark it done.
+    fn archive(&self, name: &str) -> (i32, String) {
+        let r = run(self
+            .cmd()
+            .arg("push")
+            .arg(format!("pg_wal/{name}"))
+            .arg(name));
+        if r.0 == 0 {
+            let st = self.pg_wal.join("archive_status");
+            fs::rename(
+                st.join(format!("{name}.ready")),
+                st.join(format!("{name}.done")),
+            )
+            .unwrap();
+        }
+        r
+    }
+
+    fn spool_dirs(&self, prefix: &str) -> Vec<PathBuf> {
+        fs::read_dir(self.pg_wal.join("walship"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The PID of the live worker of this kind, if any.
+    fn worker_pid(&self, prefix: &str) -> Option<i32> {
+        for dir in self.spool_dirs(prefix) {
+            let f = fs::File::open(dir.join("worker.lock")).ok()?;
+            if f.try_lock().is_err() {
+                return fs::read_to_string(dir.join("worker.lock"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok();
+            }
+        }
+        None
+    }
+
+    fn wait_workers_gone(&self, prefix: &str) {
+        let start = Instant::now();
+        while self.worker_pid(prefix).is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "an idle {prefix} worker did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every segment fetched back without the workers equals the original.
+    fn assert_archive_complete(&self, count: u64) {
+        for i in 1..=count {
+            let dest = self.root.join("check");
+            let (code, err) = run(self
+                .cmd()
+                .args(["--prefetch", "0", "fetch", &seg(i)])
+                .arg(&dest));
+            assert_eq!(code, 0, "{}: {err}", seg(i));
+            assert_eq!(
+                fs::read(&dest).unwrap(),
+                fs::read(self.pg_wal.join(seg(i))).unwrap(),
+                "{}",
+                seg(i)
+            );
+        }
+        // no published object is anything but a whole segment: only walship.repo, objects, and
+        // (dot-prefixed) temporaries of writers that were killed
+        for (rel, _) in tree(&self.repo) {
+            let name = Path::new(&rel)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            assert!(
+                rel == "walship.repo" || name.starts_with('.') || name.len() == 24,
+                "unexpected {rel}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_push_ahead_worker_archives_the_backlog_and_each_call_takes_its_acknowledgement() {
+    let env = Env::new(12);
+    let mut by_worker = 0;
+    for i in 1..=12 {
+        let (code, err) = env.archive(&seg(i));
+        assert_eq!(code, 0, "{err}");
+        if err.contains("by the push-ahead worker") {
+            by_worker += 1;
+        }
+    }
+    assert!(
+        by_worker >= 11,
+        "only {by_worker} of 12 calls were served by the worker"
+    );
+    env.assert_archive_complete(12);
+    env.wait_workers_gone("push-");
+    // acknowledgements do not pile up
+    let left: Vec<_> = env
+        .spool_dirs("push-")
+        .iter()
+        .flat_map(|d| fs::read_dir(d).unwrap().flatten())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".ok"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_worker_error_reaches_the_call_that_asks_for_that_file() {
+    let env = Env::new(6);
+    // the repository already has different bytes for segment 4 (split brain)
+    let other = env.root.join("other/pg_wal");
+    fs::create_dir_all(&other).unwrap();
+    write_segment(&other, &seg(4), SYSID, 99);
+    let (code, err) = run(walship()
+        .arg("--repo")
+        .arg(&env.repo)
+        .current_dir(env.root.join("other"))
+        .arg("push")
+        .arg(format!("pg_wal/{}", seg(4)))
+        .arg(seg(4)));
+    assert_eq!(code, 0, "{err}");
+    for i in 1..=3 {
+        assert_eq!(env.archive(&seg(i)).0, 0);
+    }
+    let (code, err) = env.archive(&seg(4));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("different content") && err.contains("HINT:"),
+        "{err}"
+    );
+    // PostgreSQL retries: same answer, the archived copy untouched
+    let (code, _) = env.archive(&seg(4));
+    assert_eq!(code, 4);
+    let dest = env.root.join("check");
+    assert_eq!(run(env.cmd().args(["fetch", &seg(4)]).arg(&dest)).0, 0);
+    assert_eq!(
+        fs::read(&dest).unwrap(),
+        fs::read(other.join(seg(4))).unwrap()
+    );
+}
+
+#[test]
+fn killing_the_push_ahead_worker_at_random_points_loses_nothing() {
+    let env = Env::new(16);
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut kills = 0;
+    for i in 1..=16 {
+        // kill the worker at a pseudo-random moment while this call runs
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 40_000);
+        let child = env
+            .cmd()
+            .arg("push")
+            .arg(format!("pg_wal/{}", seg(i)))
+            .arg(seg(i))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if let Some(pid) = env.worker_pid("push-") {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        let mut code = out.status.code().unwrap();
+        if code != 0 {
+            // PostgreSQL would call again; the next call must succeed
+            code = env.archive(&seg(i)).0;
+        } else {
+            let st = env.pg_wal.join("archive_status");
+            fs::rename(
+                st.join(format!("{}.ready", seg(i))),
+                st.join(format!("{}.done", seg(i))),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            code,
+            0,
+            "{}: {}",
+            seg(i),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(kills >= 4, "the test killed the worker only {kills} times");
+    env.assert_archive_complete(16);
+}
+
+#[test]
+fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
+    let env = Env::new(14);
+    for i in 1..=14 {
+        assert_eq!(
+            run(env
+                .cmd()
+                .args(["--push-ahead", "0", "push"])
+                .arg(format!("pg_wal/{}", seg(i)))
+                .arg(seg(i)))
+            .0,
+            0
+        );
+    }
+    // damage segment 9 in the repository
+    let object = env.repo.join(format!("wal/0000000100000000/{}", seg(9)));
+    let mut bytes = fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&object, bytes).unwrap();
+
+    let standby = env.root.join("standby");
+    fs::create_dir_all(standby.join("pg_wal")).unwrap();
+    fs::write(standby.join("standby.signal"), "").unwrap();
+    let mut from_spool = 0;
+    for i in 1..=14 {
+        // recovery replays for a moment between requests
+        std::thread::sleep(Duration::from_millis(20));
+        let mut c = walship();
+        c.arg("--repo")
+            .arg(&env.repo)
+            .args([
+                "--worker-idle-timeout",
+                "1",
+                "fetch",
+                &seg(i),
+                "pg_wal/RECOVERYXLOG",
+            ])
+            .current_dir(&standby);
+        let (code, err) = run(&mut c);
+        if i == 9 {
+            assert_eq!(code, 5, "a damaged object must not be served: {err}");
+            assert!(err.contains("damaged"), "{err}");
+            assert!(!standby.join("pg_wal/RECOVERYXLOG").exists());
+            continue;
+        }
+        assert_eq!(code, 0, "{}: {err}", seg(i));
+        if err.contains("prefetch spool") {
+            from_spool += 1;
+        }
+        let got = fs::read(standby.join("pg_wal/RECOVERYXLOG")).unwrap();
+        assert_eq!(
+            got,
+            fs::read(env.pg_wal.join(seg(i))).unwrap(),
+            "{}",
+            seg(i)
+        );
+        fs::rename(
+            standby.join("pg_wal/RECOVERYXLOG"),
+            standby.join("pg_wal").join(seg(i)),
+        )
+        .unwrap();
+    }
+    assert!(
+        from_spool >= 9,
+        "only {from_spool} segments came from the prefetch spool"
+    );
+    let spool_env = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        root: standby.clone(),
+        repo: env.repo.clone(),
+        pg_wal: standby.join("pg_wal"),
+    };
+    spool_env.wait_workers_gone("fetch-");
+}
