@@ -178,8 +178,52 @@ pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
         .join(",")
 }
 
+/// Where connection time goes, printed when WALSHIP_DEBUG is set: the numbers behind the choice of
+/// keeping sessions open (push-ahead, prefetch) and of the cipher.
+struct Timing {
+    enabled: bool,
+    last: std::time::Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Timing {
+    fn start() -> Timing {
+        Timing {
+            enabled: std::env::var_os("WALSHIP_DEBUG").is_some(),
+            last: std::time::Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, target: &str, session: &Session) {
+        if !self.enabled {
+            return;
+        }
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(s, d)| format!("{s} {:.1} ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        eprintln!(
+            "walship: debug: {target}: {}; kex {}, host key {}, cipher {}, mac {}",
+            steps.join(", "),
+            session.methods(MethodType::Kex).unwrap_or("?"),
+            session.methods(MethodType::HostKey).unwrap_or("?"),
+            session.methods(MethodType::CryptCs).unwrap_or("?"),
+            session.methods(MethodType::MacCs).unwrap_or("?"),
+        );
+    }
+}
+
 impl SshStorage {
     pub fn connect(url: &SshUrl, opts: &SshOptions) -> Result<SshStorage> {
+        let mut timing = Timing::start();
         let target = format!("{}:{}", url.host, url.port);
         let where_ = format!("ssh://{target}");
         let addrs: Vec<_> = (url.host.as_str(), url.port)
@@ -204,6 +248,7 @@ impl SshStorage {
             Error::unavailable(format!("{where_}: cannot connect: {e}"))
         })?;
         tcp.set_nodelay(true).ok();
+        timing.mark("tcp");
 
         let known_text = std::fs::read_to_string(&opts.known_hosts).unwrap_or_default();
         let mut session = Session::new().map_err(|e| ssh_err("creating an SSH session", e))?;
@@ -220,15 +265,20 @@ impl SshStorage {
         session
             .handshake()
             .map_err(|e| ssh_err(format!("{where_}: SSH handshake"), e))?;
+        timing.mark("handshake");
 
         verify_host_key(&session, url, &opts.known_hosts)?;
+        timing.mark("host key check");
 
         let user = url.user.clone().unwrap_or_else(crate::config::current_user);
         authenticate(&session, &user, opts.key.as_deref())
             .map_err(|e| e.context(format!("{where_}: login as {user}")))?;
+        timing.mark("auth");
         let sftp = session
             .sftp()
             .map_err(|e| ssh_err(format!("{where_}: starting SFTP"), e))?;
+        timing.mark("sftp");
+        timing.report(&where_, &session);
         Ok(SshStorage {
             url: url.clone(),
             _session: session,
