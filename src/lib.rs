@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod pg;
+pub mod pool;
 pub mod repo;
 pub mod spool;
 pub mod storage;

@@ -15,8 +15,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::push_ahead::acquire_worker_lock;
@@ -24,6 +22,7 @@ use crate::config::Config;
 use crate::error::{Kind, Result};
 use crate::pg::walname::segment_name;
 use crate::pg::{WalFileName, WalKind};
+use crate::pool::Pool;
 use crate::repo::Repository;
 use crate::spool::{Spool, SpoolKind};
 use crate::transfer::fetch_file;
@@ -59,36 +58,23 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     };
 
     let threads = config.prefetch.clamp(1, 4);
-    let (job_tx, job_rx) = mpsc::channel::<String>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<(String, Option<Kind>)>();
-    let mut workers = Vec::new();
-    for _ in 0..threads {
-        let (job_rx, done_tx, spool, config) = (
-            job_rx.clone(),
-            done_tx.clone(),
-            spool.clone(),
-            config.clone(),
-        );
-        workers.push(std::thread::spawn(move || {
-            let mut repo: Option<Repository> = None;
-            loop {
-                let Ok(name) = job_rx.lock().expect("job queue").recv() else {
-                    break;
-                };
-                let failure = fetch_one(&config, &spool, &mut repo, &name);
-                let _ = done_tx.send((name, failure));
-            }
-        }));
-    }
-    drop(done_tx);
+    let pool = {
+        let (spool, config) = (spool.clone(), config.clone());
+        Pool::new(
+            threads,
+            move |repo: &mut Option<Repository>, name: String| {
+                let failure = fetch_one(&config, &spool, repo, &name);
+                (name, failure)
+            },
+        )
+    };
 
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut missing: HashMap<String, Instant> = HashMap::new();
     let mut want = String::new();
     let mut last_activity = Instant::now();
     loop {
-        while let Ok(done) = done_rx.try_recv() {
+        for done in pool.finished() {
             finished(done, &mut in_flight, &mut missing, &mut last_activity);
         }
         let now_want = fs::read_to_string(spool.dir.join(WANT))
@@ -114,23 +100,18 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
                 continue;
             }
             in_flight.insert(t.clone());
-            let _ = job_tx.send(t.clone());
+            pool.submit(t.clone());
         }
         // Idle: recovery asked for nothing new and nothing arrived. Retrying segments that are
         // not in the archive yet (a standby at its end) does not count as work.
         if last_activity.elapsed() >= config.worker_idle_timeout {
             break;
         }
-        match done_rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(done) => finished(done, &mut in_flight, &mut missing, &mut last_activity),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        if let Some(done) = pool.wait_done(Duration::from_millis(10)) {
+            finished(done, &mut in_flight, &mut missing, &mut last_activity);
         }
     }
-    drop(job_tx);
-    for w in workers {
-        let _ = w.join();
-    }
+    pool.close();
     Ok(())
 }
 

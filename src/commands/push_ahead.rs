@@ -16,8 +16,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::human_bytes;
@@ -25,6 +23,7 @@ use super::push::ensure_identity;
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 use crate::pg::{WalFileName, WalKind};
+use crate::pool::Pool;
 use crate::repo::{Identity, Repository};
 use crate::spool::{SourceStamp, Spool, SpoolKind};
 use crate::transfer::{PushOptions, PushOutcome, push_file};
@@ -88,34 +87,21 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         threads: per_file_threads,
     };
 
-    let (job_tx, job_rx) = mpsc::channel::<WalFileName>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<String>();
-    let mut workers = Vec::new();
-    for _ in 0..threads {
-        let (job_rx, done_tx, spool, config) = (
-            job_rx.clone(),
-            done_tx.clone(),
-            spool.clone(),
-            config.clone(),
-        );
-        workers.push(std::thread::spawn(move || {
-            let mut conn: Option<(Repository, Identity)> = None;
-            loop {
-                let Ok(name) = job_rx.lock().expect("job queue").recv() else {
-                    break;
-                };
-                push_one(&config, &spool, &opts, &mut conn, &name);
-                let _ = done_tx.send(name.as_str().to_string());
-            }
-        }));
-    }
-    drop(done_tx);
+    let pool = {
+        let (spool, config) = (spool.clone(), config.clone());
+        Pool::new(
+            threads,
+            move |conn: &mut Option<(Repository, Identity)>, name: WalFileName| {
+                push_one(&config, &spool, &opts, conn, &name);
+                name.as_str().to_string()
+            },
+        )
+    };
 
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut last_work = Instant::now();
     loop {
-        while let Ok(done) = done_rx.try_recv() {
+        for done in pool.finished() {
             in_flight.remove(&done);
         }
         let ready = ready_files(pg_wal);
@@ -141,27 +127,18 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
                 continue;
             }
             in_flight.insert(name.as_str().to_string());
-            if job_tx.send(name).is_err() {
-                break;
-            }
+            pool.submit(name);
         }
         if !in_flight.is_empty() {
             last_work = Instant::now();
         } else if last_work.elapsed() >= config.worker_idle_timeout {
             break;
         }
-        match done_rx.recv_timeout(SCAN_INTERVAL) {
-            Ok(done) => {
-                in_flight.remove(&done);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        if let Some(done) = pool.wait_done(SCAN_INTERVAL) {
+            in_flight.remove(&done);
         }
     }
-    drop(job_tx);
-    for w in workers {
-        let _ = w.join();
-    }
+    pool.close();
     Ok(())
 }
 
