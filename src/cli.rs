@@ -140,6 +140,14 @@ pub enum Command {
         /// Where to put it (%p)
         path: PathBuf,
     },
+    /// What the repository holds, per timeline: first and last segment, gaps, bytes, ratio
+    Status {
+        /// Machine-readable output (schema in the README)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every object back and check it (length, SHA-256) and every timeline's continuity
+    Verify,
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -162,6 +170,8 @@ impl Command {
             Command::Push { name, .. } => format!("push {name}"),
             Command::Fetch { name, .. } => format!("fetch {name}"),
             Command::Demo(_) => "demo".into(),
+            Command::Status { .. } => "status".into(),
+            Command::Verify => "verify".into(),
             Command::PushAhead { .. } => "push-ahead worker".into(),
             Command::Prefetch { .. } => "prefetch worker".into(),
         }
@@ -203,6 +213,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
+        Command::Status { json } => {
+            crate::commands::status::run(&Config::resolve(&cli.global)?, json)
+        }
+        Command::Verify => crate::commands::verify::run(&Config::resolve(&cli.global)?),
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
         }

@@ -117,6 +117,15 @@ impl Spool {
         }
     }
 
+    /// Whether `lock` (held by this worker) is still this spool's lock file. If someone removed
+    /// the spool, a new worker may have started with a new lock file: this one must stop.
+    pub fn still_owns(&self, lock: &File) -> bool {
+        match (fs::metadata(self.dir.join("worker.lock")), lock.metadata()) {
+            (Ok(path), Ok(held)) => path.ino() == held.ino() && path.dev() == held.dev(),
+            _ => false,
+        }
+    }
+
     /// Whether a worker holds the lock right now.
     pub fn worker_alive(&self) -> bool {
         matches!(self.try_lock_worker(), Ok(None))
@@ -293,7 +302,12 @@ mod tests {
         let lock = spool.try_lock_worker().unwrap().expect("free");
         assert!(spool.try_lock_worker().unwrap().is_none());
         assert!(spool.worker_alive());
+        assert!(spool.still_owns(&lock));
+        fs::remove_dir_all(&spool.dir).unwrap();
+        assert!(
+            !spool.still_owns(&lock),
+            "a worker whose spool was removed must stop"
+        );
         drop(lock);
-        assert!(!spool.worker_alive());
     }
 }

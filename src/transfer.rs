@@ -221,13 +221,6 @@ fn compare_existing(
 /// SHA-256, and only then rename it to `dest`. A missing object is `Kind::NotFound`.
 pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<FetchReport> {
     let started = Instant::now();
-    let Some((header, payload)) = repo.open_object(name)? else {
-        return Err(Error::not_found(format!(
-            "{} is not in {}",
-            name.as_str(),
-            repo.describe()
-        )));
-    };
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -236,7 +229,44 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         .prefix(".walship-fetch-")
         .tempfile_in(dir)
         .context(format!("creating a temporary file in {}", dir.display()))?;
+    let temp_path = temp.path().display().to_string();
+    let header = read_verified(repo, name, &mut temp, &temp_path)?;
+    // PostgreSQL fsyncs what it keeps (durable_rename); restore_command need not.
+    temp.persist(dest).map_err(|e| {
+        Error::io(
+            format!("moving the fetched file to {}", dest.display()),
+            e.error,
+        )
+    })?;
+    Ok(FetchReport {
+        original_bytes: header.original_len,
+        compression: header.compression,
+        elapsed: started.elapsed(),
+    })
+}
 
+/// Read the object archived as `name` in full, decompress and check it (length and SHA-256)
+/// without keeping the bytes: what `verify` does to every object.
+pub fn verify_object(repo: &Repository, name: &WalFileName) -> Result<ObjectHeader> {
+    read_verified(repo, name, &mut io::sink(), "nowhere")
+}
+
+/// Stream the object `name` through decompression into `out`, checking it on the way. `out` must
+/// be thrown away if this fails: it then holds unverified bytes. A missing object is
+/// `Kind::NotFound`; a damaged one `Kind::Corrupt`; a storage failure `Kind::Unavailable`.
+fn read_verified(
+    repo: &Repository,
+    name: &WalFileName,
+    out: &mut dyn Write,
+    out_name: &str,
+) -> Result<ObjectHeader> {
+    let Some((header, payload)) = repo.open_object(name)? else {
+        return Err(Error::not_found(format!(
+            "{} is not in {}",
+            name.as_str(),
+            repo.describe()
+        )));
+    };
     let storage_failed = Cell::new(false);
     let mut source = TrackedReader {
         inner: payload,
@@ -277,8 +307,7 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
                     header.original_len
                 )));
             }
-            temp.write_all(&buf)
-                .context(format!("writing {}", temp.path().display()))?;
+            out.write_all(&buf).context(format!("writing {out_name}"))?;
             hasher.send(buf);
         }
     }
@@ -296,18 +325,7 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
             hex(&header.sha256)
         )));
     }
-    // PostgreSQL fsyncs what it keeps (durable_rename); restore_command need not.
-    temp.persist(dest).map_err(|e| {
-        Error::io(
-            format!("moving the fetched file to {}", dest.display()),
-            e.error,
-        )
-    })?;
-    Ok(FetchReport {
-        original_bytes: len,
-        compression: header.compression,
-        elapsed: started.elapsed(),
-    })
+    Ok(header)
 }
 
 /// A reader that remembers whether the underlying storage failed, so that a decompression error

@@ -6,6 +6,8 @@ pub mod fetch;
 pub mod prefetch;
 pub mod push;
 pub mod push_ahead;
+pub mod status;
+pub mod verify;
 
 /// Format a byte count for humans: 16.0 MiB.
 pub fn human_bytes(n: u64) -> String {

@@ -40,7 +40,7 @@ const MISSING_RETRY: Duration = Duration::from_millis(500);
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let spool = Spool::open(pg_wal, SpoolKind::Fetch, config.location())?;
-    let Some(_lock) = acquire_worker_lock(&spool)? else {
+    let Some(lock) = acquire_worker_lock(&spool)? else {
         return Ok(());
     };
     spool.remove_temporaries();
@@ -104,7 +104,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         }
         // Idle: recovery asked for nothing new and nothing arrived. Retrying segments that are
         // not in the archive yet (a standby at its end) does not count as work.
-        if last_activity.elapsed() >= config.worker_idle_timeout {
+        if last_activity.elapsed() >= config.worker_idle_timeout || !spool.still_owns(&lock) {
             break;
         }
         if let Some(done) = pool.wait_done(Duration::from_millis(10)) {

@@ -74,7 +74,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let spool = Spool::open(pg_wal, SpoolKind::Push, config.location())?;
     let pg_wal = spool.pg_wal.clone();
     let pg_wal = pg_wal.as_path();
-    let Some(_lock) = acquire_worker_lock(&spool)? else {
+    let Some(lock) = acquire_worker_lock(&spool)? else {
         return Ok(()); // another worker is at it
     };
     spool.remove_temporaries();
@@ -132,6 +132,9 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         if !in_flight.is_empty() {
             last_work = Instant::now();
         } else if last_work.elapsed() >= config.worker_idle_timeout {
+            break;
+        }
+        if !spool.still_owns(&lock) {
             break;
         }
         if let Some(done) = pool.wait_done(SCAN_INTERVAL) {

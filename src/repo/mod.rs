@@ -2,6 +2,7 @@
 //! reading and writing whole objects by WAL file name. The format is FORMAT.md.
 
 pub mod identity;
+pub mod inventory;
 pub mod object;
 
 use std::io::{Read, Write};
@@ -14,6 +15,20 @@ use crate::pg::WalFileName;
 use crate::storage::{NewObject, Storage, read_full};
 use identity::IDENTITY_FILE;
 use object::HEADER_LEN;
+
+/// An object found by listing the repository.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub name: WalFileName,
+    pub stored_bytes: u64,
+}
+
+/// What a listing found: objects, and paths that do not belong in a walship repository.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<ListedObject>,
+    pub strays: Vec<String>,
+}
 
 pub struct Repository {
     storage: Box<dyn Storage>,
@@ -79,6 +94,36 @@ impl Repository {
         })?;
         let header = ObjectHeader::decode(&buf[..got], name.as_str())?;
         Ok(Some((header, r)))
+    }
+
+    /// Every object in the repository, in name order: history files, then the segment
+    /// directories. Names that are not WAL file names are returned as errors in `strays`.
+    pub fn list_objects(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        let mut dirs = self.storage.list("wal")?;
+        dirs.sort_by(|a, b| a.name.cmp(&b.name));
+        for dir in dirs {
+            let path = format!("wal/{}", dir.name);
+            if !dir.is_dir {
+                listing.strays.push(path);
+                continue;
+            }
+            for e in self.storage.list(&path)? {
+                match WalFileName::parse(&e.name) {
+                    Ok(n) if !e.is_dir && n.repo_path() == format!("{path}/{}", e.name) => {
+                        listing.objects.push(ListedObject {
+                            name: n,
+                            stored_bytes: e.size,
+                        })
+                    }
+                    _ => listing.strays.push(format!("{path}/{}", e.name)),
+                }
+            }
+        }
+        listing
+            .objects
+            .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        Ok(listing)
     }
 
     /// Start writing the object for `name` (see [`Storage::create`]).

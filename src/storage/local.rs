@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{NewObject, Publish, Storage, split_path};
+use super::{DirEntry, NewObject, Publish, Storage, split_path};
 use crate::error::{Context, Error, Result};
 
 pub struct LocalStorage {
@@ -88,6 +88,34 @@ impl Storage for LocalStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("opening {}", full.display()), e)),
         }
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match fs::read_dir(&full) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", full.display()), e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::io(format!("listing {}", full.display()), e))?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let m = e
+                .metadata()
+                .map_err(|err| Error::io(format!("stat {}", e.path().display()), err))?;
+            out.push(DirEntry {
+                name,
+                is_dir: m.is_dir(),
+                size: m.len(),
+            });
+        }
+        Ok(out)
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {

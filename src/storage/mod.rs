@@ -42,6 +42,18 @@ pub trait Storage {
     /// Start writing a new file at `path`, creating missing directories (mode 0700, each fsynced
     /// into its parent). The file gets mode 0600.
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>>;
+
+    /// The entries of directory `dir`, temporary (dot-prefixed) names left out; empty if the
+    /// directory does not exist.
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
 }
 
 /// Where a repository lives, parsed from `repo = ...` (a path or `ssh://[user@]host[:port]/path`).

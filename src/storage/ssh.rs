@@ -17,7 +17,7 @@ use ssh2::{
 };
 use ssh2::{OpenFlags, OpenType, Session, Sftp};
 
-use super::{NewObject, Publish, Storage, split_path, temp_name};
+use super::{DirEntry, NewObject, Publish, Storage, split_path, temp_name};
 use crate::error::{Error, Kind, Result};
 
 /// SFTP status codes (draft-ietf-secsh-filexfer-02) walship tells apart.
@@ -483,6 +483,26 @@ impl Storage for SshStorage {
             Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) => Err(ssh_err(format!("opening {}", full.display()), e)),
         }
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match self.sftp.readdir(&full) {
+            Ok(e) => e,
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
+            Err(e) => return Err(ssh_err(format!("listing {}", full.display()), e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|(path, stat)| {
+                let name = path.file_name()?.to_str()?.to_string();
+                (!name.starts_with('.')).then(|| DirEntry {
+                    name,
+                    is_dir: stat.is_dir(),
+                    size: stat.size.unwrap_or(0),
+                })
+            })
+            .collect())
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {

@@ -1,0 +1,100 @@
+//! `walship verify`: read every object back, decompress it and compare length and SHA-256 with
+//! its header (what fetch would do), check that every timeline is continuous, and name every
+//! problem. Exit 0 only for a repository with none. Objects are checked in parallel, one
+//! repository connection per thread.
+
+use std::time::Instant;
+
+use super::human_bytes;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pg::WalFileName;
+use crate::pool::Pool;
+use crate::repo::Repository;
+use crate::repo::inventory::summarize;
+use crate::transfer::verify_object;
+
+pub fn run(config: &Config) -> Result<()> {
+    let started = Instant::now();
+    let repo = config.open_repository()?;
+    let Some(identity) = repo.identity().cloned() else {
+        println!("repository {}: empty, nothing to verify", repo.describe());
+        return Ok(());
+    };
+    let listing = repo.list_objects()?;
+    let mut problems: Vec<String> = Vec::new();
+    for s in &listing.strays {
+        problems.push(format!(
+            "{s}: not a walship object (a WAL name in the wrong place, or a foreign file)"
+        ));
+    }
+    for t in summarize(&listing, identity.wal_segment_size) {
+        for g in t.gaps {
+            problems.push(format!(
+                "timeline {}: segments {} .. {} are missing ({} segments)",
+                t.timeline, g.from, g.to, g.segments
+            ));
+        }
+    }
+
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .min(4);
+    let pool = {
+        let config = config.clone();
+        Pool::new(
+            threads,
+            move |conn: &mut Option<Repository>, name: WalFileName| {
+                let result = (|| {
+                    if conn.is_none() {
+                        *conn = Some(config.open_repository()?);
+                    }
+                    verify_object(conn.as_ref().expect("connected above"), &name)
+                })();
+                if result
+                    .as_ref()
+                    .is_err_and(|e| e.kind == crate::error::Kind::Unavailable)
+                {
+                    *conn = None;
+                }
+                (name, result)
+            },
+        )
+    };
+    let total = listing.objects.len();
+    for o in &listing.objects {
+        pool.submit(o.name.clone());
+    }
+    let mut original = 0u64;
+    for _ in 0..total {
+        let Some((name, result)) = pool.wait_done(std::time::Duration::from_secs(3600)) else {
+            break;
+        };
+        match result {
+            Ok(h) => original += h.original_len,
+            Err(e) => problems.push(format!("{}: {}", name.as_str(), e.message)),
+        }
+    }
+    pool.close();
+    let stored: u64 = listing.objects.iter().map(|o| o.stored_bytes).sum();
+    println!(
+        "verified {total} objects in {} ({} stored, {} original) in {:.1} s",
+        repo.describe(),
+        human_bytes(stored),
+        human_bytes(original),
+        started.elapsed().as_secs_f64()
+    );
+    if problems.is_empty() {
+        println!("no problems found");
+        return Ok(());
+    }
+    problems.sort();
+    for p in &problems {
+        println!("PROBLEM: {p}");
+    }
+    Err(Error::corrupt(format!("{} problem(s) found in {}", problems.len(), repo.describe())).with_hint(
+        "Each PROBLEM line names an object. Restore damaged or missing objects from another copy of the archive; \
+         missing segments can be pushed again from a server that still has them.",
+    ))
+}

@@ -1,0 +1,241 @@
+//! `walship status` and `walship verify` on healthy and damaged repositories. The damaged ones are
+//! copies of fixtures/repo-v1 (a repository written by walship 0.1.0) with one defect each, and a
+//! repository with a missing segment in the middle of a timeline.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const SYSID: u64 = 7_300_000_000_000_000_003;
+
+fn copy_fixture(to: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v1");
+    for (rel, bytes) in tree(&from) {
+        let p = to.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+    to.to_path_buf()
+}
+
+fn verify(repo: &Path) -> (i32, String) {
+    let out = walship()
+        .arg("--repo")
+        .arg(repo)
+        .arg("verify")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn status_json(repo: &Path) -> serde_json::Value {
+    let out = walship()
+        .arg("--repo")
+        .arg(repo)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A repository with segments `nos` of timeline 1, pushed by walship.
+fn pushed_repo(dir: &Path, nos: &[u64]) -> PathBuf {
+    let repo = dir.join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let pg_wal = dir.join("pgdata/pg_wal");
+    for n in nos {
+        let name = format!("0000000100000000{n:08X}");
+        write_segment(&pg_wal, &name, SYSID, *n);
+        let (code, err) = run(walship()
+            .arg("--repo")
+            .arg(&repo)
+            .current_dir(dir.join("pgdata"))
+            .arg("push")
+            .arg(format!("pg_wal/{name}"))
+            .arg(&name));
+        assert_eq!(code, 0, "{err}");
+    }
+    repo
+}
+
+#[test]
+fn a_healthy_repository_verifies_and_its_status_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = pushed_repo(dir.path(), &[1, 2, 3, 4, 5]);
+    let (code, out) = verify(&repo);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("verified 5 objects") && out.contains("no problems"),
+        "{out}"
+    );
+    let s = status_json(&repo);
+    assert_eq!(s["system_identifier"], SYSID.to_string());
+    assert_eq!(s["wal_segment_size"], 1 << 20);
+    let t = &s["timelines"][0];
+    assert_eq!(
+        (
+            t["timeline"].as_u64(),
+            t["segments"].as_u64(),
+            t["missing"].as_u64()
+        ),
+        (Some(1), Some(5), Some(0))
+    );
+    assert_eq!(t["first"], "000000010000000000000001");
+    assert_eq!(t["last"], "000000010000000000000005");
+    assert_eq!(t["original_bytes"], 5 << 20);
+    // the human table names the same range
+    let out = walship()
+        .arg("--repo")
+        .arg(&repo)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("000000010000000000000005") && text.contains("PostgreSQL 15"),
+        "{text}"
+    );
+    // the fixture written by 0.1.0 is healthy too
+    let (code, out) = verify(&copy_fixture(&dir.path().join("fixture")));
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_missing_segment_is_a_gap_that_verify_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = pushed_repo(dir.path(), &[1, 2, 3, 4, 5, 6]);
+    fs::remove_file(repo.join("wal/0000000100000000/000000010000000000000003")).unwrap();
+    fs::remove_file(repo.join("wal/0000000100000000/000000010000000000000004")).unwrap();
+    let (code, out) = verify(&repo);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("PROBLEM: timeline 1: segments 000000010000000000000003 .. 000000010000000000000004 are missing"), "{out}");
+    let s = status_json(&repo);
+    assert_eq!(s["timelines"][0]["missing"], 2);
+    assert_eq!(
+        s["timelines"][0]["gaps"][0]["from"],
+        "000000010000000000000003"
+    );
+}
+
+/// One way to damage a repository.
+type Damage = Box<dyn Fn(&Path)>;
+
+#[test]
+fn damaged_objects_each_make_verify_fail_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a flipped payload byte",
+            Box::new(|r: &Path| {
+                let p = r.join("wal/0000000100000000/000000010000000000000002");
+                let mut b = fs::read(&p).unwrap();
+                let i = b.len() - 40;
+                b[i] ^= 0x10;
+                fs::write(&p, b).unwrap();
+            }),
+            "000000010000000000000002: repository object 000000010000000000000002",
+        ),
+        (
+            "a truncated object",
+            Box::new(|r: &Path| {
+                let p = r.join("wal/0000000100000000/000000010000000000000003");
+                let b = fs::read(&p).unwrap();
+                fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }),
+            "000000010000000000000003: repository object 000000010000000000000003",
+        ),
+        (
+            "a damaged header",
+            Box::new(|r: &Path| {
+                let p = r.join("wal/history/00000002.history");
+                let mut b = fs::read(&p).unwrap();
+                b[20] ^= 1;
+                fs::write(&p, b).unwrap();
+            }),
+            "00000002.history: repository object 00000002.history: header checksum mismatch",
+        ),
+        (
+            "a foreign file",
+            Box::new(|r: &Path| fs::write(r.join("wal/0000000100000000/notes.txt"), "x").unwrap()),
+            "wal/0000000100000000/notes.txt: not a walship object",
+        ),
+        (
+            "a segment in the wrong directory",
+            Box::new(|r: &Path| {
+                fs::rename(
+                    r.join("wal/0000000100000000/000000010000000000000003"),
+                    r.join("wal/history/000000010000000000000003"),
+                )
+                .unwrap()
+            }),
+            "wal/history/000000010000000000000003: not a walship object",
+        ),
+    ];
+    for (i, (what, damage, expect)) in cases.iter().enumerate() {
+        let repo = copy_fixture(&dir.path().join(format!("case{i}")));
+        damage(&repo);
+        let (code, out) = verify(&repo);
+        assert_eq!(code, 5, "{what}: {out}");
+        assert!(
+            out.contains(&format!("PROBLEM: {expect}")),
+            "{what}: expected {expect:?} in\n{out}"
+        );
+        assert!(out.contains("HINT:"), "{out}");
+    }
+}
+
+#[test]
+fn verify_and_status_work_over_ssh() {
+    let ws = Workspace::new();
+    let sshd = Sshd::start(&ws, "sshd");
+    let repo = ws.mkdir("repo");
+    for (rel, bytes) in tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v1")) {
+        let p = repo.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, bytes).unwrap();
+    }
+    // the SSH login user must own what it reads
+    let mut chown = std::process::Command::new("chown");
+    if let Some(r) = &ws.tools.run_as {
+        assert!(
+            chown
+                .arg("-R")
+                .arg(format!("{}:", r.user))
+                .arg(&repo)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let config = sshd.config(&ws, &repo, "walship.toml");
+    let out = walship()
+        .arg("--config")
+        .arg(&config)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verified 5 objects"), "{text}");
+    let out = walship()
+        .arg("--config")
+        .arg(&config)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["timelines"][0]["segments"], 2);
+    assert_eq!(s["history_files"][0], "00000002.history");
+}
