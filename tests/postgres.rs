@@ -149,9 +149,10 @@ fn the_demo_runs_and_the_copy_matches() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("[7/7]") && stdout.contains("identical"),
+        stdout.contains("[8/8]") && stdout.contains("identical"),
         "{stdout}"
     );
+    assert!(stdout.contains("no problems found"), "{stdout}");
     assert!(
         stdout.contains("push 0000") && stdout.contains("-> exit 0"),
         "{stdout}"

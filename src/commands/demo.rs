@@ -11,6 +11,8 @@ use clap::Args;
 use super::human_bytes;
 use crate::error::{Error, Result};
 use crate::pg::cluster::{Cluster, DEFAULT_PG_BIN, PgTools, RunAs, free_port, wait_until};
+use crate::repo::Repository;
+use crate::storage::local::LocalStorage;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -88,7 +90,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
 fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
     let started = Instant::now();
-    let mut steps = Steps { n: 0, total: 7 };
+    let mut steps = Steps { n: 0, total: 8 };
 
     // The PostgreSQL user must be able to run walship: copy this binary into the workspace.
     let bin_dir = ws.join("bin");
@@ -130,7 +132,8 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         primary.pgbench(&["-n", "-c", "2", "-j", "2", "-t", "1500"])?;
         let last = primary.switch_and_wait_archived(TIMEOUT)?;
         let stats = primary.psql("SELECT archived_count || ' archived, ' || failed_count || ' failed' FROM pg_stat_archiver")?;
-        let (files, bytes) = repo_usage(&repo.join("wal"));
+        let listing = Repository::open(Box::new(LocalStorage::new(&repo)))?.list_objects()?;
+        let (files, bytes) = (listing.objects.len(), listing.objects.iter().map(|o| o.stored_bytes).sum::<u64>());
         println!("      archiver: {stats}; last archived {last}");
         println!("      repository: {files} objects, {} stored", human_bytes(bytes));
         let accounts = primary.psql("SELECT sum(abalance) FROM pgbench_accounts")?;
@@ -189,26 +192,30 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         Ok(())
     })?;
     copy.stop()?;
+
+    steps.run(
+        "look at the repository: walship status, walship verify",
+        || {
+            for command in ["status", "verify"] {
+                let out = tools
+                    .command(walship.to_str().unwrap_or_default())
+                    .current_dir(ws)
+                    .args(["--config", config.to_str().unwrap_or_default(), command])
+                    .output()
+                    .map_err(|e| Error::io(format!("running walship {command}"), e))?;
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    println!("      {line}");
+                }
+                if !out.status.success() {
+                    return Err(Error::corrupt(format!(
+                        "walship {command}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+            }
+            Ok(())
+        },
+    )?;
     println!("demo complete in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Objects and bytes under a directory (the repository's wal/).
-fn repo_usage(dir: &Path) -> (u64, u64) {
-    let mut files = 0;
-    let mut bytes = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => {
-                    files += 1;
-                    bytes += m.len();
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    (files, bytes)
 }
