@@ -3,7 +3,7 @@
 //! can run many of them in parallel, on any storage backend.
 
 use std::cell::Cell;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -116,10 +116,18 @@ pub fn push_file(
     let what = source.display().to_string();
     let mut file = File::open(source).context(format!("opening {what}"))?;
     let original_bytes = file.metadata().context(format!("stat {what}"))?.len();
-    if name.has_wal_header() {
-        let header = read_segment_header(&mut file, name, &what)?;
-        check_identity(&header, identity, name.as_str(), &repo.describe())?;
-    }
+    // History and backup files carry no header of their own: a segment beside them in pg_wal
+    // tells which cluster they belong to, so another cluster's files never enter the repository.
+    let header = if name.has_wal_header() {
+        read_segment_header(&mut file, name, &what)?
+    } else {
+        let dir = source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        header_from_wal_dir(dir)?
+    };
+    check_identity(&header, identity, name.as_str(), &repo.describe())?;
 
     if let Some(existing) = repo.object_header(name)? {
         let (len, sha) = hash_file(&mut file, &what)?;
@@ -194,6 +202,9 @@ fn compare_existing(
     original_bytes: u64,
 ) -> Result<PushReport> {
     if existing.original_len == len && existing.sha256 == *sha {
+        // The writer of that object may have died between publishing it and syncing its
+        // directory: make it durable before reporting it archived.
+        repo.make_durable(name)?;
         return Ok(PushReport {
             outcome: PushOutcome::AlreadyArchived,
             original_bytes,
@@ -260,6 +271,7 @@ fn read_verified(
     out: &mut dyn Write,
     out_name: &str,
 ) -> Result<ObjectHeader> {
+    repo.require_identity()?;
     let Some((header, payload)) = repo.open_object(name)? else {
         return Err(Error::not_found(format!(
             "{} is not in {}",
@@ -365,4 +377,144 @@ fn hash_file(file: &mut File, what: &str) -> Result<(u64, [u8; 32])> {
         len += n as u64;
     }
     Ok((len, hasher.finalize().into()))
+}
+
+/// The header of any segment-sized WAL file in `dir` (recycled segments count: they are this
+/// cluster's, even if their page addresses are old).
+pub fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
+    let entries = fs::read_dir(dir).context(format!("listing {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let fname = entry.file_name();
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        if WalFileName::parse(fname).ok().map(|n| n.kind()) != Some(crate::pg::WalKind::Segment) {
+            continue;
+        }
+        let mut first = [0u8; crate::pg::walheader::LONG_HEADER_LEN];
+        let Ok(mut f) = File::open(entry.path()) else {
+            continue;
+        };
+        if crate::storage::read_full(&mut f, &mut first).ok() != Some(first.len()) {
+            continue;
+        }
+        if let Ok(h) = WalHeader::parse(&first, fname)
+            && f.metadata().map(|m| m.len()).ok() == Some(u64::from(h.segment_size))
+        {
+            return Ok(h);
+        }
+    }
+    Err(Error::usage(format!(
+        "the repository is empty and no WAL segment in {} tells which cluster this file belongs to",
+        dir.display()
+    ))
+    .with_hint("Push a WAL segment first (SELECT pg_switch_wal() makes the server archive one)."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{DirEntry, NewObject, Storage};
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::io::Cursor;
+    use std::rc::Rc;
+
+    /// In-memory storage that records which paths were made durable.
+    #[derive(Default, Clone)]
+    struct MemoryStorage {
+        files: Rc<RefCell<BTreeMap<String, Vec<u8>>>>,
+        durable_calls: Rc<RefCell<Vec<String>>>,
+    }
+
+    struct MemoryObject {
+        storage: MemoryStorage,
+        path: String,
+        bytes: Cursor<Vec<u8>>,
+    }
+
+    impl Write for MemoryObject {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.bytes.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for MemoryObject {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.bytes.seek(pos)
+        }
+    }
+
+    impl NewObject for MemoryObject {
+        fn commit(self: Box<Self>) -> Result<Publish> {
+            let mut files = self.storage.files.borrow_mut();
+            if files.contains_key(&self.path) {
+                return Ok(Publish::AlreadyExists);
+            }
+            files.insert(self.path.clone(), self.bytes.into_inner());
+            Ok(Publish::Created)
+        }
+    }
+
+    impl Storage for MemoryStorage {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        fn check_root(&self) -> Result<()> {
+            Ok(())
+        }
+        fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
+            Ok(self
+                .files
+                .borrow()
+                .get(path)
+                .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read>))
+        }
+        fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+            Ok(Box::new(MemoryObject {
+                storage: self.clone(),
+                path: path.into(),
+                bytes: Cursor::new(Vec::new()),
+            }))
+        }
+        fn make_durable(&self, path: &str) -> Result<()> {
+            self.durable_calls.borrow_mut().push(path.into());
+            Ok(())
+        }
+        fn list(&self, _dir: &str) -> Result<Vec<DirEntry>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn regression_an_object_found_already_archived_is_made_durable_before_success() {
+        // A writer killed between publishing an object and syncing its directory leaves a name
+        // a crash can still lose; the next push of the same file must not report it archived
+        // without making it durable.
+        let storage = MemoryStorage::default();
+        let mut repo = Repository::open(Box::new(storage.clone())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000001").unwrap();
+        let mut bytes = crate::pg::walheader::tests::header_bytes(5, 1 << 20, 1 << 20, 1);
+        bytes.resize(1 << 20, 7);
+        let src = dir.path().join(name.as_str());
+        std::fs::write(&src, &bytes).unwrap();
+        let header = WalHeader::parse(&bytes, "x").unwrap();
+        let identity = repo.initialize(&identity_of(&header)).unwrap().clone();
+        let opts = PushOptions {
+            compression: Compression::Zstd,
+            level: 1,
+            threads: 1,
+        };
+
+        let first = push_file(&repo, &identity, &src, &name, &opts).unwrap();
+        assert_eq!(first.outcome, PushOutcome::Stored);
+        assert!(storage.durable_calls.borrow().is_empty());
+        let again = push_file(&repo, &identity, &src, &name, &opts).unwrap();
+        assert_eq!(again.outcome, PushOutcome::AlreadyArchived);
+        assert_eq!(*storage.durable_calls.borrow(), vec![name.repo_path()]);
+    }
 }

@@ -126,6 +126,22 @@ impl Repository {
         Ok(listing)
     }
 
+    /// Make an existing object durable (file and directories), see [`Storage::make_durable`].
+    pub fn make_durable(&self, name: &WalFileName) -> Result<()> {
+        self.storage.make_durable(&name.repo_path())
+    }
+
+    /// The identity, or an error if there is none: a root without `walship.repo` may be an
+    /// unmounted file system or a wrong path, and must never read as "nothing archived".
+    pub fn require_identity(&self) -> Result<&Identity> {
+        self.identity.as_ref().ok_or_else(|| {
+            Error::unavailable(format!("{} has no {IDENTITY_FILE}: nothing was ever pushed to it", self.describe())).with_hint(
+                "Check `repo`: if it is on a mount point, check that the file system is mounted. A new repository \
+                 is initialized by the first push.",
+            )
+        })
+    }
+
     /// Start writing the object for `name` (see [`Storage::create`]).
     pub fn create_object(&self, name: &WalFileName) -> Result<Box<dyn NewObject + '_>> {
         self.storage.create(&name.repo_path())

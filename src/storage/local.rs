@@ -2,21 +2,28 @@
 //! temp file, fsync, no-clobber publish (renameat2 RENAME_NOREPLACE, or link + unlink where that
 //! is missing), fsync of the directory.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, NewObject, Publish, Storage, split_path};
+use super::{DirEntry, NewObject, Publish, Storage, dir_chain, split_path};
 use crate::error::{Context, Error, Result};
 
 pub struct LocalStorage {
     root: PathBuf,
+    /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
+    synced_ancestors: RefCell<HashSet<String>>,
 }
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        LocalStorage {
+            root: root.into(),
+            synced_ancestors: RefCell::default(),
+        }
     }
 
     fn full(&self, path: &str) -> PathBuf {
@@ -25,6 +32,24 @@ impl LocalStorage {
         } else {
             self.root.join(path)
         }
+    }
+
+    /// fsync `dir` (relative) and every directory above it up to the root: a name is only
+    /// durable once every directory on its path is.
+    fn sync_dirs(&self, dir: &str) -> Result<()> {
+        // The object's own directory every time (a name was just added there); the ancestors
+        // once per connection: they only change when a directory is created, and that is synced
+        // at once, unless its creator died first, which one sync per connection covers.
+        for (i, d) in dir_chain(dir).into_iter().enumerate() {
+            if i > 0 && self.synced_ancestors.borrow().contains(&d) {
+                continue;
+            }
+            sync_dir(&self.full(&d))?;
+            if i > 0 {
+                self.synced_ancestors.borrow_mut().insert(d);
+            }
+        }
+        Ok(())
     }
 
     /// Create `dir` (relative) and any missing parents below the root, each mode 0700 and fsynced
@@ -132,20 +157,31 @@ impl Storage for LocalStorage {
                 dir_path.display()
             ))?;
         Ok(Box::new(LocalNewObject {
+            storage: self,
             temp,
             target: self.full(path),
-            dir: dir_path,
+            rel_dir: dir.to_string(),
         }))
+    }
+
+    fn make_durable(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        File::open(&full)
+            .and_then(|f| f.sync_all())
+            .context(format!("fsync of {}", full.display()))?;
+        self.sync_dirs(split_path(path).0)
     }
 }
 
-struct LocalNewObject {
+struct LocalNewObject<'a> {
+    storage: &'a LocalStorage,
     temp: tempfile::NamedTempFile,
     target: PathBuf,
-    dir: PathBuf,
+    /// The target's directory, relative to the root.
+    rel_dir: String,
 }
 
-impl Write for LocalNewObject {
+impl Write for LocalNewObject<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.temp.as_file_mut().write(buf)
     }
@@ -154,15 +190,20 @@ impl Write for LocalNewObject {
     }
 }
 
-impl Seek for LocalNewObject {
+impl Seek for LocalNewObject<'_> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.temp.as_file_mut().seek(pos)
     }
 }
 
-impl NewObject for LocalNewObject {
+impl NewObject for LocalNewObject<'_> {
     fn commit(self: Box<Self>) -> Result<Publish> {
-        let LocalNewObject { temp, target, dir } = *self;
+        let LocalNewObject {
+            storage,
+            temp,
+            target,
+            rel_dir,
+        } = *self;
         temp.as_file()
             .sync_all()
             .context(format!("fsync of {}", temp.path().display()))?;
@@ -179,7 +220,7 @@ impl NewObject for LocalNewObject {
                 ));
             }
         }
-        sync_dir(&dir)?;
+        storage.sync_dirs(&rel_dir)?;
         Ok(Publish::Created)
     }
 }

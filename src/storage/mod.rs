@@ -43,6 +43,11 @@ pub trait Storage {
     /// into its parent). The file gets mode 0600.
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>>;
 
+    /// fsync the file at `path` and every directory from its parent up to the repository root.
+    /// Called before reporting an object that was already there as archived: its writer may have
+    /// died between publishing it and syncing its directory.
+    fn make_durable(&self, path: &str) -> Result<()>;
+
     /// The entries of directory `dir`, temporary (dot-prefixed) names left out; empty if the
     /// directory does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
@@ -95,6 +100,22 @@ pub(crate) fn split_path(path: &str) -> (&str, &str) {
     }
 }
 
+/// The directories to fsync for an object in `dir` (relative): `dir` itself, then each ancestor,
+/// ending with the root ("").
+pub(crate) fn dir_chain(dir: &str) -> Vec<String> {
+    let mut chain = Vec::new();
+    let mut current = dir.trim_matches('/').to_string();
+    while !current.is_empty() {
+        chain.push(current.clone());
+        current = current
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+    }
+    chain.push(String::new());
+    chain
+}
+
 /// A temporary name beside `name`: dot-prefixed so every reader ignores it (FORMAT.md).
 pub(crate) fn temp_name(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +165,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_dir_chain_ends_at_the_root() {
+        assert_eq!(
+            dir_chain("wal/0000000100000000"),
+            vec!["wal/0000000100000000", "wal", ""]
+        );
+        assert_eq!(dir_chain(""), vec![""]);
     }
 
     #[test]

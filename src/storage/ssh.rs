@@ -6,6 +6,8 @@
 //! (OpenSSH's sftp-server implements it as link + unlink, which fails if the target exists: a
 //! no-clobber publish), and the directory is opened read-only and fsynced the same way.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use ssh2::{
 };
 use ssh2::{OpenFlags, OpenType, Session, Sftp};
 
-use super::{DirEntry, NewObject, Publish, Storage, split_path, temp_name};
+use super::{DirEntry, NewObject, Publish, Storage, dir_chain, split_path, temp_name};
 use crate::error::{Error, Kind, Result};
 
 /// SFTP status codes (draft-ietf-secsh-filexfer-02) walship tells apart.
@@ -99,6 +101,8 @@ pub struct SshStorage {
     // Keep the session alive as long as the SFTP channel.
     _session: Session,
     sftp: Sftp,
+    /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
+    synced_ancestors: RefCell<HashSet<String>>,
 }
 
 fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
@@ -283,6 +287,7 @@ impl SshStorage {
             url: url.clone(),
             _session: session,
             sftp,
+            synced_ancestors: RefCell::default(),
         })
     }
 
@@ -318,6 +323,23 @@ impl SshStorage {
             ssh_err(format!("fsync of directory {}", dir.display()), e)
                 .with_hint("The SSH server must support the fsync@openssh.com extension (OpenSSH 6.5 or later).")
         })
+    }
+
+    /// fsync `dir` (relative) and every directory above it up to the repository root.
+    fn sync_dirs(&self, dir: &str) -> Result<()> {
+        // The object's own directory every time (a name was just added there); the ancestors
+        // once per connection: they only change when a directory is created, and that is synced
+        // at once, unless its creator died first, which one sync per connection covers.
+        for (i, d) in dir_chain(dir).into_iter().enumerate() {
+            if i > 0 && self.synced_ancestors.borrow().contains(&d) {
+                continue;
+            }
+            self.sync_dir(&self.full(&d))?;
+            if i > 0 {
+                self.synced_ancestors.borrow_mut().insert(d);
+            }
+        }
+        Ok(())
     }
 
     fn ensure_dir(&self, dir: &str) -> Result<()> {
@@ -384,7 +406,9 @@ fn verify_host_key(session: &Session, url: &SshUrl, known_hosts: &Path) -> Resul
         .split('-')
         .next()
         .unwrap_or(type_name);
-    match kh.check_port(&url.host, url.port, key) {
+    // The exact pattern OpenSSH writes and reads: `host` for port 22, `[host]:port` otherwise.
+    // (libssh2's check_port would also accept a plain `host` entry for any port.)
+    match kh.check(&host_pattern, key) {
         CheckResult::Match => Ok(()),
         CheckResult::Mismatch => Err(Error::conflict(format!(
             "HOST KEY CHANGED for {host_pattern}: the server presented {type_name} {fingerprint}, which \
@@ -524,9 +548,20 @@ impl Storage for SshStorage {
             file: Some(file),
             temp,
             target: self.full(path),
-            dir: dir_path,
+            rel_dir: dir.to_string(),
             done: false,
         }))
+    }
+
+    fn make_durable(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        let mut f = self
+            .sftp
+            .open_mode(&full, OpenFlags::READ, 0, OpenType::File)
+            .map_err(|e| ssh_err(format!("opening {} to fsync it", full.display()), e))?;
+        f.fsync()
+            .map_err(|e| ssh_err(format!("fsync of {}", full.display()), e))?;
+        self.sync_dirs(split_path(path).0)
     }
 }
 
@@ -535,7 +570,8 @@ struct SshNewObject<'a> {
     file: Option<ssh2::File>,
     temp: PathBuf,
     target: PathBuf,
-    dir: PathBuf,
+    /// The target's directory, relative to the repository root.
+    rel_dir: String,
     done: bool,
 }
 
@@ -578,7 +614,7 @@ impl NewObject for SshNewObject<'_> {
             return Err(ssh_err(format!("publishing {}", self.target.display()), e));
         }
         self.done = true;
-        self.storage.sync_dir(&self.dir)?;
+        self.storage.sync_dirs(&self.rel_dir)?;
         Ok(Publish::Created)
     }
 }
