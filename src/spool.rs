@@ -198,14 +198,14 @@ impl Spool {
         }
     }
 
-    /// Names of the files in the spool (not temporaries, not the lock or logs).
+    /// Names of the files in the spool (not temporaries, not the worker's lock and logs).
     pub fn entries(&self) -> Vec<String> {
         fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !n.starts_with('.') && n != "worker.lock" && n != "worker.log")
+            .filter(|n| !n.starts_with('.') && !n.starts_with("worker."))
             .collect()
     }
 

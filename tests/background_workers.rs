@@ -334,3 +334,59 @@ fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
     };
     spool_env.wait_workers_gone("fetch-");
 }
+
+#[test]
+fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
+    // After a crash the spool may hold a torn file under a segment's name; with no worker that
+    // wiped and refilled the spool, the call must fetch and verify the segment itself.
+    let env = Env::new(3);
+    for i in 1..=3 {
+        assert_eq!(
+            run(env
+                .cmd()
+                .args(["--push-ahead", "0", "push"])
+                .arg(format!("pg_wal/{}", seg(i)))
+                .arg(seg(i)))
+            .0,
+            0
+        );
+    }
+    let standby = env.root.join("standby");
+    let spool = walship::spool::Spool::open(
+        &standby.join("pg_wal"),
+        walship::spool::SpoolKind::Fetch,
+        env.repo.to_str().unwrap(),
+    )
+    .unwrap();
+    fs::write(spool.dir.join(seg(2)), vec![0u8; 1 << 20]).unwrap();
+    let mut c = walship();
+    c.arg("--repo")
+        .arg(&env.repo)
+        .args([
+            "--prefetch",
+            "8",
+            "--worker-idle-timeout",
+            "1",
+            "fetch",
+            &seg(2),
+            "pg_wal/RECOVERYXLOG",
+        ])
+        .current_dir(&standby);
+    let (code, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("prefetch spool"),
+        "a leftover was served: {err}"
+    );
+    assert_eq!(
+        fs::read(standby.join("pg_wal/RECOVERYXLOG")).unwrap(),
+        fs::read(env.pg_wal.join(seg(2))).unwrap()
+    );
+    let spool_env = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        root: standby.clone(),
+        repo: env.repo.clone(),
+        pg_wal: standby.join("pg_wal"),
+    };
+    spool_env.wait_workers_gone("fetch-");
+}

@@ -563,3 +563,54 @@ fn help_documents_every_configuration_key() {
     assert_eq!(run(walship().args(["archive", "--help"])).0, 0);
     assert_eq!(run(walship().args(["restore", "--help"])).0, 0);
 }
+
+#[test]
+fn regression_a_root_without_walship_repo_is_unavailable_not_missing() {
+    // An unmounted mount point (an empty directory) must not read as "nothing archived": in
+    // plain archive recovery, exit 1 would end recovery early.
+    let env = Env::new();
+    let dest = env.root.join("out");
+    let (code, err) = run(env
+        .cmd()
+        .args(["--fetch-retries", "0", "fetch", SEG])
+        .arg(&dest));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("has no walship.repo") && err.contains("mounted"),
+        "{err}"
+    );
+    fs::write(env.root.join("pgdata/recovery.signal"), "").unwrap();
+    let (code, err) = run(env
+        .cmd()
+        .args(["--fetch-retries", "0", "fetch", SEG])
+        .arg(&dest));
+    assert_eq!(code, 254, "{err}");
+}
+
+#[test]
+fn regression_another_clusters_history_file_is_refused() {
+    // History and backup files have no WAL header; the segments beside them in pg_wal identify
+    // the cluster, so a foreign cluster's timeline history cannot enter the repository.
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let before = tree(&env.repo);
+    let foreign = env.root.join("foreign");
+    let foreign_wal = foreign.join("pg_wal");
+    write_segment(&foreign_wal, "000000010000000000000009", SYSID + 7, 3);
+    fs::write(
+        foreign_wal.join("00000002.history"),
+        "1\t0/9000000\tforeign\n",
+    )
+    .unwrap();
+    let mut c = walship();
+    c.arg("--repo").arg(&env.repo).current_dir(&foreign).args([
+        "push",
+        "pg_wal/00000002.history",
+        "00000002.history",
+    ]);
+    let (code, err) = run(&mut c);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("system identifier"), "{err}");
+    assert_eq!(tree(&env.repo), before);
+}

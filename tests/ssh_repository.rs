@@ -189,6 +189,15 @@ fn a_changed_host_key_is_refused() {
         "{err}"
     );
     assert!(tree(&env.repo).is_empty());
+    // the right key for the same host on port 22 does not vouch for another port (as in OpenSSH)
+    fs::write(
+        &env.sshd.known_hosts,
+        format!("127.0.0.1 {}\n", env.sshd.host_pub),
+    )
+    .unwrap();
+    let (code, err) = env.push("000000010000000000000010");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("unknown SSH host"), "{err}");
     // the right key filed under another host name does not count
     fs::write(
         &env.sshd.known_hosts,

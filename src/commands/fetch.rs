@@ -42,7 +42,14 @@ impl RecoveryMode {
 }
 
 pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
-    let pgdata = flags.pgdata.clone().unwrap_or_else(|| PathBuf::from("."));
+    // The data directory: --pgdata / WALSHIP_PGDATA, else `pgdata` from the file (read below),
+    // else the working directory (PostgreSQL runs restore_command in the data directory).
+    let file_pgdata = Config::resolve(flags).ok().and_then(|c| c.pgdata);
+    let pgdata = flags
+        .pgdata
+        .clone()
+        .or(file_pgdata)
+        .unwrap_or_else(|| PathBuf::from("."));
     let mode = RecoveryMode::detect(&pgdata);
     let mut retries = 0;
     let started = Instant::now();
@@ -128,10 +135,17 @@ impl Prefetcher {
             .map(|spool| Prefetcher { spool })
     }
 
-    /// Move a prefetched (already verified) segment to `%p`; false if the spool does not have it.
+    /// Move a prefetched (already verified) segment to `%p`; false if the spool does not have it
+    /// or no worker owns the spool.
     /// A segment the worker is fetching right now is waited for (while the worker lives) rather
     /// than fetched a second time.
     fn take(&self, name: &WalFileName, dest: &Path) -> bool {
+        // Only files published by the live worker are trusted: a worker wipes the spool when it
+        // starts, so what is there while one runs is its own, complete and verified. Without a
+        // worker (after a crash, say) a spooled file could be a torn leftover: fetch instead.
+        if !self.spool.worker_alive() {
+            return false;
+        }
         let started = Instant::now();
         let marker = in_flight_marker(&self.spool, name.as_str());
         loop {

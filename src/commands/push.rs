@@ -2,14 +2,14 @@
 //! this cluster (initializing an empty one), push the file, log one line. Exit 0 only once the
 //! object is durable.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::human_bytes;
 use crate::config::Config;
 use crate::error::{Context, Error, Kind, Result};
-use crate::pg::{WalFileName, WalHeader};
+use crate::pg::WalFileName;
 use crate::repo::{Identity, Repository};
 use crate::spool::{Ack, SourceStamp, Spool, SpoolKind, spawn_worker};
 use crate::transfer::{
@@ -69,7 +69,9 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
 }
 
 /// How long a call waits for the worker's acknowledgement before pushing its file itself.
-const WORKER_WAIT: Duration = Duration::from_secs(120);
+/// After that the call pushes its file itself (finding it already there if the worker did push
+/// it but could not acknowledge it, e.g. with pg_wal full).
+const WORKER_WAIT: Duration = Duration::from_secs(30);
 
 /// Let the push-ahead worker push this file (starting the worker if none runs) and wait for its
 /// acknowledgement. `Ok(None)`: no acknowledgement will come (the file is not `.ready`, the worker
@@ -142,41 +144,9 @@ pub(crate) fn ensure_identity(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        header_from_wal_dir(dir)?
+        crate::transfer::header_from_wal_dir(dir)?
     };
     let id = repo.initialize(&identity_of(&header))?.clone();
     check_identity(&header, &id, name.as_str(), &repo.describe())?;
     Ok(id)
-}
-
-/// The header of any segment-sized WAL file in `dir` (recycled segments count: they are this
-/// cluster's, even if their page addresses are old).
-fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
-    let entries = fs::read_dir(dir).context(format!("listing {}", dir.display()))?;
-    for entry in entries.flatten() {
-        let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else {
-            continue;
-        };
-        if WalFileName::parse(fname).ok().map(|n| n.kind()) != Some(crate::pg::WalKind::Segment) {
-            continue;
-        }
-        let mut first = [0u8; crate::pg::walheader::LONG_HEADER_LEN];
-        let Ok(mut f) = File::open(entry.path()) else {
-            continue;
-        };
-        if crate::storage::read_full(&mut f, &mut first).ok() != Some(first.len()) {
-            continue;
-        }
-        if let Ok(h) = WalHeader::parse(&first, fname)
-            && f.metadata().map(|m| m.len()).ok() == Some(u64::from(h.segment_size))
-        {
-            return Ok(h);
-        }
-    }
-    Err(Error::usage(format!(
-        "the repository is empty and no WAL segment in {} tells which cluster this file belongs to",
-        dir.display()
-    ))
-    .with_hint("Push a WAL segment first (SELECT pg_switch_wal() makes the server archive one)."))
 }

@@ -13,7 +13,7 @@
 //! acknowledgement, and the foreground call then pushes the file itself. The worker exits after
 //! `worker_idle_timeout` without work.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,6 +30,8 @@ use crate::transfer::{PushOptions, PushOutcome, push_file};
 
 /// How often the worker looks at archive_status when it has nothing in flight.
 const SCAN_INTERVAL: Duration = Duration::from_millis(10);
+/// A file whose acknowledgement could not be written is pushed again after this long.
+const ACK_RETRY: Duration = Duration::from_secs(10);
 
 /// The `.ready` files of `pg_wal/archive_status`, in the order PostgreSQL archives them.
 pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
@@ -92,18 +94,21 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         Pool::new(
             threads,
             move |conn: &mut Option<(Repository, Identity)>, name: WalFileName| {
-                push_one(&config, &spool, &opts, conn, &name);
-                name.as_str().to_string()
+                let acked = push_one(&config, &spool, &opts, conn, &name);
+                (name.as_str().to_string(), acked)
             },
         )
     };
 
     let mut in_flight: HashSet<String> = HashSet::new();
+    // Files whose acknowledgement could not be written (pg_wal full?): not retried at once.
+    let mut unacked: HashMap<String, Instant> = HashMap::new();
     let mut last_work = Instant::now();
     loop {
         for done in pool.finished() {
-            in_flight.remove(&done);
+            settle(done, &mut in_flight, &mut unacked);
         }
+        unacked.retain(|_, at| at.elapsed() < ACK_RETRY);
         let ready = ready_files(pg_wal);
         // Acknowledgements whose .ready is gone were taken, or PostgreSQL archived the file
         // another way: nobody will ask for them again.
@@ -123,7 +128,10 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             if in_flight.len() >= 2 * threads as usize {
                 break;
             }
-            if in_flight.contains(name.as_str()) || spool.has_ack(name.as_str()) {
+            if in_flight.contains(name.as_str())
+                || unacked.contains_key(name.as_str())
+                || spool.has_ack(name.as_str())
+            {
                 continue;
             }
             in_flight.insert(name.as_str().to_string());
@@ -138,14 +146,26 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             break;
         }
         if let Some(done) = pool.wait_done(SCAN_INTERVAL) {
-            in_flight.remove(&done);
+            settle(done, &mut in_flight, &mut unacked);
         }
     }
     pool.close();
     Ok(())
 }
 
-/// Push one file and acknowledge it. A connection that failed is dropped and made again for the
+/// Book-keeping for a finished push.
+fn settle(
+    (name, acked): (String, bool),
+    in_flight: &mut HashSet<String>,
+    unacked: &mut HashMap<String, Instant>,
+) {
+    in_flight.remove(&name);
+    if !acked {
+        unacked.insert(name, Instant::now());
+    }
+}
+
+/// Push one file and acknowledge it; false if the acknowledgement could not be written. A connection that failed is dropped and made again for the
 /// next file.
 fn push_one(
     config: &Config,
@@ -153,7 +173,7 @@ fn push_one(
     opts: &PushOptions,
     conn: &mut Option<(Repository, Identity)>,
     name: &WalFileName,
-) {
+) -> bool {
     let path = spool.pg_wal.join(name.as_str());
     let result = (|| -> Result<(SourceStamp, String)> {
         let stamp = SourceStamp::of(&path)?;
@@ -188,10 +208,11 @@ fn push_one(
             spool.ack_error(name.as_str(), e.exit_code(), &e.to_string())
         }
     };
-    if let Err(e) = acked {
+    if let Err(e) = &acked {
         eprintln!(
             "walship push-ahead: {}: cannot write the acknowledgement: {e}",
             name.as_str()
         );
     }
+    acked.is_ok()
 }
