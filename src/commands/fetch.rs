@@ -42,19 +42,19 @@ impl RecoveryMode {
 }
 
 pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
-    // The data directory: --pgdata / WALSHIP_PGDATA, else `pgdata` from the file (read below),
-    // else the working directory (PostgreSQL runs restore_command in the data directory).
-    let file_pgdata = Config::resolve(flags).ok().and_then(|c| c.pgdata);
-    let pgdata = flags
-        .pgdata
-        .clone()
-        .or(file_pgdata)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let config = Config::resolve(flags);
+    // The data directory: `pgdata` (flag, environment or file; the flag alone if the file is
+    // broken), else the working directory (PostgreSQL runs restore_command in the data directory).
+    let pgdata = match &config {
+        Ok(c) => c.pgdata.clone(),
+        Err(_) => flags.pgdata.clone(),
+    }
+    .unwrap_or_else(|| PathBuf::from("."));
     let mode = RecoveryMode::detect(&pgdata);
     let mut retries = 0;
     let started = Instant::now();
     let result = (|| -> Result<Option<FetchReport>> {
-        let config = Config::resolve(flags)?;
+        let config = config?;
         retries = config.fetch_retries;
         let name = WalFileName::parse(name)?;
         let prefetcher = Prefetcher::for_request(&config, &name, dest);
