@@ -35,10 +35,22 @@ CONFIGURATION
                                                                recovery (0 = off)
   worker_idle_timeout  WALSHIP_WORKER_IDLE_TIMEOUT / ...       30 seconds before an idle background
                                                                worker exits
+  keep_backups       WALSHIP_KEEP_BACKUPS / prune --keep-backups  (none) newest restorable base
+                                                               backups prune keeps
+  keep_days          WALSHIP_KEEP_DAYS / prune --keep-days     (none) days of point-in-time
+                                                               recovery prune keeps
+  pg                 WALSHIP_PG / --pg                         (none) libpq connection string for
+                                                               status and check; without it they
+                                                               use pgdata's postmaster.pid. No
+                                                               password here: use ~/.pgpass
 
 POSTGRESQL
   archive_command = 'walship push %p %f'
   restore_command = 'walship fetch %f %p'
+  archive_cleanup_command = 'walship prune --before %r'   (a standby's own archive only)
+
+CRON
+  15 3 * * *  postgres  walship prune --keep-backups 7 --keep-days 14
 
 EXIT CODES
   0 success; 1 not in the archive (fetch); 2 usage or configuration error; 3 repository unavailable
@@ -120,6 +132,9 @@ pub struct GlobalFlags {
         value_name = "SECONDS"
     )]
     pub worker_idle_timeout: Option<u64>,
+    /// libpq connection string for status and check, e.g. "host=/var/run/postgresql port=5432"
+    #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
+    pub pg: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +163,8 @@ pub enum Command {
     },
     /// Read every object back and check it (length, SHA-256) and every timeline's continuity
     Verify,
+    /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
+    Prune(crate::commands::prune::PruneArgs),
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -172,6 +189,7 @@ impl Command {
             Command::Demo(_) => "demo".into(),
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
+            Command::Prune(_) => "prune".into(),
             Command::PushAhead { .. } => "push-ahead worker".into(),
             Command::Prefetch { .. } => "prefetch worker".into(),
         }
@@ -217,6 +235,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::status::run(&Config::resolve(&cli.global)?, json)
         }
         Command::Verify => crate::commands::verify::run(&Config::resolve(&cli.global)?),
+        Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
         }

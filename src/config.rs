@@ -34,6 +34,9 @@ pub struct ConfigFile {
     pub push_ahead: Option<u32>,
     pub prefetch: Option<u32>,
     pub worker_idle_timeout: Option<u64>,
+    pub keep_backups: Option<u32>,
+    pub keep_days: Option<u32>,
+    pub pg: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,11 @@ pub struct Config {
     pub prefetch: u32,
     /// Seconds a background worker stays without work before it exits.
     pub worker_idle_timeout: Duration,
+    /// prune's retention, when the command line gives none.
+    pub keep_backups: Option<u32>,
+    pub keep_days: Option<u32>,
+    /// A libpq connection string for status and check (no password: use ~/.pgpass).
+    pub pg: Option<String>,
 }
 
 impl ConfigFile {
@@ -140,6 +148,9 @@ impl Config {
                     .or(file.worker_idle_timeout)
                     .unwrap_or(30),
             ),
+            keep_backups: file.keep_backups,
+            keep_days: file.keep_days,
+            pg: flags.pg.clone().or(file.pg),
         })
     }
 

@@ -146,7 +146,7 @@ pub fn push_file(
             .context(&writing)?;
         loop {
             let mut buf = hasher.buffer();
-            if read_chunk(&mut file, &mut buf).context(format!("reading {what}"))? == 0 {
+            if read_chunk(&mut file, &mut buf, CHUNK).context(format!("reading {what}"))? == 0 {
                 break;
             }
             encoder.write_all(&buf).context(&writing)?;
@@ -262,6 +262,23 @@ pub fn verify_object(repo: &Repository, name: &WalFileName) -> Result<ObjectHead
     read_verified(repo, name, &mut io::sink(), "nowhere")
 }
 
+/// Read a small object (a history or backup history file) into memory, checked like any other.
+/// Refuses an object whose header records more than `limit` bytes.
+pub fn read_small_object(repo: &Repository, name: &WalFileName, limit: u64) -> Result<Vec<u8>> {
+    if let Some(h) = repo.object_header(name)?
+        && h.original_len > limit
+    {
+        return Err(Error::corrupt(format!(
+            "repository object {} records {} bytes; a file of its kind is at most {limit}",
+            name.as_str(),
+            h.original_len
+        )));
+    }
+    let mut bytes = Vec::new();
+    read_verified(repo, name, &mut bytes, name.as_str())?;
+    Ok(bytes)
+}
+
 /// Stream the object `name` through decompression into `out`, checking it on the way. `out` must
 /// be thrown away if this fails: it then holds unverified bytes. A missing object is
 /// `Kind::NotFound`; a damaged one `Kind::Corrupt`; a storage failure `Kind::Unavailable`.
@@ -284,7 +301,12 @@ fn read_verified(
         inner: payload,
         failed: &storage_failed,
     };
-    let hasher = HashPipe::new(CHUNK);
+    // Small objects (history, backup history, tiny test segments) get small buffers: zero-filling
+    // a 1 MiB chunk per object would dominate `verify` on them.
+    let chunk = usize::try_from(header.original_len.saturating_add(1))
+        .unwrap_or(CHUNK)
+        .clamp(4096, CHUNK);
+    let hasher = HashPipe::new(chunk);
     let mut len = 0u64;
     let corrupt = |why: String| {
         Error::corrupt(format!("repository object {} in {} is damaged: {why}", name.as_str(), repo.describe()))
@@ -297,7 +319,7 @@ fn read_verified(
             .map_err(|e| corrupt(e.to_string()))?;
         loop {
             let mut buf = hasher.buffer();
-            let n = match read_chunk(&mut decoder, &mut buf) {
+            let n = match read_chunk(&mut decoder, &mut buf, chunk) {
                 Ok(n) => n,
                 Err(e) if !storage_failed.get() => {
                     return Err(corrupt(format!("decompression failed: {e}")));
@@ -353,9 +375,9 @@ impl<R: Read> Read for TrackedReader<'_, R> {
     }
 }
 
-/// Read up to `CHUNK` bytes into `buf` (replacing its contents); 0 at end of file.
-fn read_chunk(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.resize(CHUNK, 0);
+/// Read up to `size` bytes into `buf` (replacing its contents); 0 at end of file.
+fn read_chunk(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> io::Result<usize> {
+    buf.resize(size, 0);
     let n = read_full(r, buf)?;
     buf.truncate(n);
     Ok(n)
@@ -414,80 +436,7 @@ pub fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{DirEntry, NewObject, Storage};
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-    use std::io::Cursor;
-    use std::rc::Rc;
-
-    /// In-memory storage that records which paths were made durable.
-    #[derive(Default, Clone)]
-    struct MemoryStorage {
-        files: Rc<RefCell<BTreeMap<String, Vec<u8>>>>,
-        durable_calls: Rc<RefCell<Vec<String>>>,
-    }
-
-    struct MemoryObject {
-        storage: MemoryStorage,
-        path: String,
-        bytes: Cursor<Vec<u8>>,
-    }
-
-    impl Write for MemoryObject {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.bytes.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Seek for MemoryObject {
-        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-            self.bytes.seek(pos)
-        }
-    }
-
-    impl NewObject for MemoryObject {
-        fn commit(self: Box<Self>) -> Result<Publish> {
-            let mut files = self.storage.files.borrow_mut();
-            if files.contains_key(&self.path) {
-                return Ok(Publish::AlreadyExists);
-            }
-            files.insert(self.path.clone(), self.bytes.into_inner());
-            Ok(Publish::Created)
-        }
-    }
-
-    impl Storage for MemoryStorage {
-        fn describe(&self) -> String {
-            "memory".into()
-        }
-        fn check_root(&self) -> Result<()> {
-            Ok(())
-        }
-        fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
-            Ok(self
-                .files
-                .borrow()
-                .get(path)
-                .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read>))
-        }
-        fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
-            Ok(Box::new(MemoryObject {
-                storage: self.clone(),
-                path: path.into(),
-                bytes: Cursor::new(Vec::new()),
-            }))
-        }
-        fn make_durable(&self, path: &str) -> Result<()> {
-            self.durable_calls.borrow_mut().push(path.into());
-            Ok(())
-        }
-        fn list(&self, _dir: &str) -> Result<Vec<DirEntry>> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::storage::memory::MemoryStorage;
 
     #[test]
     fn regression_an_object_found_already_archived_is_made_durable_before_success() {

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod fetch;
 pub mod prefetch;
+pub mod prune;
 pub mod push;
 pub mod push_ahead;
 pub mod status;

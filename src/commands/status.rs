@@ -7,6 +7,7 @@ use super::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::WalKind;
+use crate::repo::backups::{Backup, catalog};
 use crate::repo::inventory::{TimelineSummary, summarize};
 
 #[derive(Serialize)]
@@ -18,6 +19,8 @@ struct StatusJson<'a> {
     wal_segment_size: Option<u32>,
     timelines: Vec<TimelineSummary>,
     history_files: Vec<String>,
+    backups: Vec<Backup>,
+    damaged_backup_records: Vec<String>,
     strays: Vec<String>,
 }
 
@@ -30,6 +33,8 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         .map(|i| i.wal_segment_size)
         .unwrap_or(16 << 20);
     let timelines = summarize(&listing, segment_size);
+    let (backups, damaged) = catalog(&repo, &listing.objects, segment_size)?;
+    let damaged: Vec<String> = damaged.into_iter().map(|e| e.message).collect();
     let history: Vec<String> = listing
         .objects
         .iter()
@@ -45,6 +50,8 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             wal_segment_size: identity.as_ref().map(|i| i.wal_segment_size),
             timelines,
             history_files: history,
+            backups,
+            damaged_backup_records: damaged,
             strays: listing.strays,
         };
         println!(
@@ -107,8 +114,43 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     if !history.is_empty() {
         println!("\ntimeline history files: {}", history.join(", "));
     }
+    print_backups(&backups, &damaged);
     for s in &listing.strays {
         println!("not a walship object: {s}");
     }
     Ok(())
+}
+
+fn print_backups(backups: &[Backup], damaged: &[String]) {
+    if backups.is_empty() && damaged.is_empty() {
+        println!(
+            "\nno base backups recorded (backup history files appear when a base backup ends)"
+        );
+        return;
+    }
+    println!(
+        "\n{:<24}  {:<23}  {:<24}  {:>4}  {:<10}  label",
+        "backup (start segment)", "stopped", "needs WAL up to", "segs", "restorable"
+    );
+    for b in backups {
+        let restorable = if b.restorable {
+            "yes".to_string()
+        } else if let Some(h) = &b.missing_history {
+            format!("NO: {h} missing")
+        } else {
+            format!("NO: {} missing", b.missing_segments)
+        };
+        println!(
+            "{:<24}  {:<23}  {:<24}  {:>4}  {:<10}  {}",
+            b.record.start_segment,
+            b.record.stop_time,
+            b.record.stop_segment,
+            b.wal_segments,
+            restorable,
+            b.record.label
+        );
+    }
+    for d in damaged {
+        println!("DAMAGED: {d}");
+    }
 }

@@ -1,6 +1,6 @@
 //! `walship verify`: read every object back, decompress it and compare length and SHA-256 with
-//! its header (what fetch would do), check that every timeline is continuous, and name every
-//! problem. Exit 0 only for a repository with none. Objects are checked in parallel, one
+//! its header (what fetch would do), check that every timeline is continuous and that every
+//! backup record is readable and has all the WAL it needs, and name every problem. Exit 0 only for a repository with none. Objects are checked in parallel, one
 //! repository connection per thread.
 
 use std::time::Instant;
@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::pg::WalFileName;
 use crate::pool::Pool;
 use crate::repo::Repository;
+use crate::repo::backups::catalog;
 use crate::repo::inventory::summarize;
 use crate::transfer::verify_object;
 
@@ -33,6 +34,29 @@ pub fn run(config: &Config) -> Result<()> {
             problems.push(format!(
                 "timeline {}: segments {} .. {} are missing ({} segments)",
                 t.timeline, g.from, g.to, g.segments
+            ));
+        }
+    }
+    let (backups, damaged) = catalog(&repo, &listing.objects, identity.wal_segment_size)?;
+    for e in damaged {
+        problems.push(e.message);
+    }
+    for b in &backups {
+        if b.missing_segments > 0 {
+            problems.push(format!(
+                "backup {} ({}) is not restorable: {} of the {} segments from {} to {} are missing",
+                b.record.name,
+                b.record.label,
+                b.missing_segments,
+                b.wal_segments,
+                b.record.start_segment,
+                b.record.stop_segment
+            ));
+        }
+        if let Some(h) = &b.missing_history {
+            problems.push(format!(
+                "backup {} is not restorable: timeline history file {h} is missing",
+                b.record.name
             ));
         }
     }

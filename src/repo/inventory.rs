@@ -117,6 +117,7 @@ mod tests {
                 .map(|n| ListedObject {
                     name: WalFileName::parse(n).unwrap(),
                     stored_bytes: 100,
+                    modified: None,
                 })
                 .collect(),
             strays: Vec::new(),

@@ -1,9 +1,12 @@
 //! A walship repository on any [`Storage`]: the identity check every command makes first, and
 //! reading and writing whole objects by WAL file name. The format is FORMAT.md.
 
+pub mod backups;
 pub mod identity;
 pub mod inventory;
+pub mod lock;
 pub mod object;
+pub mod retention;
 
 use std::io::{Read, Write};
 
@@ -21,6 +24,8 @@ use object::HEADER_LEN;
 pub struct ListedObject {
     pub name: WalFileName,
     pub stored_bytes: u64,
+    /// Modification time (seconds since the Unix epoch), where the storage knows it.
+    pub modified: Option<i64>,
 }
 
 /// What a listing found: objects, and paths that do not belong in a walship repository.
@@ -114,6 +119,7 @@ impl Repository {
                         listing.objects.push(ListedObject {
                             name: n,
                             stored_bytes: e.size,
+                            modified: e.modified,
                         })
                     }
                     _ => listing.strays.push(format!("{path}/{}", e.name)),
@@ -140,6 +146,30 @@ impl Repository {
                  is initialized by the first push.",
             )
         })
+    }
+
+    /// Remove the object `name` (prune only, under the prune lock). The directory is synced by
+    /// [`Repository::sync_object_dir`] after a batch.
+    pub fn remove_object(&self, name: &WalFileName) -> Result<bool> {
+        self.storage.remove(&name.repo_path())
+    }
+
+    /// fsync the directory holding `name`'s object, so that removals there survive a crash.
+    pub fn sync_object_dir(&self, name: &WalFileName) -> Result<()> {
+        self.storage
+            .sync_directory(crate::storage::split_path(&name.repo_path()).0)
+    }
+
+    /// Remove the segment directory of `name` if nothing (not even a writer's temporary file) is
+    /// left in it, and sync its parent.
+    pub fn remove_object_dir_if_empty(&self, name: &WalFileName) -> Result<bool> {
+        let dir = crate::storage::split_path(&name.repo_path()).0.to_string();
+        let removed = self.storage.remove_dir_if_empty(&dir)?;
+        if removed {
+            self.storage
+                .sync_directory(crate::storage::split_path(&dir).0)?;
+        }
+        Ok(removed)
     }
 
     /// Start writing the object for `name` (see [`Storage::create`]).

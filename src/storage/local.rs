@@ -138,6 +138,11 @@ impl Storage for LocalStorage {
                 name,
                 is_dir: m.is_dir(),
                 size: m.len(),
+                modified: m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64),
             });
         }
         Ok(out)
@@ -170,6 +175,38 @@ impl Storage for LocalStorage {
             .and_then(|f| f.sync_all())
             .context(format!("fsync of {}", full.display()))?;
         self.sync_dirs(split_path(path).0)
+    }
+
+    fn remove(&self, path: &str) -> Result<bool> {
+        let full = self.full(path);
+        match fs::remove_file(&full) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("removing {}", full.display()), e)),
+        }
+    }
+
+    fn remove_dir_if_empty(&self, dir: &str) -> Result<bool> {
+        let full = self.full(dir);
+        match fs::remove_dir(&full) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(
+                format!("removing directory {}", full.display()),
+                e,
+            )),
+        }
+    }
+
+    fn sync_directory(&self, dir: &str) -> Result<()> {
+        sync_dir(&self.full(dir))
     }
 }
 

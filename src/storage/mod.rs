@@ -7,6 +7,8 @@
 //! place per backend.
 
 pub mod local;
+#[cfg(test)]
+pub mod memory;
 pub mod ssh;
 
 use std::io::{Read, Seek, Write};
@@ -51,6 +53,18 @@ pub trait Storage {
     /// The entries of directory `dir`, temporary (dot-prefixed) names left out; empty if the
     /// directory does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
+
+    /// Remove the file at `path`; `false` if it was not there. Only `prune` (under the repository
+    /// lock) and lock release call this. The directory is not synced here: a batch of removals
+    /// ends with one [`Storage::sync_directory`].
+    fn remove(&self, path: &str) -> Result<bool>;
+
+    /// Remove the directory `dir` if it is empty (temporary files of a writer in progress count as
+    /// entries, so a directory a push is writing into stays); `false` if it was kept.
+    fn remove_dir_if_empty(&self, dir: &str) -> Result<bool>;
+
+    /// fsync the directory `dir`, so that the removals made in it survive a crash.
+    fn sync_directory(&self, dir: &str) -> Result<()>;
 }
 
 /// One entry of a directory listing.
@@ -59,6 +73,8 @@ pub struct DirEntry {
     pub name: String,
     pub is_dir: bool,
     pub size: u64,
+    /// Last modification, seconds since the Unix epoch, where the backend knows it.
+    pub modified: Option<i64>,
 }
 
 /// Where a repository lives, parsed from `repo = ...` (a path or `ssh://[user@]host[:port]/path`).

@@ -524,6 +524,7 @@ impl Storage for SshStorage {
                     name,
                     is_dir: stat.is_dir(),
                     size: stat.size.unwrap_or(0),
+                    modified: stat.mtime.map(|t| t as i64),
                 })
             })
             .collect())
@@ -562,6 +563,33 @@ impl Storage for SshStorage {
         f.fsync()
             .map_err(|e| ssh_err(format!("fsync of {}", full.display()), e))?;
         self.sync_dirs(split_path(path).0)
+    }
+
+    fn remove(&self, path: &str) -> Result<bool> {
+        let full = self.full(path);
+        match self.sftp.unlink(&full) {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(false),
+            Err(e) => Err(ssh_err(format!("removing {}", full.display()), e)),
+        }
+    }
+
+    fn remove_dir_if_empty(&self, dir: &str) -> Result<bool> {
+        let full = self.full(dir);
+        match self.sftp.rmdir(&full) {
+            Ok(()) => Ok(true),
+            // SFTP v3 has no "not empty" status: sftp-server answers FX_FAILURE. Whatever the
+            // reason, a directory that is still there was kept; one that is gone was removed.
+            Err(e) => match self.stat(&full)? {
+                None => Ok(false),
+                Some(s) if s.is_dir() => Ok(false),
+                Some(_) => Err(ssh_err(format!("removing directory {}", full.display()), e)),
+            },
+        }
+    }
+
+    fn sync_directory(&self, dir: &str) -> Result<()> {
+        self.sync_dir(&self.full(dir))
     }
 }
 

@@ -1,0 +1,189 @@
+//! `walship prune`: plan, then execute. The plan (retention.rs) says which backups stay and why,
+//! and which objects go; `--dry-run` prints it and stops. Execution holds the repository's prune
+//! lock, removes in the plan's order (expired backup records first, then WAL oldest first), and
+//! fsyncs each directory after its removals, so that a prune killed at any point leaves a
+//! repository that `verify` accepts and that the next prune finishes.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::human_bytes;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pg::{WalFileName, WalKind};
+use crate::repo::backups::catalog;
+use crate::repo::lock::now;
+use crate::repo::retention::{KeepReason, Plan, Retention, plan};
+
+/// A prune lock older than this, held from another host, is taken over (a prune of a large
+/// repository over SSH takes seconds to minutes, never an hour).
+const STALE_LOCK: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep this many of the newest restorable base backups (and the WAL they need)
+    #[arg(long, env = "WALSHIP_KEEP_BACKUPS", value_name = "N")]
+    pub keep_backups: Option<u32>,
+    /// Keep what point-in-time recovery to any moment of the last D days needs
+    #[arg(long, env = "WALSHIP_KEEP_DAYS", value_name = "D")]
+    pub keep_days: Option<u32>,
+    /// Remove WAL before this segment (archive_cleanup_command = 'walship prune --before %r')
+    #[arg(long, value_name = "SEGMENT")]
+    pub before: Option<String>,
+    /// Print the plan and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
+    let started = Instant::now();
+    let retention = Retention {
+        keep_backups: args.keep_backups.or(config.keep_backups),
+        keep_days: args.keep_days.or(config.keep_days),
+        before: match &args.before {
+            Some(b) => Some(segment_arg(b)?),
+            None => None,
+        },
+    };
+    if retention.keep_backups == Some(0) {
+        return Err(Error::usage(
+            "--keep-backups 0 would keep no backup; give 1 or more",
+        ));
+    }
+    let repo = config.open_repository()?;
+    let Some(identity) = repo.identity().cloned() else {
+        println!("repository {}: empty, nothing to prune", repo.describe());
+        return Ok(());
+    };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(repo.lock("prune", "prune", STALE_LOCK)?)
+    };
+    let listing = repo.list_objects()?;
+    let (backups, damaged) = catalog(&repo, &listing.objects, identity.wal_segment_size)?;
+    if let Some(e) = damaged.into_iter().next() {
+        // Retention computed without a backup could remove the WAL that backup needs.
+        return Err(e.context("prune stops: every backup record must be readable"));
+    }
+    let plan = plan(
+        &listing.objects,
+        &backups,
+        &retention,
+        identity.wal_segment_size,
+        now(),
+    )?;
+    print_plan(&repo.describe(), &retention, &plan, args.dry_run);
+    if args.dry_run || plan.remove.is_empty() {
+        return Ok(());
+    }
+
+    let mut last: Option<&WalFileName> = None;
+    let mut emptied: Vec<&WalFileName> = Vec::new();
+    for o in &plan.remove {
+        if let Some(prev) = last
+            && crate::storage::split_path(&prev.repo_path()).0
+                != crate::storage::split_path(&o.name.repo_path()).0
+        {
+            repo.sync_object_dir(prev)?;
+            emptied.push(prev);
+        }
+        repo.remove_object(&o.name)?;
+        last = Some(&o.name);
+    }
+    if let Some(prev) = last {
+        repo.sync_object_dir(prev)?;
+        emptied.push(prev);
+    }
+    let mut dirs_removed = 0;
+    for name in emptied {
+        if name.kind() != WalKind::TimelineHistory && repo.remove_object_dir_if_empty(name)? {
+            dirs_removed += 1;
+        }
+    }
+    println!(
+        "removed {} objects ({}) and {dirs_removed} empty directories in {:.2} s",
+        plan.remove.len(),
+        human_bytes(plan.freed_bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--before` takes a segment name, as archive_cleanup_command's %r gives it.
+fn segment_arg(s: &str) -> Result<WalFileName> {
+    let name = WalFileName::parse(s)?;
+    if name.kind() != WalKind::Segment {
+        return Err(Error::usage(format!(
+            "--before {s}: give a WAL segment name (archive_cleanup_command's %r)"
+        )));
+    }
+    Ok(name)
+}
+
+fn print_plan(repo: &str, retention: &Retention, plan: &Plan, dry_run: bool) {
+    println!(
+        "prune plan for {repo} ({}){}",
+        retention.describe(),
+        if dry_run {
+            ", dry run: nothing is removed"
+        } else {
+            ""
+        }
+    );
+    for note in &plan.notes {
+        println!("  note: {note}");
+    }
+    if !plan.backups.is_empty() {
+        println!("  backups (oldest first):");
+        for b in &plan.backups {
+            let fate = match b.kept {
+                Some(KeepReason::Newest) => "keep    one of the newest",
+                Some(KeepReason::Window) => "keep    inside the keep-days window",
+                Some(KeepReason::AfterCutoff) => "keep    newer than the oldest kept backup",
+                None => "remove  expired",
+            };
+            println!(
+                "    {fate:<44} {}{}",
+                b.name,
+                if b.restorable {
+                    ""
+                } else {
+                    "  (not restorable)"
+                }
+            );
+        }
+    }
+    match &plan.cutoff {
+        Some((_, name)) => {
+            println!("  WAL before {name} goes (on every timeline); from it on, everything stays")
+        }
+        None => println!("  no WAL goes"),
+    }
+    // Removed WAL as runs per timeline, not one line per segment.
+    let mut runs: Vec<(u32, &str, &str, u64)> = Vec::new();
+    for o in plan
+        .remove
+        .iter()
+        .filter(|o| o.name.kind() != WalKind::BackupHistory)
+    {
+        let tli = o.name.timeline();
+        match runs.iter_mut().find(|r| r.0 == tli) {
+            Some(r) => {
+                r.2 = o.name.as_str();
+                r.3 += 1;
+            }
+            None => runs.push((tli, o.name.as_str(), o.name.as_str(), 1)),
+        }
+    }
+    for (tli, first, last, n) in runs {
+        println!("    remove  timeline {tli}: {first} .. {last} ({n} files)");
+    }
+    println!(
+        "  {} objects go ({}), {} stay; timeline history files always stay",
+        plan.remove.len(),
+        human_bytes(plan.freed_bytes),
+        plan.keep_objects
+    );
+}

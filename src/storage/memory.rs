@@ -1,0 +1,115 @@
+//! In-memory storage for unit tests: the same no-clobber publish as the real backends, with
+//! directories implied by the paths of the files in them. It records which paths were made
+//! durable, so that tests can check the ordering rules of FORMAT.md.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::rc::Rc;
+
+use super::{DirEntry, NewObject, Publish, Storage};
+use crate::error::Result;
+
+#[derive(Default, Clone)]
+pub struct MemoryStorage {
+    pub files: Rc<RefCell<BTreeMap<String, Vec<u8>>>>,
+    pub durable_calls: Rc<RefCell<Vec<String>>>,
+}
+
+struct MemoryObject {
+    storage: MemoryStorage,
+    path: String,
+    bytes: Cursor<Vec<u8>>,
+}
+
+impl Write for MemoryObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for MemoryObject {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.bytes.seek(pos)
+    }
+}
+
+impl NewObject for MemoryObject {
+    fn commit(self: Box<Self>) -> Result<Publish> {
+        let mut files = self.storage.files.borrow_mut();
+        if files.contains_key(&self.path) {
+            return Ok(Publish::AlreadyExists);
+        }
+        files.insert(self.path.clone(), self.bytes.into_inner());
+        Ok(Publish::Created)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+    fn check_root(&self) -> Result<()> {
+        Ok(())
+    }
+    fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
+        Ok(self
+            .files
+            .borrow()
+            .get(path)
+            .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read>))
+    }
+    fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+        Ok(Box::new(MemoryObject {
+            storage: self.clone(),
+            path: path.into(),
+            bytes: Cursor::new(Vec::new()),
+        }))
+    }
+    fn make_durable(&self, path: &str) -> Result<()> {
+        self.durable_calls.borrow_mut().push(path.into());
+        Ok(())
+    }
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out: Vec<DirEntry> = Vec::new();
+        for (path, bytes) in self.files.borrow().iter() {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let (name, is_dir) = match rest.split_once('/') {
+                Some((d, _)) => (d, true),
+                None => (rest, false),
+            };
+            if name.starts_with('.') || out.last().is_some_and(|e| e.name == name) {
+                continue;
+            }
+            out.push(DirEntry {
+                name: name.to_string(),
+                is_dir,
+                size: if is_dir { 0 } else { bytes.len() as u64 },
+                modified: None,
+            });
+        }
+        Ok(out)
+    }
+    fn remove(&self, path: &str) -> Result<bool> {
+        Ok(self.files.borrow_mut().remove(path).is_some())
+    }
+    fn remove_dir_if_empty(&self, dir: &str) -> Result<bool> {
+        // Directories exist only through their files: an empty one is already gone.
+        let prefix = format!("{dir}/");
+        Ok(!self.files.borrow().keys().any(|k| k.starts_with(&prefix)))
+    }
+    fn sync_directory(&self, dir: &str) -> Result<()> {
+        self.durable_calls.borrow_mut().push(format!("{dir}/"));
+        Ok(())
+    }
+}

@@ -1,0 +1,336 @@
+//! `walship prune` on fabricated repositories: the objects are real version-1 objects (header,
+//! checksum) written straight to disk, so that a 10,000-segment archive takes a second to make.
+//! Retention, the 2-second budget for 10,000 segments, the lock, a prune killed half-way, and
+//! `--before` (archive_cleanup_command).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+use walship::compress::Compression;
+use walship::pg::walname::segment_name;
+use walship::repo::{Identity, ObjectHeader};
+
+const SEG: u32 = 16 << 20;
+
+/// Write one object (compression none) straight into the repository's layout.
+fn put(repo: &Path, name: &str, payload: &[u8]) {
+    let header = ObjectHeader {
+        compression: Compression::None,
+        original_len: payload.len() as u64,
+        sha256: Sha256::digest(payload).into(),
+        name: name.to_string(),
+    };
+    let path = repo.join(walship::pg::WalFileName::parse(name).unwrap().repo_path());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(payload);
+    fs::write(path, bytes).unwrap();
+}
+
+/// A backup history file as PostgreSQL writes it, for a backup of segments start..=stop.
+fn backup_record(start: u64, stop: u64, stop_time: &str) -> (String, String) {
+    let lsn = |n: u64, off: u64| format!("{:X}/{:X}", n >> 8, ((n & 0xFF) << 24) | off);
+    let text = format!(
+        "START WAL LOCATION: {} (file {})\nSTOP WAL LOCATION: {} (file {})\n\
+         CHECKPOINT LOCATION: {}\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+         START TIME: {stop_time}\nLABEL: nightly\nSTART TIMELINE: 1\nSTOP TIME: {stop_time}\n\
+         STOP TIMELINE: 1\n",
+        lsn(start, 0x28),
+        segment_name(1, start, SEG),
+        lsn(stop, 0x100),
+        segment_name(1, stop, SEG),
+        lsn(start, 0x60),
+    );
+    (
+        format!("{}.00000028.backup", segment_name(1, start, SEG)),
+        text,
+    )
+}
+
+/// A repository with segments 1..=`segments` of timeline 1 and a backup starting at each of
+/// `backups` (stopping one segment later), a day apart, the last one a day ago.
+fn fabricate(dir: &Path, segments: u64, backups: &[u64]) -> PathBuf {
+    let repo = dir.join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let identity = Identity {
+        system_identifier: 7_300_000_000_000_000_042,
+        pg_version: 15,
+        wal_segment_size: SEG,
+    };
+    fs::write(repo.join("walship.repo"), identity.to_toml()).unwrap();
+    for n in 1..=segments {
+        put(&repo, &segment_name(1, n, SEG), &n.to_le_bytes());
+    }
+    let now = walship::repo::lock::now();
+    for (i, start) in backups.iter().enumerate() {
+        let age_days = (backups.len() - i) as i64;
+        let t = now - age_days * 86_400;
+        let (name, text) = backup_record(*start, start + 1, &utc(t));
+        put(&repo, &name, text.as_bytes());
+    }
+    repo
+}
+
+/// Seconds since the epoch as PostgreSQL prints a time in UTC.
+fn utc(t: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%d %H:%M:%S UTC"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn prune(repo: &Path, args: &[&str]) -> (i32, String) {
+    let out = walship()
+        .arg("--repo")
+        .arg(repo)
+        .arg("prune")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn verify_ok(repo: &Path) {
+    let out = walship()
+        .arg("--repo")
+        .arg(repo)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Names of the objects in the repository, sorted.
+fn objects(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> = tree(&repo.join("wal"))
+        .into_iter()
+        .map(|(rel, _)| rel.rsplit('/').next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn prune_of_10000_segments_keeps_what_the_kept_backups_need_within_2_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 10_000, &[2_000, 6_000, 9_000]);
+    let before = objects(&repo);
+    assert_eq!(before.len(), 10_003);
+
+    let (code, out) = prune(&repo, &["--keep-backups", "2", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dry run"), "{out}");
+    assert!(out.contains("remove  expired"), "{out}");
+    let expired = format!("{}.00000028.backup", segment_name(1, 2_000, SEG));
+    assert!(
+        out.contains(&format!(
+            "remove  expired                              {expired}"
+        )),
+        "{out}"
+    );
+    assert_eq!(objects(&repo), before, "a dry run removes nothing");
+
+    let started = Instant::now();
+    let (code, out) = prune(&repo, &["--keep-backups", "2"]);
+    let elapsed = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    println!(
+        "prune of 10,000 segments (5,999 removed): {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}\n{out}");
+
+    let after = objects(&repo);
+    let first_kept = segment_name(1, 6_000, SEG);
+    assert_eq!(after.len(), 10_003 - 5_999 - 1, "{out}");
+    assert!(
+        after.iter().all(|n| n.as_str() >= first_kept.as_str()),
+        "{:?}",
+        &after[..3]
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|n| n.ends_with(".backup") && n.as_str() < first_kept.as_str())
+    );
+    assert!(!repo.join("prune.lock").exists(), "the lock is released");
+    // emptied segment directories are gone; 6,000 = 0x1770: directories 00..16 emptied
+    assert!(!repo.join("wal/0000000100000000").exists());
+    verify_ok(&repo);
+    let (code, out) = prune(&repo, &["--keep-backups", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("0 objects go"),
+        "a second prune has nothing left: {out}"
+    );
+}
+
+#[test]
+fn keep_days_keeps_the_window_and_the_backup_that_anchors_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // backups 4, 3, 2 and 1 days old
+    let repo = fabricate(dir.path(), 400, &[100, 200, 300, 390]);
+    let (code, out) = prune(&repo, &["--keep-days", "2"]);
+    assert_eq!(code, 0, "{out}");
+    // 2 and 1 days old are inside; the 3-day-old one anchors the window's start
+    let after = objects(&repo);
+    assert_eq!(after[0], segment_name(1, 200, SEG), "{out}");
+    assert_eq!(
+        after[1],
+        format!("{}.00000028.backup", segment_name(1, 200, SEG))
+    );
+    assert_eq!(after.len(), 400 - 199 + 3);
+    verify_ok(&repo);
+}
+
+#[test]
+fn a_prune_killed_half_way_leaves_a_healthy_repository_that_the_next_prune_finishes() {
+    let mut interrupted = 0;
+    for delay_ms in [5u64, 15, 30, 50, 80, 120, 200] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = fabricate(dir.path(), 4_000, &[3_500, 3_900]);
+        let mut child = walship()
+            .arg("--repo")
+            .arg(&repo)
+            .args(["prune", "--keep-backups", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let left = objects(&repo).len();
+        // 4,000 segments and 2 backup records; the finished prune keeps 101 segments and 1 record
+        if left > 102 && left < 4_002 {
+            interrupted += 1;
+        }
+        verify_ok(&repo);
+        let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+        assert_eq!(code, 0, "after a kill at {delay_ms} ms: {out}");
+        let after = objects(&repo);
+        assert_eq!(after.len(), 102, "after a kill at {delay_ms} ms: {out}");
+        assert_eq!(after[0], segment_name(1, 3_900, SEG));
+        assert_eq!(
+            after[1],
+            format!("{}.00000028.backup", segment_name(1, 3_900, SEG))
+        );
+        verify_ok(&repo);
+    }
+    assert!(interrupted > 0, "no kill landed in the middle of a prune");
+}
+
+#[test]
+fn a_live_lock_keeps_a_second_prune_out_and_a_dead_one_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 50, &[10, 40]);
+    let lock = |host: &str, pid: u32, started: i64| {
+        format!(
+            "command = \"prune\"\nhost = \"{host}\"\npid = {pid}\nstarted = {started}\ntoken = \"t\"\n"
+        )
+    };
+    let host = walship::repo::lock::hostname();
+    let now = walship::repo::lock::now();
+    // held by a live process on this host (this test)
+    fs::write(
+        repo.join("prune.lock"),
+        lock(&host, std::process::id(), now),
+    )
+    .unwrap();
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("is held by `prune`") && out.contains(&std::process::id().to_string()),
+        "{out}"
+    );
+    assert_eq!(objects(&repo).len(), 52, "nothing removed");
+    // a dry run needs no lock
+    let (code, out) = prune(&repo, &["--keep-backups", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    // held by another host, recently: refused; an hour and more ago: taken over
+    fs::write(repo.join("prune.lock"), lock("elsewhere", 1, now - 60)).unwrap();
+    assert_eq!(prune(&repo, &["--keep-backups", "1"]).0, 4);
+    fs::write(repo.join("prune.lock"), lock("elsewhere", 1, now - 7200)).unwrap();
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("taking over the stale lock"), "{out}");
+    assert_eq!(objects(&repo).len(), 50 - 39 + 1);
+    assert!(!repo.join("prune.lock").exists());
+}
+
+#[test]
+fn before_works_as_archive_cleanup_command_and_bad_arguments_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5]);
+    let r = segment_name(1, 20, SEG);
+    let (code, out) = prune(&repo, &["--before", &r]);
+    assert_eq!(code, 0, "{out}");
+    let after = objects(&repo);
+    assert_eq!(after.first(), Some(&r), "{out}");
+    assert_eq!(
+        after.len(),
+        11,
+        "the backup starting at 5 went with its WAL: {after:?}"
+    );
+
+    for (args, code, says) in [
+        (vec![], 2, "needs a retention setting"),
+        (vec!["--keep-backups", "0"], 2, "keep no backup"),
+        (
+            vec!["--before", "00000002.history"],
+            2,
+            "give a WAL segment name",
+        ),
+        (
+            vec!["--before", "../../etc/passwd"],
+            2,
+            "is not a WAL file name",
+        ),
+        (vec!["--keep-days", "x"], 2, "invalid value"),
+    ] {
+        let before = objects(&repo);
+        let (got, out) = prune(&repo, &args);
+        assert_eq!(got, code, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+        assert_eq!(objects(&repo), before);
+    }
+}
+
+#[test]
+fn a_damaged_backup_record_stops_prune_and_verify_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let bad = format!("{}.00000028.backup", segment_name(1, 12, SEG));
+    put(&repo, &bad, b"this is not a backup history file");
+    let before = objects(&repo);
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains(&bad) && out.contains("prune stops"), "{out}");
+    assert_eq!(objects(&repo), before, "nothing removed");
+    let out = walship()
+        .arg("--repo")
+        .arg(&repo)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains(&format!("PROBLEM: backup history file {bad}")),
+        "{text}"
+    );
+}
