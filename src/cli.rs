@@ -158,11 +158,16 @@ pub enum Command {
     /// What the repository holds, per timeline: first and last segment, gaps, bytes, ratio
     Status {
         /// Machine-readable output (schema in the README)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Prometheus text format, for node_exporter's textfile collector
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Read every object back and check it (length, SHA-256) and every timeline's continuity
     Verify,
+    /// Check the pipeline end to end: settings, archiver, a forced segment switch archived
+    Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
     Prune(crate::commands::prune::PruneArgs),
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
@@ -190,6 +195,7 @@ impl Command {
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
+            Command::Check(_) => "check".into(),
             Command::PushAhead { .. } => "push-ahead worker".into(),
             Command::Prefetch { .. } => "prefetch worker".into(),
         }
@@ -231,10 +237,17 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
-        Command::Status { json } => {
-            crate::commands::status::run(&Config::resolve(&cli.global)?, json)
+        Command::Status { json, prometheus } => {
+            use crate::commands::status::Output;
+            let output = match (json, prometheus) {
+                (true, _) => Output::Json,
+                (_, true) => Output::Prometheus,
+                _ => Output::Table,
+            };
+            crate::commands::status::run(&Config::resolve(&cli.global)?, output)
         }
         Command::Verify => crate::commands::verify::run(&Config::resolve(&cli.global)?),
+        Command::Check(args) => crate::commands::check::run(&Config::resolve(&cli.global)?, &args),
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)

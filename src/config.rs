@@ -231,11 +231,21 @@ pub fn home_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// The login name of user `uid`, from the password database.
+pub fn user_name(uid: u32) -> Option<String> {
+    passwd_field_of(uid, |pw| pw.pw_name)
+}
+
 fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    passwd_field_of(unsafe { libc::geteuid() }, field)
+}
+
+fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
     // SAFETY: getpwuid returns a pointer to static storage or null; we copy the string out at once
     // and walship is single-threaded when it calls this.
     unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
+        let pw = libc::getpwuid(uid);
         if pw.is_null() {
             return None;
         }

@@ -334,3 +334,38 @@ fn a_damaged_backup_record_stops_prune_and_verify_names_it() {
         "{text}"
     );
 }
+
+#[test]
+fn prune_works_over_ssh_with_the_same_plan_and_lock() {
+    let ws = Workspace::new();
+    let sshd = Sshd::start(&ws, "sshd");
+    let repo = fabricate(ws.path(), 600, &[100, 300, 500]);
+    // the SSH login user must own what it removes
+    if let Some(r) = &ws.tools.run_as {
+        let ok = std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:", r.user))
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let config = sshd.config(&ws, &repo, "walship.toml");
+    let out = walship()
+        .arg("--config")
+        .arg(&config)
+        .args(["prune", "--keep-backups", "2"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let after = objects(&repo);
+    assert_eq!(after.len(), 600 - 299 + 2, "{text}");
+    assert_eq!(after[0], segment_name(1, 300, SEG));
+    assert!(!repo.join("prune.lock").exists(), "{text}");
+    // segment directory 00000001 00000000 (segments 1..255) emptied and removed remotely
+    assert!(!repo.join("wal/0000000100000000").exists(), "{text}");
+    verify_ok(&repo);
+}

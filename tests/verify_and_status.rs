@@ -128,70 +128,43 @@ fn a_missing_segment_is_a_gap_that_verify_names() {
     );
 }
 
-/// One way to damage a repository.
-type Damage = Box<dyn Fn(&Path)>;
-
+/// Every damaged repository under fixtures/damaged/ (each a copy of repo-v1 with one defect,
+/// described in fixtures/README.md) makes verify exit 5 with a PROBLEM line naming it.
 #[test]
-fn damaged_objects_each_make_verify_fail_naming_them() {
+fn damaged_repositories_each_make_verify_fail_naming_the_problem() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/damaged");
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Damage, &str)> = vec![
-        (
-            "a flipped payload byte",
-            Box::new(|r: &Path| {
-                let p = r.join("wal/0000000100000000/000000010000000000000002");
-                let mut b = fs::read(&p).unwrap();
-                let i = b.len() - 40;
-                b[i] ^= 0x10;
-                fs::write(&p, b).unwrap();
-            }),
-            "000000010000000000000002: repository object 000000010000000000000002",
-        ),
-        (
-            "a truncated object",
-            Box::new(|r: &Path| {
-                let p = r.join("wal/0000000100000000/000000010000000000000003");
-                let b = fs::read(&p).unwrap();
-                fs::write(&p, &b[..b.len() / 2]).unwrap();
-            }),
-            "000000010000000000000003: repository object 000000010000000000000003",
-        ),
-        (
-            "a damaged header",
-            Box::new(|r: &Path| {
-                let p = r.join("wal/history/00000002.history");
-                let mut b = fs::read(&p).unwrap();
-                b[20] ^= 1;
-                fs::write(&p, b).unwrap();
-            }),
-            "00000002.history: repository object 00000002.history: header checksum mismatch",
-        ),
-        (
-            "a foreign file",
-            Box::new(|r: &Path| fs::write(r.join("wal/0000000100000000/notes.txt"), "x").unwrap()),
-            "wal/0000000100000000/notes.txt: not a walship object",
-        ),
-        (
-            "a segment in the wrong directory",
-            Box::new(|r: &Path| {
-                fs::rename(
-                    r.join("wal/0000000100000000/000000010000000000000003"),
-                    r.join("wal/history/000000010000000000000003"),
-                )
-                .unwrap()
-            }),
-            "wal/history/000000010000000000000003: not a walship object",
-        ),
-    ];
-    for (i, (what, damage, expect)) in cases.iter().enumerate() {
-        let repo = copy_fixture(&dir.path().join(format!("case{i}")));
-        damage(&repo);
+    let mut seen = Vec::new();
+    for case in fs::read_dir(&root).unwrap() {
+        let case = case.unwrap().path();
+        let name = case.file_name().unwrap().to_str().unwrap().to_string();
+        let expect = fs::read_to_string(case.join("EXPECTED")).unwrap();
+        let repo = dir.path().join(&name);
+        for (rel, bytes) in tree(&case.join("repo")) {
+            let p = repo.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        }
         let (code, out) = verify(&repo);
-        assert_eq!(code, 5, "{what}: {out}");
+        assert_eq!(code, 5, "{name}: {out}");
         assert!(
-            out.contains(&format!("PROBLEM: {expect}")),
-            "{what}: expected {expect:?} in\n{out}"
+            out.contains(&format!("PROBLEM: {}", expect.trim_end())),
+            "{name}: expected {expect:?} in\n{out}"
         );
         assert!(out.contains("HINT:"), "{out}");
+        seen.push(name);
+    }
+    seen.sort();
+    for required in [
+        "damaged-backup-record",
+        "flipped-byte",
+        "missing-segment",
+        "truncated-object",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == required),
+            "fixtures/damaged/{required} is missing"
+        );
     }
 }
 

@@ -1,8 +1,10 @@
 //! One module per command: the orchestration (configuration, repository, logging, exit policy).
 //! The per-file work they call lives in `transfer`.
 
+pub mod check;
 pub mod demo;
 pub mod fetch;
+pub mod metrics;
 pub mod prefetch;
 pub mod prune;
 pub mod push;

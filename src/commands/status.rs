@@ -1,30 +1,67 @@
-//! `walship status`: what the repository holds, per timeline, at a glance (a table), or as JSON
-//! for scripts (`--json`, schema in the README). Reads a listing only: fast on any repository.
+//! `walship status`: what the repository holds, per timeline, and each backup with whether it is
+//! restorable; with `--pgdata` or `pg` set, PostgreSQL's side too (archiver, lag). Printed as a
+//! table, as JSON for scripts (`--json`, schema in the README), or in Prometheus' text format
+//! for node_exporter's textfile collector (`--prometheus`). Reads a listing and the backup
+//! records only: fast on any repository.
 
 use serde::Serialize;
 
 use super::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pg::WalKind;
+use crate::pg::client::{PgClient, PgView};
+use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::{Backup, catalog};
 use crate::repo::inventory::{TimelineSummary, summarize};
 
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    repository: &'a str,
-    format_version: u32,
-    system_identifier: Option<String>,
-    pg_version: Option<u32>,
-    wal_segment_size: Option<u32>,
-    timelines: Vec<TimelineSummary>,
-    history_files: Vec<String>,
-    backups: Vec<Backup>,
-    damaged_backup_records: Vec<String>,
-    strays: Vec<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Prometheus,
 }
 
-pub fn run(config: &Config, json: bool) -> Result<()> {
+/// Everything status reports; the JSON schema is this struct.
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub repository: String,
+    pub format_version: u32,
+    pub system_identifier: Option<String>,
+    pub pg_version: Option<u32>,
+    pub wal_segment_size: Option<u32>,
+    pub timelines: Vec<TimelineSummary>,
+    pub history_files: Vec<String>,
+    pub backups: Vec<Backup>,
+    pub damaged_backup_records: Vec<String>,
+    pub strays: Vec<String>,
+    /// Present when a PostgreSQL connection is configured.
+    pub postgres: Option<PostgresStatus>,
+}
+
+#[derive(Serialize)]
+pub struct PostgresStatus {
+    /// The server could not be asked; the other fields are absent.
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub view: Option<PgView>,
+    /// Its system identifier is the repository's.
+    pub matches_repository: Option<bool>,
+    /// Primary: complete segments not yet in the repository (the one being written excluded).
+    pub archive_behind_segments: Option<u64>,
+    /// Standby: segments in the repository beyond the one being replayed.
+    pub archived_not_replayed_segments: Option<u64>,
+}
+
+/// The PostgreSQL connection status and check use: `pg`, else `pgdata`, else none.
+pub fn pg_client(config: &Config) -> Result<Option<PgClient>> {
+    match (&config.pg, &config.pgdata) {
+        (Some(c), _) => PgClient::from_conninfo(c).map(Some),
+        (None, Some(d)) => PgClient::from_pgdata(d).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+pub fn report(config: &Config) -> Result<StatusReport> {
     let repo = config.open_repository()?;
     let listing = repo.list_objects()?;
     let identity = repo.identity().cloned();
@@ -34,59 +71,123 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         .unwrap_or(16 << 20);
     let timelines = summarize(&listing, segment_size);
     let (backups, damaged) = catalog(&repo, &listing.objects, segment_size)?;
-    let damaged: Vec<String> = damaged.into_iter().map(|e| e.message).collect();
-    let history: Vec<String> = listing
-        .objects
-        .iter()
-        .filter(|o| o.name.kind() == WalKind::TimelineHistory)
-        .map(|o| o.name.as_str().to_string())
-        .collect();
-    if json {
-        let out = StatusJson {
-            repository: &repo.describe(),
-            format_version: crate::repo::identity::FORMAT_VERSION,
-            system_identifier: identity.as_ref().map(|i| i.system_identifier.to_string()),
-            pg_version: identity.as_ref().map(|i| i.pg_version),
-            wal_segment_size: identity.as_ref().map(|i| i.wal_segment_size),
-            timelines,
-            history_files: history,
-            backups,
-            damaged_backup_records: damaged,
-            strays: listing.strays,
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| Error::usage(e.to_string()))?
-        );
-        return Ok(());
-    }
-    match &identity {
-        Some(id) => println!(
-            "repository {} (format {}, PostgreSQL {}, system identifier {}, {} segments)",
-            repo.describe(),
-            crate::repo::identity::FORMAT_VERSION,
-            id.pg_version,
-            id.system_identifier,
-            human_bytes(u64::from(id.wal_segment_size))
-        ),
-        None => {
-            println!("repository {}: empty (nothing pushed yet)", repo.describe());
-            return Ok(());
+    let postgres = match pg_client(config) {
+        Ok(None) => None,
+        Ok(Some(client)) => Some(match PgView::read(&client) {
+            Ok(view) => postgres_status(view, &identity, &timelines),
+            Err(e) => PostgresStatus::failed(e),
+        }),
+        Err(e) => Some(PostgresStatus::failed(e)),
+    };
+    Ok(StatusReport {
+        repository: repo.describe(),
+        format_version: crate::repo::identity::FORMAT_VERSION,
+        system_identifier: identity.as_ref().map(|i| i.system_identifier.to_string()),
+        pg_version: identity.as_ref().map(|i| i.pg_version),
+        wal_segment_size: identity.as_ref().map(|i| i.wal_segment_size),
+        history_files: listing
+            .objects
+            .iter()
+            .filter(|o| o.name.kind() == WalKind::TimelineHistory)
+            .map(|o| o.name.as_str().to_string())
+            .collect(),
+        timelines,
+        backups,
+        damaged_backup_records: damaged.into_iter().map(|e| e.message).collect(),
+        strays: listing.strays,
+        postgres,
+    })
+}
+
+impl PostgresStatus {
+    fn failed(e: Error) -> PostgresStatus {
+        PostgresStatus {
+            error: Some(e.to_string()),
+            view: None,
+            matches_repository: None,
+            archive_behind_segments: None,
+            archived_not_replayed_segments: None,
         }
     }
-    println!();
-    println!(
-        "{:>8}  {:<24}  {:<24}  {:>8}  {:>7}  {:>10}  {:>10}  {:>5}",
-        "timeline",
-        "first segment",
-        "last segment",
-        "segments",
-        "missing",
-        "stored",
-        "original",
-        "ratio"
-    );
-    for t in &timelines {
+}
+
+fn postgres_status(
+    view: PgView,
+    identity: &Option<crate::repo::Identity>,
+    timelines: &[TimelineSummary],
+) -> PostgresStatus {
+    let seg = view.wal_segment_size.max(1);
+    let segno = |name: &str| {
+        WalFileName::parse(name)
+            .and_then(|n| n.segment_number(seg))
+            .ok()
+    };
+    let last_in_repo = |tli: Option<u32>| {
+        timelines
+            .iter()
+            .filter(|t| tli.is_none_or(|x| t.timeline == x) && !t.last.is_empty())
+            .max_by_key(|t| t.timeline)
+            .and_then(|t| segno(&t.last))
+    };
+    let archive_behind = view.current_wal.as_deref().and_then(|cur| {
+        let tli = u32::from_str_radix(&cur[..8], 16).ok();
+        let current = segno(cur)?;
+        let last = last_in_repo(tli).unwrap_or(0);
+        Some(current.saturating_sub(1).saturating_sub(last))
+    });
+    let not_replayed = view.replay_lsn.as_deref().and_then(|lsn| {
+        let replay = crate::repo::backups::parse_lsn(lsn)? / u64::from(seg);
+        Some(last_in_repo(None)?.saturating_sub(replay))
+    });
+    PostgresStatus {
+        error: None,
+        matches_repository: identity
+            .as_ref()
+            .map(|i| i.system_identifier.to_string() == view.system_identifier),
+        archive_behind_segments: archive_behind,
+        archived_not_replayed_segments: not_replayed,
+        view: Some(view),
+    }
+}
+
+pub fn run(config: &Config, output: Output) -> Result<()> {
+    let r = report(config)?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| Error::usage(e.to_string()))?
+        ),
+        Output::Prometheus => print!("{}", super::metrics::render(&r, crate::repo::lock::now())),
+        Output::Table => print_table(&r),
+    }
+    Ok(())
+}
+
+fn print_table(r: &StatusReport) {
+    match (&r.system_identifier, r.pg_version, r.wal_segment_size) {
+        (Some(id), Some(v), Some(seg)) => println!(
+            "repository {} (format {}, PostgreSQL {v}, system identifier {id}, {} segments)",
+            r.repository,
+            r.format_version,
+            human_bytes(u64::from(seg))
+        ),
+        _ => println!("repository {}: empty (nothing pushed yet)", r.repository),
+    }
+    if !r.timelines.is_empty() {
+        println!();
+        println!(
+            "{:>8}  {:<24}  {:<24}  {:>8}  {:>7}  {:>10}  {:>10}  {:>5}",
+            "timeline",
+            "first segment",
+            "last segment",
+            "segments",
+            "missing",
+            "stored",
+            "original",
+            "ratio"
+        );
+    }
+    for t in &r.timelines {
         println!(
             "{:>8}  {:<24}  {:<24}  {:>8}  {:>7}  {:>10}  {:>10}  {:>5.2}",
             t.timeline,
@@ -111,14 +212,18 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             );
         }
     }
-    if !history.is_empty() {
-        println!("\ntimeline history files: {}", history.join(", "));
+    if !r.history_files.is_empty() {
+        println!("\ntimeline history files: {}", r.history_files.join(", "));
     }
-    print_backups(&backups, &damaged);
-    for s in &listing.strays {
+    if r.system_identifier.is_some() {
+        print_backups(&r.backups, &r.damaged_backup_records);
+    }
+    for s in &r.strays {
         println!("not a walship object: {s}");
     }
-    Ok(())
+    if let Some(pg) = &r.postgres {
+        print_postgres(pg);
+    }
 }
 
 fn print_backups(backups: &[Backup], damaged: &[String]) {
@@ -152,5 +257,63 @@ fn print_backups(backups: &[Backup], damaged: &[String]) {
     }
     for d in damaged {
         println!("DAMAGED: {d}");
+    }
+}
+
+fn print_postgres(pg: &PostgresStatus) {
+    let Some(v) = &pg.view else {
+        println!(
+            "\nPostgreSQL: {}",
+            pg.error.as_deref().unwrap_or("unknown error")
+        );
+        return;
+    };
+    let age = |s: Option<f64>| s.map(|s| format!("{s:.0} s ago")).unwrap_or_default();
+    println!(
+        "\nPostgreSQL ({}): {}, system identifier {}{}",
+        v.connection,
+        if v.in_recovery { "standby" } else { "primary" },
+        v.system_identifier,
+        match pg.matches_repository {
+            Some(false) => "  MISMATCH: not the repository's cluster",
+            _ => "",
+        }
+    );
+    println!(
+        "  archive_mode {}, archive_command '{}'",
+        v.archive_mode, v.archive_command
+    );
+    if !v.restore_command.is_empty() {
+        println!("  restore_command '{}'", v.restore_command);
+    }
+    println!(
+        "  archiver: {} archived (last {} {}), {} failed{}",
+        v.archived_count,
+        v.last_archived_wal.as_deref().unwrap_or("-"),
+        age(v.last_archived_age_seconds),
+        v.failed_count,
+        v.last_failed_wal
+            .as_ref()
+            .map(|w| format!(" (last {w} {})", age(v.last_failed_age_seconds)))
+            .unwrap_or_default()
+    );
+    if v.archiver_failing {
+        println!(
+            "  ARCHIVER FAILING: the last attempt failed; see the PostgreSQL log for walship's error"
+        );
+    }
+    if let (Some(cur), Some(behind)) = (&v.current_wal, pg.archive_behind_segments) {
+        println!("  writing {cur}; complete segments not yet in the repository: {behind}");
+    }
+    if let Some(lsn) = &v.replay_lsn {
+        println!(
+            "  replayed up to {lsn}{}; archived segments not yet replayed: {}",
+            v.replay_lag_seconds
+                .map(|s| format!(" (last replayed transaction {s:.0} s old)"))
+                .unwrap_or_default(),
+            pg.archived_not_replayed_segments
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
     }
 }

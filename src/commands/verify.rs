@@ -44,9 +44,8 @@ pub fn run(config: &Config) -> Result<()> {
     for b in &backups {
         if b.missing_segments > 0 {
             problems.push(format!(
-                "backup {} ({}) is not restorable: {} of the {} segments from {} to {} are missing",
+                "backup {} is not restorable: {} of the {} segments from {} to {} are missing",
                 b.record.name,
-                b.record.label,
                 b.missing_segments,
                 b.wal_segments,
                 b.record.start_segment,

@@ -2,6 +2,7 @@
 //! clusters (for `walship demo` and the integration tests). Nothing outside this module parses a
 //! WAL name or header.
 
+pub mod client;
 pub mod cluster;
 pub mod walheader;
 pub mod walname;
