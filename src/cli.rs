@@ -43,6 +43,19 @@ CONFIGURATION
                                                                status and check; without it they
                                                                use pgdata's postmaster.pid. No
                                                                password here: use ~/.pgpass
+  pg_bin             (file only)                               /usr/lib/postgresql/<PG_VERSION>/bin
+  on_promote         (file only) list of commands              run (sh -c) after a promotion
+  hook_timeout       (file only)                               30 seconds, then a hook is killed
+  smart_timeout      (file only)                               300 seconds a smart promotion waits
+                                                               for the archive to be replayed
+  trigger_file       WALSHIP_TRIGGER_FILE / watch --trigger-file      (none)
+  watch_interval     WALSHIP_WATCH_INTERVAL / watch --watch-interval  1 second
+  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --failover-primary  (none: no automatic
+                                                               failover) conninfo to health-check
+  failover_after     WALSHIP_FAILOVER_AFTER / watch --failover-after  30 seconds
+  fence_command      WALSHIP_FENCE_COMMAND / watch --fence-command    (required for failover)
+  witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
+                                                               witness still reaches the primary
 
 POSTGRESQL
   archive_command = 'walship push %p %f'
@@ -166,6 +179,12 @@ pub enum Command {
     },
     /// Read every object back and check it (length, SHA-256) and every timeline's continuity
     Verify,
+    /// Promote this standby now (smart: after replaying the whole archive; --fast: at once)
+    Promote(crate::commands::promote::PromoteArgs),
+    /// Watch a standby: promote on a trigger file, or fail over when the primary is gone
+    Watch(crate::commands::watch::WatchArgs),
+    /// Make a failed former primary a standby of the new primary (pg_rewind)
+    Rejoin(crate::commands::rejoin::RejoinArgs),
     /// Check the pipeline end to end: settings, archiver, a forced segment switch archived
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
@@ -196,6 +215,9 @@ impl Command {
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
             Command::Check(_) => "check".into(),
+            Command::Promote(_) => "promote".into(),
+            Command::Watch(_) => "watch".into(),
+            Command::Rejoin(_) => "rejoin".into(),
             Command::PushAhead { .. } => "push-ahead worker".into(),
             Command::Prefetch { .. } => "prefetch worker".into(),
         }
@@ -247,6 +269,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::status::run(&Config::resolve(&cli.global)?, output)
         }
         Command::Verify => crate::commands::verify::run(&Config::resolve(&cli.global)?),
+        Command::Promote(args) => {
+            crate::commands::promote::run(&Config::resolve(&cli.global)?, &args)
+        }
+        Command::Watch(args) => {
+            let mut config = Config::resolve(&cli.global)?;
+            args.apply(&mut config);
+            crate::commands::watch::run(&config)
+        }
+        Command::Rejoin(args) => {
+            crate::commands::rejoin::run(&Config::resolve(&cli.global)?, &args)
+        }
         Command::Check(args) => crate::commands::check::run(&Config::resolve(&cli.global)?, &args),
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
         Command::PushAhead { pg_wal } => {

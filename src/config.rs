@@ -37,6 +37,16 @@ pub struct ConfigFile {
     pub keep_backups: Option<u32>,
     pub keep_days: Option<u32>,
     pub pg: Option<String>,
+    pub pg_bin: Option<PathBuf>,
+    pub on_promote: Option<Vec<String>>,
+    pub hook_timeout: Option<u64>,
+    pub trigger_file: Option<PathBuf>,
+    pub watch_interval: Option<u64>,
+    pub failover_primary: Option<String>,
+    pub failover_after: Option<u64>,
+    pub witness_command: Option<String>,
+    pub fence_command: Option<String>,
+    pub smart_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +71,22 @@ pub struct Config {
     pub keep_days: Option<u32>,
     /// A libpq connection string for status and check (no password: use ~/.pgpass).
     pub pg: Option<String>,
+    /// The directory of PostgreSQL's programs (pg_rewind...); default from PG_VERSION.
+    pub pg_bin: Option<PathBuf>,
+    /// Commands run (sh -c) after a promotion, in order.
+    pub on_promote: Vec<String>,
+    /// Seconds a hook (on_promote, fence, witness) may run before it is killed.
+    pub hook_timeout: Duration,
+    /// The file whose appearance makes `watch` promote.
+    pub trigger_file: Option<PathBuf>,
+    pub watch_interval: Duration,
+    /// Connection string of the primary `watch` health-checks (automatic failover when set).
+    pub failover_primary: Option<String>,
+    pub failover_after: Duration,
+    pub witness_command: Option<String>,
+    pub fence_command: Option<String>,
+    /// How long a smart promotion waits for the archive to be replayed.
+    pub smart_timeout: Duration,
 }
 
 impl ConfigFile {
@@ -151,6 +177,16 @@ impl Config {
             keep_backups: file.keep_backups,
             keep_days: file.keep_days,
             pg: flags.pg.clone().or(file.pg),
+            pg_bin: file.pg_bin,
+            on_promote: file.on_promote.unwrap_or_default(),
+            hook_timeout: Duration::from_secs(file.hook_timeout.unwrap_or(30)),
+            trigger_file: file.trigger_file,
+            watch_interval: Duration::from_secs(file.watch_interval.unwrap_or(1).max(1)),
+            failover_primary: file.failover_primary,
+            failover_after: Duration::from_secs(file.failover_after.unwrap_or(30)),
+            witness_command: file.witness_command,
+            fence_command: file.fence_command,
+            smart_timeout: Duration::from_secs(file.smart_timeout.unwrap_or(300)),
         })
     }
 
@@ -162,6 +198,16 @@ impl Config {
     /// Arguments that start a background worker (`subcommand`) with exactly this configuration:
     /// every resolved value as a flag (flags beat the environment and the file), and no file.
     pub fn worker_args(&self, subcommand: &str, pg_wal: &Path) -> Vec<std::ffi::OsString> {
+        let mut a = self.flag_args();
+        a.push(subcommand.into());
+        a.push("--pg-wal".into());
+        a.push(pg_wal.into());
+        a
+    }
+
+    /// Every resolved setting push and fetch use, as flags (with `--config /dev/null`): a
+    /// walship command line that behaves exactly like this one whatever its environment.
+    pub fn flag_args(&self) -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = Vec::new();
         let mut flag = |name: &str, value: std::ffi::OsString| {
             a.push(format!("--{name}").into());
@@ -187,9 +233,6 @@ impl Config {
             "worker-idle-timeout",
             self.worker_idle_timeout.as_secs().to_string().into(),
         );
-        a.push(subcommand.into());
-        a.push("--pg-wal".into());
-        a.push(pg_wal.into());
         a
     }
 

@@ -18,6 +18,7 @@ pub mod compress;
 pub mod config;
 pub mod error;
 pub mod hashing;
+pub mod hooks;
 pub mod pg;
 pub mod pool;
 pub mod repo;

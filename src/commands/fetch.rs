@@ -57,6 +57,12 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
         let config = config?;
         retries = config.fetch_retries;
         let name = WalFileName::parse(name)?;
+        if super::promote::fast_promotion_skips(&pgdata, &name) {
+            return Err(crate::error::Error::not_found(format!(
+                "{} is not restored: a fast promotion is under way",
+                name.as_str()
+            )));
+        }
         let prefetcher = Prefetcher::for_request(&config, &name, dest);
         if let Some(p) = &prefetcher {
             let served = p.take(&name, dest);

@@ -6,11 +6,14 @@ pub mod demo;
 pub mod fetch;
 pub mod metrics;
 pub mod prefetch;
+pub mod promote;
 pub mod prune;
 pub mod push;
 pub mod push_ahead;
+pub mod rejoin;
 pub mod status;
 pub mod verify;
+pub mod watch;
 
 /// Format a byte count for humans: 16.0 MiB.
 pub fn human_bytes(n: u64) -> String {

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod server;
 pub mod walheader;
 pub mod walname;
 

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod inventory;
 pub mod lock;
 pub mod object;
+pub mod promotion;
 pub mod retention;
 
 use std::io::{Read, Write};

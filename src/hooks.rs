@@ -1,0 +1,142 @@
+//! Hooks: the DBA's commands run after a promotion (move a virtual IP, repoint a pooler, page
+//! someone) and the fence and witness commands of automatic failover. Each runs under `sh -c` in
+//! a process group of its own, with a timeout after which the whole group is killed, and its
+//! output is logged line by line; a hook never blocks walship for longer than its timeout.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a hook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookEnd {
+    Exited(i32),
+    Signalled,
+    TimedOut,
+    NotStarted(String),
+}
+
+impl HookEnd {
+    pub fn ok(&self) -> bool {
+        *self == HookEnd::Exited(0)
+    }
+}
+
+impl std::fmt::Display for HookEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookEnd::Exited(c) => write!(f, "exit {c}"),
+            HookEnd::Signalled => write!(f, "killed by a signal"),
+            HookEnd::TimedOut => write!(f, "timed out and was killed"),
+            HookEnd::NotStarted(e) => write!(f, "could not start: {e}"),
+        }
+    }
+}
+
+/// Run `command` with `env`, logging its output prefixed with `label`; kill its process group
+/// after `timeout`.
+pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Duration) -> HookEnd {
+    eprintln!("walship: {label}: running `{command}`");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return HookEnd::NotStarted(e.to_string()),
+    };
+    // Drain both pipes on threads so a chatty hook cannot block on a full pipe.
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut r| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = r.read_to_string(&mut text);
+            text
+        })
+    })
+    .collect();
+    let started = Instant::now();
+    let end = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                break match status.code() {
+                    Some(c) => HookEnd::Exited(c),
+                    None => HookEnd::Signalled,
+                };
+            }
+            Ok(None) if started.elapsed() >= timeout => {
+                // SAFETY: the hook leads its own process group (process_group(0) above).
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                break HookEnd::TimedOut;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => break HookEnd::NotStarted(e.to_string()),
+        }
+    };
+    // A hook that left a background child holding the pipes must not hang us: its output is
+    // abandoned after a short grace.
+    for r in readers {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !r.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if r.is_finished()
+            && let Ok(text) = r.join()
+        {
+            for line in text.lines() {
+                eprintln!("walship: {label}: | {line}");
+            }
+        }
+    }
+    eprintln!(
+        "walship: {label}: `{command}` {end} after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_reports_its_exit_and_a_hanging_one_is_killed_with_its_children() {
+        let t = Duration::from_secs(5);
+        assert_eq!(run_hook("t", "exit 0", &[], t), HookEnd::Exited(0));
+        assert_eq!(
+            run_hook("t", "echo out; echo err >&2; exit 3", &[], t),
+            HookEnd::Exited(3)
+        );
+        assert_eq!(
+            run_hook("t", "test \"$X\" = y", &[("X", "y".into())], t),
+            HookEnd::Exited(0)
+        );
+        let started = Instant::now();
+        let end = run_hook("t", "sleep 30 & sleep 30", &[], Duration::from_millis(300));
+        assert_eq!(end, HookEnd::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! A PostgreSQL server on this host, known by its data directory: whether its postmaster runs,
+//! who owns it, where its programs are, and a connection to it. The commands that change a
+//! server's role (promote, watch, rejoin) start here. PostgreSQL's programs run as the data
+//! directory's owner (through runuser when walship runs as root: they refuse root).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::client::PgClient;
+use super::cluster::{PgTools, RunAs};
+use crate::error::{Error, Result};
+
+pub struct LocalServer {
+    pub pgdata: PathBuf,
+    pub owner: String,
+    pub tools: PgTools,
+}
+
+impl LocalServer {
+    /// The server whose data directory is `pgdata`; `pg_bin` is the directory of its programs
+    /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout).
+    pub fn open(pgdata: &Path, pg_bin: Option<&Path>) -> Result<LocalServer> {
+        let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).map_err(|e| {
+            Error::usage(format!(
+                "{} is not a PostgreSQL data directory (PG_VERSION: {e})",
+                pgdata.display()
+            ))
+            .with_hint("Give --pgdata the data directory of the server.")
+        })?;
+        let uid = std::fs::metadata(pgdata)
+            .map_err(|e| Error::io(format!("stat {}", pgdata.display()), e))?
+            .uid();
+        let owner = crate::config::user_name(uid).ok_or_else(|| {
+            Error::usage(format!(
+                "the owner (uid {uid}) of {} has no name",
+                pgdata.display()
+            ))
+        })?;
+        let bin = pg_bin.map(Path::to_path_buf).unwrap_or_else(|| {
+            PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim()))
+        });
+        // When root, run PostgreSQL's programs as the owner; otherwise as ourselves (who must be
+        // the owner, or PostgreSQL refuses).
+        let tools = PgTools::new(&bin, RunAs::when_root(&owner)?)?;
+        Ok(LocalServer {
+            pgdata: pgdata.to_path_buf(),
+            owner,
+            tools,
+        })
+    }
+
+    /// The postmaster's PID if one runs on this data directory.
+    pub fn running_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        alive.then_some(pid)
+    }
+
+    pub fn client(&self) -> Result<PgClient> {
+        PgClient::from_pgdata(&self.pgdata)
+    }
+
+    /// Run a PostgreSQL program (pg_ctl, pg_rewind...) as the owner; its stderr is in the error.
+    pub fn run(&self, program: &str, args: &[&std::ffi::OsStr], what: &str) -> Result<String> {
+        let mut cmd = self.tools.command(program);
+        cmd.current_dir(&self.pgdata).args(args);
+        self.tools.run(cmd, what)
+    }
+
+    /// Append settings to postgresql.auto.conf (later lines win), owned by the server's owner.
+    pub fn append_auto_conf(&self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let path = self.pgdata.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        self.tools.chown(&path)
+    }
+
+    /// Write a file in the data directory (atomically, fsynced), owned by the server's owner.
+    pub fn write_file(&self, name: &str, contents: &str) -> Result<()> {
+        let path = self.pgdata.join(name);
+        let tmp = self.pgdata.join(format!(".{name}.walship.tmp"));
+        std::fs::write(&tmp, contents)
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        self.tools.chown(&tmp)?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
+        crate::storage::local::sync_dir(&self.pgdata)
+    }
+}

@@ -1,0 +1,526 @@
+//! Promotion, the trigger-file watcher, automatic failover and rejoin on real PostgreSQL 15
+//! clusters on loopback. A primary archives through walship; a standby made from its base backup
+//! restores through walship (and, for failover, also streams) and archives once promoted.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use walship::pg::cluster::{Cluster, free_port, wait_until};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn conninfo(c: &Cluster) -> String {
+    format!(
+        "host={} port={} user=postgres dbname=postgres",
+        c.socket_dir.display(),
+        c.port
+    )
+}
+
+/// The walship copy PostgreSQL runs, with no configuration from the machine.
+fn walship_copy(ws: &Workspace) -> Command {
+    let mut c = Command::new(ws.walship_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WALSHIP_") {
+            c.env_remove(k);
+        }
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn output(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A primary archiving through walship (config file `config`), with pgbench tables.
+fn primary(ws: &Workspace, config: &Path) -> Cluster {
+    let mut p = Cluster::init(
+        &ws.tools,
+        &ws.path().join("primary"),
+        free_port().unwrap(),
+        1,
+    )
+    .unwrap();
+    p.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\nwal_log_hints = on\n",
+        ws.walship_bin().display(),
+        config.display()
+    ))
+    .unwrap();
+    p.start().unwrap();
+    p.pgbench(&["-i", "-s", "1", "-q"]).unwrap();
+    p
+}
+
+/// A standby from a base backup of `p`: restores through walship, archives through walship once
+/// promoted, streams from `p` when `stream`.
+fn standby(ws: &Workspace, p: &Cluster, config: &Path, stream: bool) -> Cluster {
+    let dir = ws.path().join("standby");
+    p.base_backup(&dir).unwrap();
+    let s = Cluster::existing(&ws.tools, &dir, free_port().unwrap()).unwrap();
+    let bin = ws.walship_bin();
+    s.append_conf(&format!(
+        "port = {}\nunix_socket_directories = '{}'\nhot_standby = on\nwal_retrieve_retry_interval = '200ms'\n\
+         restore_command = '{} --config {} fetch %f %p'\n{}",
+        s.port,
+        s.socket_dir.display(),
+        bin.display(),
+        config.display(),
+        if stream { format!("primary_conninfo = '{}'\n", conninfo(p)) } else { String::new() }
+    ))
+    .unwrap();
+    ws.tools
+        .write_file(&dir.join("standby.signal"), "")
+        .unwrap();
+    s
+}
+
+fn config(ws: &Workspace, repo: &Path, extra: &str) -> PathBuf {
+    let path = ws.path().join("walship.toml");
+    ws.tools
+        .write_file(
+            &path,
+            &format!(
+                "repo = '{}'\nworker_idle_timeout = 2\n{extra}",
+                repo.display()
+            ),
+        )
+        .unwrap();
+    path
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let hook_out = ws.path().join("hook-ran");
+    let cfg = config(
+        &ws,
+        &repo,
+        &format!(
+            "hook_timeout = 1\non_promote = [\"echo timeline $WALSHIP_NEW_TIMELINE > {}\", \"sleep 60\", \"exit 7\"]\n",
+            hook_out.display()
+        ),
+    );
+    let mut p = primary(&ws, &cfg);
+    let mut s = standby(&ws, &p, &cfg, false);
+    s.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+        ws.walship_bin().display(),
+        cfg.display()
+    ))
+    .unwrap();
+    // load the standby has not seen: it is not running yet, and only the archive carries it
+    p.pgbench(&["-n", "-t", "500"]).unwrap();
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let count = "SELECT count(*) FROM pgbench_history";
+    assert_eq!(p.psql(count).unwrap(), "500");
+    p.stop_mode("immediate").unwrap();
+    s.start().unwrap();
+
+    let trigger = ws.path().join("trigger");
+    let log = ws.path().join("watch.log");
+    let mut watch = walship_copy(&ws)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--pgdata")
+        .arg(&s.data)
+        .args(["watch", "--trigger-file"])
+        .arg(&trigger)
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    fs::write(&trigger, "smart\n").unwrap();
+    let started = Instant::now();
+    let code = wait_exit(&mut watch, TIMEOUT, "watch");
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{text}");
+    println!(
+        "trigger to promoted: {:.1} s\n{text}",
+        started.elapsed().as_secs_f64()
+    );
+
+    // promoted: writes, timeline 2, every archived transaction replayed
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()").unwrap(), "f");
+    s.psql("CREATE TABLE after_promotion (x int)").unwrap();
+    assert!(
+        s.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            .unwrap()
+            .starts_with("00000002")
+    );
+    assert_eq!(
+        s.psql(count).unwrap(),
+        "500",
+        "smart promotion replayed the whole archive"
+    );
+    assert!(
+        !trigger.exists(),
+        "the trigger file is removed after promotion"
+    );
+    assert!(
+        text.contains("smart promotion: every archived segment is replayed"),
+        "{text}"
+    );
+    // the hooks: the first ran with the new timeline, the hanging one was killed, the failing
+    // one was reported, and none of them undid the promotion
+    assert_eq!(fs::read_to_string(&hook_out).unwrap().trim(), "timeline 2");
+    assert!(
+        text.contains("`sleep 60` timed out and was killed"),
+        "{text}"
+    );
+    assert!(text.contains("`exit 7` exit 7"), "{text}");
+    // the new timeline's history file reaches the archive, and the decision is recorded
+    wait_until(TIMEOUT, "00000002.history in the archive", || {
+        Ok(repo.join("wal/history/00000002.history").exists())
+    })
+    .unwrap();
+    let record = fs::read_to_string(repo.join("promotions/00000002.toml")).unwrap();
+    assert!(record.contains("reason = \"trigger file\""), "{record}");
+
+    // a trigger file that appears a second time promotes nothing
+    fs::write(&trigger, "fast").unwrap();
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .args(["watch", "--trigger-file"])
+            .arg(&trigger),
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("already a primary; removed the trigger file"),
+        "{text}"
+    );
+    assert!(!trigger.exists());
+    assert!(
+        s.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            .unwrap()
+            .starts_with("00000002")
+    );
+    // promote refuses on a primary
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .arg("promote"),
+    );
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("already a primary"), "{text}");
+    s.stop().unwrap();
+}
+
+/// Insert a row and return (id, the WAL position after its commit).
+fn tick(p: &Cluster) -> Option<(u64, u64)> {
+    let mut cmd = p.tools.command("psql");
+    cmd.args([
+        "-X", "-A", "-t", "-q", "-U", "postgres", "-d", "postgres", "-h",
+    ])
+    .arg(&p.socket_dir)
+    .arg("-p")
+    .arg(p.port.to_string())
+    .args([
+        "-c",
+        "INSERT INTO ticks DEFAULT VALUES RETURNING id",
+        "-c",
+        "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn",
+    ]);
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    Some((
+        lines.next()?.trim().parse().ok()?,
+        lines.next()?.trim().parse().ok()?,
+    ))
+}
+
+#[test]
+fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = config(&ws, &repo, "");
+    let p = primary(&ws, &cfg);
+    p.psql("CREATE TABLE ticks (id bigserial PRIMARY KEY)")
+        .unwrap();
+    let mut s = standby(&ws, &p, &cfg, true);
+    s.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+        ws.walship_bin().display(),
+        cfg.display()
+    ))
+    .unwrap();
+    s.start().unwrap();
+
+    let fenced = ws.path().join("fenced");
+    let log = ws.path().join("watch.log");
+    let mut watch = walship_copy(&ws)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--pgdata")
+        .arg(&s.data)
+        .arg("watch")
+        .arg("--failover-primary")
+        .arg(conninfo(&p))
+        .args(["--failover-after", "3", "--fence-command"])
+        .arg(format!("touch {}", fenced.display()))
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // load: pgbench in the background, and numbered rows whose commit position we know
+    let mut bench = p.tools.command("pgbench");
+    bench
+        .args(["-n", "-c", "2", "-T", "60", "-U", "postgres", "-h"])
+        .arg(&p.socket_dir)
+        .arg("-p")
+        .arg(p.port.to_string())
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut bench = bench.spawn().unwrap();
+    let mut ticks = Vec::new();
+    let load_start = Instant::now();
+    while load_start.elapsed() < Duration::from_secs(5) {
+        if let Some(t) = tick(&p) {
+            ticks.push(t);
+        }
+    }
+    // SIGKILL the postmaster under load
+    let pid: i32 = fs::read_to_string(p.data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let _ = bench.wait();
+
+    let code = wait_exit(&mut watch, TIMEOUT, "watch");
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{text}");
+    wait_until(TIMEOUT, "the new primary to accept writes", || {
+        Ok(s.psql("INSERT INTO ticks DEFAULT VALUES").is_ok())
+    })
+    .unwrap();
+    let rto = killed.elapsed();
+    println!(
+        "failover: {} rows before the kill, RTO {:.1} s\n{text}",
+        ticks.len(),
+        rto.as_secs_f64()
+    );
+    assert!(
+        fenced.exists(),
+        "the fence command ran before the promotion: {text}"
+    );
+    assert!(rto < Duration::from_secs(60), "{rto:?}");
+    assert!(
+        s.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            .unwrap()
+            .starts_with("00000002")
+    );
+
+    // every row whose commit was in a segment archived before the kill is on the new primary
+    let seg = 1u64 << 20;
+    let archived_end = tree(&repo.join("wal"))
+        .into_iter()
+        .filter_map(|(rel, _)| {
+            let name = rel.rsplit('/').next().unwrap().to_string();
+            (name.len() == 24 && name.starts_with("00000001")).then(|| {
+                (u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
+                    + u64::from_str_radix(&name[16..24], 16).unwrap()
+                    + 1)
+                    * seg
+            })
+        })
+        .max()
+        .unwrap();
+    let present: std::collections::HashSet<u64> = s
+        .psql("SELECT id FROM ticks")
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let must: Vec<u64> = ticks
+        .iter()
+        .filter(|(_, lsn)| *lsn <= archived_end)
+        .map(|(id, _)| *id)
+        .collect();
+    let lost: Vec<u64> = must
+        .iter()
+        .filter(|id| !present.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        must.len() > 10,
+        "too few archived rows to prove anything: {}",
+        must.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "rows archived before the kill are missing: {lost:?}"
+    );
+    // the old timeline's last segment reaches the archive as .partial, with the history file
+    wait_until(
+        TIMEOUT,
+        "a .partial and 00000002.history in the archive",
+        || {
+            Ok(repo.join("wal/history/00000002.history").exists()
+                && tree(&repo.join("wal"))
+                    .iter()
+                    .any(|(n, _)| n.ends_with(".partial")))
+        },
+    )
+    .unwrap();
+
+    // rejoin: refused while the old primary runs (it does not: SIGKILLed); give its backends
+    // a moment to notice that their postmaster is gone
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .args(["rejoin", "--stream", "--primary"])
+            .arg(conninfo(&s)),
+    );
+    assert_eq!(code, 0, "{text}");
+    println!("{text}");
+    let mut old = Cluster::existing(&ws.tools, &p.data, p.port).unwrap();
+    // pg_rewind copied the new primary's configuration; on one host the two need their own
+    // port and socket directory
+    old.append_conf(&format!(
+        "port = {}\nunix_socket_directories = '{}'\n",
+        old.port,
+        old.socket_dir.display()
+    ))
+    .unwrap();
+    old.start()
+        .unwrap_or_else(|e| panic!("{e}\n{}", fs::read_to_string(&old.log).unwrap_or_default()));
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .args(["rejoin", "--primary"])
+            .arg(conninfo(&s)),
+    );
+    assert_eq!(code, 4, "rejoin refuses a running server: {text}");
+    assert_eq!(old.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
+    s.pgbench(&["-n", "-t", "200"]).unwrap();
+    let q = "SELECT (SELECT count(*) FROM ticks) || ' ' || (SELECT count(*) FROM pgbench_history)";
+    let expected = s.psql(q).unwrap();
+    wait_until(TIMEOUT, "the old primary to follow the new one", || {
+        Ok(old.psql(q).map(|g| g == expected).unwrap_or(false))
+    })
+    .unwrap_or_else(|e| panic!("{e}; log {}", old.log.display()));
+    old.stop().unwrap();
+    s.stop().unwrap();
+}
+
+#[test]
+fn no_failover_while_the_primary_comes_back_and_no_second_primary_from_one_decision() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = config(&ws, &repo, "");
+    let mut p = primary(&ws, &cfg);
+    let mut s = standby(&ws, &p, &cfg, true);
+    s.start().unwrap();
+    let fenced = ws.path().join("fenced");
+    let log = ws.path().join("watch.log");
+    let mut watch = walship_copy(&ws)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--pgdata")
+        .arg(&s.data)
+        .arg("watch")
+        .arg("--failover-primary")
+        .arg(conninfo(&p))
+        .args(["--failover-after", "5", "--fence-command"])
+        .arg(format!("touch {}", fenced.display()))
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // the primary goes away for two seconds and comes back
+    std::thread::sleep(Duration::from_millis(1500));
+    p.stop().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    p.start().unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "the watcher goes on watching"
+    );
+    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
+    let _ = watch.wait();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("the primary does not answer"), "{text}");
+    assert!(
+        text.contains("the primary answers again; no failover"),
+        "{text}"
+    );
+    assert!(!fenced.exists(), "nothing was fenced: {text}");
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
+
+    // another node already decided the promotion to timeline 2: this standby must not follow
+    fs::create_dir_all(repo.join("promotions")).unwrap();
+    fs::write(
+        repo.join("promotions/00000002.toml"),
+        "new_timeline = 2\nhost = \"elsewhere\"\npgdata = \"/srv/pg\"\nreason = \"automatic failover\"\ndecided_at = 1\n",
+    )
+    .unwrap();
+    p.stop().unwrap();
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .args(["promote", "--fast"]),
+    );
+    assert_eq!(code, 4, "{text}");
+    assert!(
+        text.contains("timeline 2 was already promoted: /srv/pg on elsewhere"),
+        "{text}"
+    );
+    assert_eq!(
+        s.psql("SELECT pg_is_in_recovery()").unwrap(),
+        "t",
+        "still a standby"
+    );
+    s.stop().unwrap();
+}
