@@ -185,6 +185,8 @@ pub enum Command {
     Watch(crate::commands::watch::WatchArgs),
     /// Make a failed former primary a standby of the new primary (pg_rewind)
     Rejoin(crate::commands::rejoin::RejoinArgs),
+    /// Planned role swap with zero loss: stop the primary cleanly, promote this standby, rejoin
+    Switchover(crate::commands::switchover::SwitchoverArgs),
     /// Check the pipeline end to end: settings, archiver, a forced segment switch archived
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
@@ -218,6 +220,7 @@ impl Command {
             Command::Promote(_) => "promote".into(),
             Command::Watch(_) => "watch".into(),
             Command::Rejoin(_) => "rejoin".into(),
+            Command::Switchover(_) => "switchover".into(),
             Command::PushAhead { .. } => "push-ahead worker".into(),
             Command::Prefetch { .. } => "prefetch worker".into(),
         }
@@ -279,6 +282,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Rejoin(args) => {
             crate::commands::rejoin::run(&Config::resolve(&cli.global)?, &args)
+        }
+        Command::Switchover(args) => {
+            crate::commands::switchover::run(&Config::resolve(&cli.global)?, &args)
         }
         Command::Check(args) => crate::commands::check::run(&Config::resolve(&cli.global)?, &args),
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),

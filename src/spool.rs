@@ -311,3 +311,97 @@ mod tests {
         drop(lock);
     }
 }
+
+/// Stop every walship worker whose spool is in `pg_wal` (their PIDs are in their lock files;
+/// SIGTERM, then SIGKILL after `grace`) and remove the spools. For `rejoin`: pg_rewind rewrites
+/// `pg_wal`, and a worker of the server's previous life must not read or write there meanwhile.
+/// A killed worker leaves nothing half-published (FORMAT.md), and a spool is only a cache.
+pub fn stop_workers_and_clear(pg_wal: &Path, grace: std::time::Duration) -> Result<()> {
+    let root = pg_wal.join("walship");
+    let Ok(entries) = fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let lock_path = e.path().join("worker.lock");
+        let Ok(f) = OpenOptions::new().read(true).write(true).open(&lock_path) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            continue; // no worker
+        }
+        let pid: Option<i32> = fs::read_to_string(&lock_path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let Some(pid) = pid.filter(|p| *p > 1) else {
+            continue;
+        };
+        eprintln!(
+            "walship: stopping the walship worker (pid {pid}) of {}",
+            e.path().display()
+        );
+        let started = std::time::Instant::now();
+        // SAFETY: signalling a PID read from a lock file that a live process holds.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        while f.try_lock().is_err() {
+            if started.elapsed() > grace {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if started.elapsed() > grace * 2 {
+                return Err(Error::unavailable(format!(
+                    "the walship worker (pid {pid}) of {} does not stop",
+                    e.path().display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    fs::remove_dir_all(&root).context(format!("removing {}", root.display()))
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+
+    #[test]
+    fn regression_rejoin_stops_a_live_worker_before_pg_rewind_walks_pg_wal() {
+        // pg_rewind failed with "could not remove file pg_wal/walship/fetch-.../SEG" because a
+        // prefetch worker was renaming files in its spool at the same time.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("pg_wal/walship/fetch-0123456789abcdef");
+        fs::create_dir_all(&spool).unwrap();
+        let lock = spool.join("worker.lock");
+        fs::write(&lock, "").unwrap();
+        let mut holder = std::process::Command::new("perl")
+            .args(["-e", "use Fcntl ':flock'; open(F, '>>', $ARGV[0]) or die; flock(F, LOCK_EX) or die; sleep 60"])
+            .arg(&lock)
+            .spawn()
+            .unwrap();
+        // wait until the stand-in worker holds the lock, then record its PID as workers do
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock)
+            .unwrap();
+        while f.try_lock().is_ok() {
+            f.unlock().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        fs::write(&lock, format!("{}\n", holder.id())).unwrap();
+        let started = std::time::Instant::now();
+        stop_workers_and_clear(
+            &dir.path().join("pg_wal"),
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        assert!(holder.try_wait().unwrap().is_some() || holder.wait().is_ok());
+        assert!(!dir.path().join("pg_wal/walship").exists());
+        // nothing to stop: fine too
+        stop_workers_and_clear(
+            &dir.path().join("pg_wal"),
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+    }
+}

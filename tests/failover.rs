@@ -524,3 +524,66 @@ fn no_failover_while_the_primary_comes_back_and_no_second_primary_from_one_decis
     );
     s.stop().unwrap();
 }
+
+#[test]
+fn switchover_swaps_the_roles_without_losing_a_row() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = config(&ws, &repo, "");
+    let mut p = primary(&ws, &cfg);
+    let mut s = standby(&ws, &p, &cfg, true);
+    s.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+        ws.walship_bin().display(),
+        cfg.display()
+    ))
+    .unwrap();
+    s.start().unwrap();
+    p.pgbench(&["-n", "-c", "2", "-t", "300"]).unwrap();
+    let q = "SELECT count(*) || ' ' || sum(abalance) FROM pgbench_history JOIN pgbench_accounts USING (aid)";
+    let before = p.psql(q).unwrap();
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .args(["switchover", "--primary"])
+            .arg(conninfo(&p))
+            .arg("--primary-pgdata")
+            .arg(&p.data),
+    );
+    assert_eq!(code, 0, "{text}");
+    println!("{text}");
+    // roles swapped, nothing lost
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()").unwrap(), "f", "{text}");
+    assert_eq!(
+        s.psql(q).unwrap(),
+        before,
+        "row count before equals row count after"
+    );
+    assert_eq!(p.psql("SELECT pg_is_in_recovery()").unwrap(), "t", "{text}");
+    // the old primary follows the new one
+    s.pgbench(&["-n", "-t", "100"]).unwrap();
+    let after = s.psql(q).unwrap();
+    wait_until(TIMEOUT, "the old primary to follow", || {
+        Ok(p.psql(q).map(|g| g == after).unwrap_or(false))
+    })
+    .unwrap();
+    // a second switchover the other way round is refused while roles do not match
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .args(["switchover", "--primary"])
+            .arg(conninfo(&p))
+            .arg("--primary-pgdata")
+            .arg(&p.data),
+    );
+    assert_eq!(code, 4, "{text}");
+    // the old primary was started by walship: stop it through the harness
+    p.stop().unwrap();
+    s.stop().unwrap();
+}

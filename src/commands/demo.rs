@@ -1,6 +1,8 @@
-//! `walship demo`: the whole archive-and-restore cycle on throwaway clusters, printed step by step.
-//! A primary archives through `walship push` into a local repository; a copy made from a base
-//! backup (without WAL) recovers through `walship fetch` and must reach the same row counts.
+//! `walship demo`: the whole cycle on throwaway clusters, printed step by step. A primary
+//! archives through `walship push` into a local repository; a standby made from a base backup
+//! (without WAL) follows through `walship fetch` and must reach the same row counts; the primary
+//! crashes and `walship watch` promotes the standby on a trigger file; `walship rejoin` makes the
+//! old primary its standby; `walship switchover` gives the roles back without losing a row.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -64,7 +66,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let ws = workspace.path().to_path_buf();
     tools.chown(&ws)?;
     println!(
-        "walship demo: a throwaway PostgreSQL primary archives through walship; a copy restores from the archive"
+        "walship demo: a throwaway primary archives through walship, a standby follows from the archive, then\n  a crash, a trigger-file promotion, a rejoin and a switchover"
     );
     println!(
         "  workspace {}{}",
@@ -90,7 +92,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
 fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
     let started = Instant::now();
-    let mut steps = Steps { n: 0, total: 8 };
+    let mut steps = Steps { n: 0, total: 9 };
 
     // The PostgreSQL user must be able to run walship: copy this binary into the workspace.
     let bin_dir = ws.join("bin");
@@ -106,15 +108,17 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
     tools.write_file(
         &config,
         &format!(
-            "# walship demo configuration\nrepo = \"{}\"\ncompression = \"zstd\"\n",
-            repo.display()
+            "# walship demo configuration\nrepo = \"{}\"\ncompression = \"zstd\"\npg_bin = \"{}\"\n\
+             on_promote = [\"echo the new primary is on timeline $WALSHIP_NEW_TIMELINE\"]\n",
+            repo.display(),
+            tools.bin.display()
         ),
     )?;
     let walship_cmd = format!("{} --config {}", walship.display(), config.display());
 
     let mut primary = steps.run("initdb a primary (16 MiB WAL segments) and start it with archive_command = 'walship push %p %f'", || {
         let mut c = Cluster::init(tools, &ws.join("primary"), free_port()?, 16)?;
-        c.append_conf(&format!("archive_mode = on\narchive_command = '{walship_cmd} push %p %f'\n"))?;
+        c.append_conf(&format!("archive_mode = on\narchive_command = '{walship_cmd} push %p %f'\nwal_log_hints = on\n"))?;
         c.start()?;
         println!("      primary on 127.0.0.1:{}, repository {}", c.port, repo.display());
         Ok(c)
@@ -158,40 +162,132 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         Ok(())
     })?;
 
-    primary.stop()?;
-    let mut copy = steps.run("start the copy in archive recovery (recovery.signal, restore_command = 'walship fetch %f %p')", || {
+    let walship_out = |args: &[&str]| -> Result<(bool, String)> {
+        let out = tools
+            .command(walship.to_str().unwrap_or_default())
+            .current_dir(ws)
+            .args(["--config", config.to_str().unwrap_or_default()])
+            .args(args)
+            .output()
+            .map_err(|e| Error::io(format!("running walship {}", args.join(" ")), e))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        Ok((out.status.success(), text))
+    };
+    let show = |text: &str| {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with("walship: fetched") && !l.starts_with("walship: pushed"))
+        {
+            println!("      {line}");
+        }
+    };
+    let conninfo = |c: &Cluster| {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            c.socket_dir.display(),
+            c.port
+        )
+    };
+    let counts = "SELECT count(*) || ' rows in pgbench_history, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts) FROM pgbench_history";
+
+    let mut copy = steps.run("start a hot standby from the backup (standby.signal, restore_command = 'walship fetch %f %p') and wait until it has every archived transaction", || {
         let mut c = Cluster::existing(tools, &ws.join("copy"), free_port()?)?;
         c.append_conf(&format!(
-            "port = {}\nunix_socket_directories = '{}'\narchive_mode = off\nrestore_command = '{walship_cmd} fetch %f %p'\n",
+            "port = {}\nunix_socket_directories = '{}'\nhot_standby = on\nwal_retrieve_retry_interval = '200ms'\n\
+             restore_command = '{walship_cmd} fetch %f %p'\n",
             c.port,
             c.socket_dir.display()
         ))?;
-        tools.write_file(&c.data.join("recovery.signal"), "")?;
+        tools.write_file(&c.data.join("standby.signal"), "")?;
         c.start()?;
+        let want = format!("{history} rows in pgbench_history, sum(abalance) = {accounts}");
+        wait_until(TIMEOUT, "the standby to catch up", || Ok(c.psql(counts).map(|g| g == want).unwrap_or(false)))?;
+        let fetched = fs::read_to_string(&c.log).map(|l| l.lines().filter(|l| l.starts_with("walship: fetched")).count()).unwrap_or(0);
+        println!("      standby on 127.0.0.1:{}: {want}, identical to the primary", c.port);
+        println!("      {fetched} WAL files fetched, verified (sha256) and replayed; still in recovery: {}", c.psql("SELECT pg_is_in_recovery()")?);
         Ok(c)
     })?;
 
-    steps.run("wait until the copy has replayed the whole archive and opened for writes", || {
-        wait_until(TIMEOUT, "recovery to finish", || Ok(copy.psql("SELECT pg_is_in_recovery()")? == "f"))?;
-        let fetched = fs::read_to_string(&copy.log).map(|l| l.lines().filter(|l| l.starts_with("walship: fetched")).count()).unwrap_or(0);
-        println!("      {fetched} WAL files fetched, verified (sha256) and replayed; new timeline {}",
-            copy.psql("SELECT timeline_id FROM pg_control_checkpoint()")?);
+    steps.run("the primary crashes (pg_ctl stop -m immediate); walship watch promotes the standby when the trigger file appears", || {
+        primary.stop_mode("immediate")?;
+        let trigger = ws.join("failover_trigger");
+        let watch = tools
+            .command(walship.to_str().unwrap_or_default())
+            .current_dir(ws)
+            .args(["--config", config.to_str().unwrap_or_default(), "--pgdata"])
+            .arg(&copy.data)
+            .arg("watch")
+            .arg("--trigger-file")
+            .arg(&trigger)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting walship watch", e))?;
+        std::thread::sleep(Duration::from_millis(300));
+        println!("      echo smart > {}", trigger.display());
+        tools.write_file(&trigger, "smart\n")?;
+        let out = watch.wait_with_output().map_err(|e| Error::io("waiting for walship watch", e))?;
+        show(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(Error::unavailable("walship watch failed"));
+        }
+        copy.psql("CREATE TABLE written_on_timeline_2 AS SELECT 1 AS x")?;
+        println!("      the standby is now a primary and accepts writes: {}", copy.psql(counts)?);
         Ok(())
     })?;
 
-    steps.run("compare the copy with the primary", || {
-        let c_accounts = copy.psql("SELECT sum(abalance) FROM pgbench_accounts")?;
-        let c_history = copy.psql("SELECT count(*) FROM pgbench_history")?;
-        println!("      copy:    pgbench_history has {c_history} rows, sum(abalance) = {c_accounts}");
-        if (c_accounts.as_str(), c_history.as_str()) != (accounts.as_str(), history.as_str()) {
-            return Err(Error::corrupt(format!(
-                "the copy differs from the primary: history {c_history} vs {history}, sum(abalance) {c_accounts} vs {accounts}"
-            )));
+    steps.run("walship rejoin: the crashed primary becomes a standby of the new one (pg_rewind, WAL from the archive)", || {
+        let (ok, text) = walship_out(&["--pgdata", primary.data.to_str().unwrap_or_default(), "rejoin", "--stream", "--primary", &conninfo(&copy)])?;
+        show(&text);
+        if !ok {
+            return Err(Error::unavailable("walship rejoin failed"));
         }
-        println!("      identical: every transaction reached the copy through the archive");
+        // pg_rewind copies the new primary's configuration; on one host each server keeps its own
+        // port and socket directory
+        primary.append_conf(&format!("port = {}\nunix_socket_directories = '{}'\n", primary.port, primary.socket_dir.display()))?;
+        primary.start()?;
+        wait_until(TIMEOUT, "the old primary to follow", || {
+            Ok(primary.psql("SELECT count(*) FROM written_on_timeline_2").map(|n| n == "1").unwrap_or(false))
+        })?;
+        println!("      the old primary is a standby (in recovery: {}) and has the new primary's writes", primary.psql("SELECT pg_is_in_recovery()")?);
         Ok(())
     })?;
+
+    steps.run(
+        "walship switchover: give the roles back without losing a row",
+        || {
+            copy.pgbench(&["-n", "-t", "500"])?;
+            let before = copy.psql(counts)?;
+            let (ok, text) = walship_out(&[
+                "--pgdata",
+                primary.data.to_str().unwrap_or_default(),
+                "switchover",
+                "--primary",
+                &conninfo(&copy),
+                "--primary-pgdata",
+                copy.data.to_str().unwrap_or_default(),
+            ])?;
+            show(&text);
+            if !ok {
+                return Err(Error::unavailable("walship switchover failed"));
+            }
+            let after = primary.psql(counts)?;
+            println!("      before: {before}\n      after:  {after}");
+            if before != after
+                || primary.psql("SELECT pg_is_in_recovery()")? != "f"
+                || copy.psql("SELECT pg_is_in_recovery()")? != "t"
+            {
+                return Err(Error::corrupt(
+                    "the switchover lost rows or did not swap the roles",
+                ));
+            }
+            println!("      the original primary is the primary again; the copy is its standby");
+            Ok(())
+        },
+    )?;
     copy.stop()?;
+    primary.stop()?;
 
     steps.run(
         "look at the repository: walship status, walship verify",

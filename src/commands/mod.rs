@@ -12,6 +12,7 @@ pub mod push;
 pub mod push_ahead;
 pub mod rejoin;
 pub mod status;
+pub mod switchover;
 pub mod verify;
 pub mod watch;
 

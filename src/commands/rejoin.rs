@@ -23,10 +23,20 @@ pub struct RejoinArgs {
 }
 
 pub fn run(config: &Config, args: &RejoinArgs) -> Result<()> {
+    let server = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?;
+    rejoin(config, &server, &args.primary, args.stream)
+}
+
+/// Rewind the stopped `server` onto the timeline of `primary_conninfo` and make it a standby.
+pub fn rejoin(
+    config: &Config,
+    server: &LocalServer,
+    primary_conninfo: &str,
+    stream: bool,
+) -> Result<()> {
     // Refuse a password before it reaches pg_rewind's command line.
-    crate::pg::client::PgClient::from_conninfo(&args.primary)?;
-    let pgdata = pgdata_of(config);
-    let server = LocalServer::open(&pgdata, config.pg_bin.as_deref())?;
+    let primary = crate::pg::client::PgClient::from_conninfo(primary_conninfo)?;
+    let pgdata = server.pgdata.clone();
     if let Some(pid) = server.running_pid() {
         return Err(Error::conflict(format!(
             "PostgreSQL runs in {} (pid {pid}): a running server cannot be rewound",
@@ -34,31 +44,38 @@ pub fn run(config: &Config, args: &RejoinArgs) -> Result<()> {
         ))
         .with_hint("Stop it first (pg_ctl stop -m fast); rejoin never touches a running server."));
     }
+    // Workers of the server's previous life (push-ahead, prefetch) must not touch pg_wal while
+    // pg_rewind rewrites it; their spools go with them.
+    crate::spool::stop_workers_and_clear(
+        &pgdata.join("pg_wal"),
+        std::time::Duration::from_secs(5),
+    )?;
     let restore = restore_command(config)?;
-    // pg_rewind runs restore_command from the target's configuration to fetch the WAL it lacks.
+    // pg_rewind runs restore_command from the target's configuration to fetch the WAL it lacks;
+    // without prefetch, so that no worker writes into pg_wal while pg_rewind walks it.
+    let mut no_prefetch = config.clone();
+    no_prefetch.prefetch = 0;
     server.append_auto_conf(&format!(
-        "# walship rejoin\nrestore_command = '{}'\n",
-        restore.replace('\'', "''")
+        "# walship rejoin (for pg_rewind)\nrestore_command = '{}'\n",
+        restore_command(&no_prefetch)?.replace('\'', "''")
     ))?;
     let mut rewind: Vec<&OsStr> = vec![
         OsStr::new("--target-pgdata"),
         pgdata.as_os_str(),
         OsStr::new("--source-server"),
-        OsStr::new(&args.primary),
+        OsStr::new(primary_conninfo),
         OsStr::new("--restore-target-wal"),
     ];
-    if args.stream {
+    if stream {
         rewind.push(OsStr::new("--write-recovery-conf"));
     }
     // A just-promoted primary writes its new timeline into pg_control only at its first
     // checkpoint; before that pg_rewind sees both servers on the old timeline and rewinds
     // nothing ("no rewind required").
-    let primary = crate::pg::client::PgClient::from_conninfo(&args.primary)?;
     primary.query("CHECKPOINT")?;
     eprintln!(
-        "walship: rewinding {} to follow {}",
-        pgdata.display(),
-        args.primary
+        "walship: rewinding {} to follow {primary_conninfo}",
+        pgdata.display()
     );
     let out = server
         .tools
@@ -94,10 +111,9 @@ pub fn run(config: &Config, args: &RejoinArgs) -> Result<()> {
     server.write_file("standby.signal", "")?;
     let _ = std::fs::remove_file(pgdata.join("recovery.signal"));
     eprintln!(
-        "walship: {} is a standby of {}: start it (it restores through walship fetch{})",
+        "walship: {} is a standby of {primary_conninfo}: start it (it restores through walship fetch{})",
         pgdata.display(),
-        args.primary,
-        if args.stream { " and streams" } else { "" }
+        if stream { " and streams" } else { "" }
     );
     Ok(())
 }
