@@ -140,7 +140,7 @@ fn a_standby_follows_the_primary_through_an_ssh_repository_with_1mib_segments() 
 }
 
 #[test]
-fn the_demo_runs_and_the_copy_matches() {
+fn the_demo_runs_the_whole_cycle() {
     let out = walship().arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -149,7 +149,23 @@ fn the_demo_runs_and_the_copy_matches() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("[8/8]") && stdout.contains("identical"),
+        stdout.contains("[9/9]") && stdout.contains("identical to the primary"),
+        "{stdout}"
+    );
+    // the switchover kept every row and gave the roles back; three timelines in the archive
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {stdout}"))
+    };
+    assert_eq!(line("before:"), line("after:"));
+    assert!(
+        stdout.contains("the original primary is the primary again"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("00000002.history, 00000003.history"),
         "{stdout}"
     );
     assert!(stdout.contains("no problems found"), "{stdout}");
