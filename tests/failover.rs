@@ -453,7 +453,7 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
 }
 
 #[test]
-fn no_failover_while_the_primary_comes_back_and_no_second_primary_from_one_decision() {
+fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_watcher_finishes() {
     let ws = Workspace::new();
     let repo = ws.mkdir("repo");
     let cfg = config(&ws, &repo, "");
@@ -522,6 +522,34 @@ fn no_failover_while_the_primary_comes_back_and_no_second_primary_from_one_decis
         "t",
         "still a standby"
     );
+
+    // a watcher killed after recording its decision and before promoting: the record is its
+    // own (this host, this data directory), so the restarted watcher goes on and promotes
+    fs::write(
+        repo.join("promotions/00000002.toml"),
+        format!(
+            "new_timeline = 2\nhost = \"{}\"\npgdata = \"{}\"\nreason = \"trigger file\"\ndecided_at = 1\n",
+            walship::repo::lock::hostname(),
+            s.data.display()
+        ),
+    )
+    .unwrap();
+    let trigger = ws.path().join("trigger");
+    fs::write(&trigger, "fast").unwrap();
+    let (code, text) = output(
+        walship_copy(&ws)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pgdata")
+            .arg(&s.data)
+            .args(["watch", "--trigger-file"])
+            .arg(&trigger),
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("was decided here before; going on"), "{text}");
+    assert!(text.contains("fast promotion"), "{text}");
+    assert_eq!(s.psql("SELECT pg_is_in_recovery()").unwrap(), "f");
+    assert!(!trigger.exists());
     s.stop().unwrap();
 }
 
