@@ -5,113 +5,12 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::ha::*;
 use common::*;
-use walship::pg::cluster::{Cluster, free_port, wait_until};
-
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn conninfo(c: &Cluster) -> String {
-    format!(
-        "host={} port={} user=postgres dbname=postgres",
-        c.socket_dir.display(),
-        c.port
-    )
-}
-
-/// The walship copy PostgreSQL runs, with no configuration from the machine.
-fn walship_copy(ws: &Workspace) -> Command {
-    let mut c = Command::new(ws.walship_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
-fn output(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-/// A primary archiving through walship (config file `config`), with pgbench tables.
-fn primary(ws: &Workspace, config: &Path) -> Cluster {
-    let mut p = Cluster::init(
-        &ws.tools,
-        &ws.path().join("primary"),
-        free_port().unwrap(),
-        1,
-    )
-    .unwrap();
-    p.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\nwal_log_hints = on\n",
-        ws.walship_bin().display(),
-        config.display()
-    ))
-    .unwrap();
-    p.start().unwrap();
-    p.pgbench(&["-i", "-s", "1", "-q"]).unwrap();
-    p
-}
-
-/// A standby from a base backup of `p`: restores through walship, archives through walship once
-/// promoted, streams from `p` when `stream`.
-fn standby(ws: &Workspace, p: &Cluster, config: &Path, stream: bool) -> Cluster {
-    let dir = ws.path().join("standby");
-    p.base_backup(&dir).unwrap();
-    let s = Cluster::existing(&ws.tools, &dir, free_port().unwrap()).unwrap();
-    let bin = ws.walship_bin();
-    s.append_conf(&format!(
-        "port = {}\nunix_socket_directories = '{}'\nhot_standby = on\nwal_retrieve_retry_interval = '200ms'\n\
-         restore_command = '{} --config {} fetch %f %p'\n{}",
-        s.port,
-        s.socket_dir.display(),
-        bin.display(),
-        config.display(),
-        if stream { format!("primary_conninfo = '{}'\n", conninfo(p)) } else { String::new() }
-    ))
-    .unwrap();
-    ws.tools
-        .write_file(&dir.join("standby.signal"), "")
-        .unwrap();
-    s
-}
-
-fn config(ws: &Workspace, repo: &Path, extra: &str) -> PathBuf {
-    let path = ws.path().join("walship.toml");
-    ws.tools
-        .write_file(
-            &path,
-            &format!(
-                "repo = '{}'\nworker_idle_timeout = 2\n{extra}",
-                repo.display()
-            ),
-        )
-        .unwrap();
-    path
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("{what} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use walship::pg::cluster::{Cluster, wait_until};
 
 #[test]
 fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
@@ -236,33 +135,6 @@ fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("already a primary"), "{text}");
     s.stop().unwrap();
-}
-
-/// Insert a row and return (id, the WAL position after its commit).
-fn tick(p: &Cluster) -> Option<(u64, u64)> {
-    let mut cmd = p.tools.command("psql");
-    cmd.args([
-        "-X", "-A", "-t", "-q", "-U", "postgres", "-d", "postgres", "-h",
-    ])
-    .arg(&p.socket_dir)
-    .arg("-p")
-    .arg(p.port.to_string())
-    .args([
-        "-c",
-        "INSERT INTO ticks DEFAULT VALUES RETURNING id",
-        "-c",
-        "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn",
-    ]);
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    Some((
-        lines.next()?.trim().parse().ok()?,
-        lines.next()?.trim().parse().ok()?,
-    ))
 }
 
 #[test]

@@ -27,6 +27,23 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
         ))
         .with_hint("Use archive_command = 'walship push %p %f'."));
     }
+    // A missing source is a wrongly set up call, not "not in the archive" (exit 1 belongs to
+    // fetch): PostgreSQL only ever names files that exist.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(Error::usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::usage(format!("{}: {e}", path.display())).with_hint(
+                "PostgreSQL runs archive_command in the data directory and passes %p relative to \
+                 it. Check the working directory and archive_command.",
+            ));
+        }
+    }
     if config.push_ahead > 0 {
         let started = Instant::now();
         if let Some(summary) = push_via_worker(config, path, &name)? {

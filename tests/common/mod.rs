@@ -3,6 +3,8 @@
 //! the tests run as root.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod ha;
+
 use std::fs;
 use std::io::Write;
 use std::net::TcpStream;

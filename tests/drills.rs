@@ -1,0 +1,995 @@
+//! Fault drills: walship's promise ("never lose a segment") as a measured fact. Each drill prints
+//! `DRILL | fault | tried | survived | bytes lost` lines, which the README's table quotes.
+//!
+//! `cargo test --release --test drills -- --nocapture` runs the short version (CI runs it with
+//! the rest of the suite); `WALSHIP_DRILLS=full` runs the full one (200 crashes during push, 10
+//! primary kills), about 5 minutes on 2 cores.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::ha::*;
+use common::*;
+use walship::pg::cluster::wait_until;
+
+const SYSID: u64 = 7_400_000_000_000_000_007;
+
+fn full() -> bool {
+    std::env::var("WALSHIP_DRILLS").as_deref() == Ok("full")
+}
+
+fn report(fault: &str, tried: u64, survived: u64, lost_bytes: u64) {
+    println!("DRILL | {fault} | {tried} | {survived} | {lost_bytes}");
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn seg(n: u64) -> String {
+    format!("0000000100000000{n:08X}")
+}
+
+/// The PID of the live push-ahead worker of `pg_wal`, if any.
+fn worker_pid(pg_wal: &Path) -> Option<i32> {
+    for e in fs::read_dir(pg_wal.join("walship")).ok()?.flatten() {
+        let lock = e.path().join("worker.lock");
+        let Ok(f) = fs::File::open(&lock) else {
+            continue;
+        };
+        if f.try_lock().is_err() {
+            return fs::read_to_string(&lock).ok()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Every object of `repo` (by its local path) not checked yet must fetch back to exactly the
+/// source segment: a killed writer may leave temporaries, never a visible partial or wrong object.
+fn check_visible(repo: &Path, pg_wal: &Path, checked: &mut HashSet<String>) -> Result<(), String> {
+    for name in names_below(&repo.join("wal")) {
+        if name.starts_with('.') || checked.contains(&name) {
+            continue;
+        }
+        let dest = repo.parent().unwrap().join("check");
+        let (code, err) = run(walship()
+            .arg("--repo")
+            .arg(repo)
+            .args(["--prefetch", "0", "fetch", &name])
+            .arg(&dest));
+        if code != 0 {
+            return Err(format!("{name} is visible but does not fetch: {err}"));
+        }
+        if fs::read(&dest).unwrap() != fs::read(pg_wal.join(&name)).unwrap() {
+            return Err(format!("{name} fetched different bytes"));
+        }
+        checked.insert(name);
+    }
+    Ok(())
+}
+
+/// File names below `dir`, tolerating files that vanish meanwhile (a killed writer's
+/// temporaries are removed by the next one).
+fn names_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => out.push(e.file_name().to_string_lossy().into_owned()),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Push `count` segments one call at a time as the archiver does, SIGKILLing the call, the
+/// push-ahead worker or both at a random moment of each call; PostgreSQL's retry follows.
+fn crash_during_push(
+    label: &str,
+    repo_args: &[String],
+    repo: &Path,
+    root: &Path,
+    count: u64,
+    seed: u64,
+) {
+    let pg_wal = root.join("pgdata/pg_wal");
+    fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    for i in 1..=count {
+        write_segment(&pg_wal, &seg(i), SYSID, i);
+        fs::write(pg_wal.join(format!("archive_status/{}.ready", seg(i))), "").unwrap();
+    }
+    let call = || {
+        let mut c = walship();
+        c.args(repo_args)
+            .args(["--worker-idle-timeout", "2"])
+            .current_dir(root.join("pgdata"));
+        c
+    };
+    let mut rng = Rng(seed);
+    let (mut survived, mut kills) = (0, 0);
+    let mut checked = HashSet::new();
+    for i in 1..=count {
+        let name = seg(i);
+        let mut child = call()
+            .arg("push")
+            .arg(format!("pg_wal/{name}"))
+            .arg(&name)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        let what = rng.below(3);
+        if what != 1 {
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            kills += 1;
+        }
+        if what != 0
+            && let Some(pid) = worker_pid(&pg_wal)
+        {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            kills += 1;
+        }
+        let mut ok = child.wait().unwrap().success();
+        let visible = check_visible(repo, &pg_wal, &mut checked);
+        if !ok {
+            // PostgreSQL calls again until it gets exit 0
+            for _ in 0..3 {
+                if run(call().arg("push").arg(format!("pg_wal/{name}")).arg(&name)).0 == 0 {
+                    ok = true;
+                    break;
+                }
+            }
+        }
+        let st = pg_wal.join("archive_status");
+        if ok {
+            fs::rename(
+                st.join(format!("{name}.ready")),
+                st.join(format!("{name}.done")),
+            )
+            .unwrap();
+        }
+        match (ok, visible) {
+            (true, Ok(())) => survived += 1,
+            (_, Err(e)) => eprintln!("{label}: {name}: {e}"),
+            (false, _) => eprintln!("{label}: {name}: the retried push did not succeed"),
+        }
+    }
+    // the end state: every segment fetches back, verify is clean
+    let mut lost = 0;
+    checked.clear();
+    if let Err(e) = check_visible(repo, &pg_wal, &mut checked) {
+        eprintln!("{label}: {e}");
+    }
+    for i in 1..=count {
+        if !checked.contains(&seg(i)) {
+            lost += u64::from(MIB);
+        }
+    }
+    let verify = run(walship().arg("--repo").arg(repo).arg("verify"));
+    report(
+        &format!("crash during push ({label}; {kills} SIGKILLs)"),
+        count,
+        survived,
+        lost,
+    );
+    assert_eq!(verify.0, 0, "{}", verify.1);
+    assert_eq!((survived, lost), (count, 0), "{label}");
+    assert!(kills >= count / 2, "only {kills} kills");
+}
+
+#[test]
+fn drill_crash_during_push_local_and_ssh() {
+    let (local_n, ssh_n) = if full() { (100, 100) } else { (20, 10) };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    let args = vec!["--repo".to_string(), repo.display().to_string()];
+    crash_during_push(
+        "local",
+        &args,
+        &repo,
+        dir.path(),
+        local_n,
+        0x1234_5678_9abc_def1,
+    );
+
+    let ws = Workspace::new();
+    let sshd = Sshd::start(&ws, "sshd");
+    let repo = ws.mkdir("repo");
+    let config = sshd.config(&ws, &repo, "walship.toml");
+    let args = vec!["--config".to_string(), config.display().to_string()];
+    let root = ws.mkdir("work");
+    crash_during_push("SSH", &args, &repo, &root, ssh_n, 0x0fed_cba9_8765_4321);
+}
+
+/// One kill-the-primary cycle: a primary under pgbench with a streaming standby watched by
+/// `walship watch`; SIGKILL of the postmaster at a random moment. Returns (rows that had to
+/// survive, rows lost, RPO bytes, RTO).
+fn kill_the_primary(seed: u64) -> (usize, usize, u64, Duration) {
+    let mut rng = Rng(seed);
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = config(&ws, &repo, "");
+    let p = primary(&ws, &cfg);
+    p.psql("CREATE TABLE ticks (id bigserial PRIMARY KEY)")
+        .unwrap();
+    let mut s = standby(&ws, &p, &cfg, true);
+    s.start().unwrap();
+    let mut watch = walship_copy(&ws)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--pgdata")
+        .arg(&s.data)
+        .arg("watch")
+        .arg("--failover-primary")
+        .arg(conninfo(&p))
+        .args(["--failover-after", "2", "--fence-command", "true"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut bench = p.tools.command("pgbench");
+    bench
+        .args(["-n", "-c", "2", "-T", "60", "-U", "postgres", "-h"])
+        .arg(&p.socket_dir)
+        .arg("-p")
+        .arg(p.port.to_string())
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut bench = bench.spawn().unwrap();
+    let load = Duration::from_millis(1000 + rng.below(3000));
+    let started = Instant::now();
+    let mut ticks = Vec::new();
+    while started.elapsed() < load {
+        if let Some(t) = tick(&p) {
+            ticks.push(t);
+        }
+    }
+    let pid: i32 = fs::read_to_string(p.data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let _ = bench.kill();
+    let _ = bench.wait();
+    assert_eq!(wait_exit(&mut watch, TIMEOUT, "watch"), 0);
+    wait_until(TIMEOUT, "the new primary to accept writes", || {
+        Ok(s.psql("INSERT INTO ticks DEFAULT VALUES").is_ok())
+    })
+    .unwrap();
+    let rto = killed.elapsed();
+    let archived_end = archived_end_of_timeline_1(&repo);
+    let present: HashSet<u64> = s
+        .psql("SELECT id FROM ticks")
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let must: Vec<u64> = ticks
+        .iter()
+        .filter(|t| t.1 <= archived_end)
+        .map(|t| t.0)
+        .collect();
+    let lost = must.iter().filter(|id| !present.contains(id)).count();
+    let last_written = ticks.iter().map(|t| t.1).max().unwrap_or(0);
+    s.stop().unwrap();
+    (
+        must.len(),
+        lost,
+        last_written.saturating_sub(archived_end),
+        rto,
+    )
+}
+
+/// The end (byte position) of the last timeline-1 segment in a repository of 1 MiB segments.
+fn archived_end_of_timeline_1(repo: &Path) -> u64 {
+    names_below(&repo.join("wal"))
+        .into_iter()
+        .filter_map(|name| {
+            (name.len() == 24 && name.starts_with("00000001")).then(|| {
+                let segno = u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
+                    + u64::from_str_radix(&name[16..24], 16).unwrap();
+                (segno + 1) << 20
+            })
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn drill_kill_the_primary_under_load() {
+    let cycles = if full() { 10 } else { 2 };
+    let (mut tried, mut survived, mut lost_rows) = (0, 0, 0);
+    for c in 0..cycles {
+        let (must, lost, rpo, rto) = kill_the_primary(0x5151_0000 + c);
+        println!(
+            "kill the primary, cycle {}: {must} archived rows checked, {lost} lost; RPO {rpo} bytes of WAL not yet archived; RTO {:.1} s",
+            c + 1,
+            rto.as_secs_f64()
+        );
+        tried += 1;
+        if lost == 0 && must > 0 {
+            survived += 1;
+        }
+        lost_rows += lost;
+    }
+    report(
+        "SIGKILL of the primary under pgbench, watch fails over",
+        tried,
+        survived,
+        lost_rows as u64,
+    );
+    assert_eq!(lost_rows, 0);
+    assert_eq!(survived, tried);
+}
+
+/// One bad input: what is run, the exit code and the words the message must contain.
+struct Case {
+    what: &'static str,
+    args: Vec<String>,
+    code: i32,
+    says: &'static str,
+}
+
+fn case(what: &'static str, args: &[impl AsRef<str>], code: i32, says: &'static str) -> Case {
+    Case {
+        what,
+        args: args.iter().map(|s| s.as_ref().to_string()).collect(),
+        code,
+        says,
+    }
+}
+
+#[test]
+fn drill_bad_input_corpus() {
+    let ws = Workspace::new();
+    let root = ws.path();
+    let repo = root.join("repo");
+    fs::create_dir(&repo).unwrap();
+    let pgdata = root.join("pgdata");
+    let pg_wal = pgdata.join("pg_wal");
+    let r = repo.display().to_string();
+    // a repository with segment 1 of this cluster
+    write_segment(&pg_wal, &seg(1), SYSID, 1);
+    let first = run(walship()
+        .args(["--repo", &r, "push"])
+        .arg(format!("pg_wal/{}", seg(1)))
+        .arg(seg(1))
+        .current_dir(&pgdata));
+    assert_eq!(first.0, 0, "{}", first.1);
+    // bad WAL files
+    write_segment(&pg_wal, &seg(2), SYSID, 2);
+    let good = fs::read(pg_wal.join(seg(2))).unwrap();
+    fs::write(pg_wal.join(seg(3)), &good[..good.len() / 2]).unwrap();
+    let mut b = good.clone();
+    b[0] ^= 0xFF;
+    fs::write(pg_wal.join(seg(4)), &b).unwrap();
+    fs::write(pg_wal.join(seg(5)), &good).unwrap(); // segment 2's page address under name 5
+    write_segment(&pg_wal, &seg(7), SYSID + 1, 7); // another cluster
+    fs::write(pg_wal.join(seg(8)), vec![0u8; MIB as usize]).unwrap();
+    let mut big = segment_bytes(&seg(9), SYSID, MIB, 9);
+    big.extend_from_slice(&vec![0u8; MIB as usize]);
+    fs::write(pg_wal.join(seg(9)), big).unwrap();
+    fs::write(pg_wal.join(seg(10)), b"").unwrap();
+    fs::write(pg_wal.join(format!("{}.partial", seg(11))), &good).unwrap();
+    // configuration files
+    let cfg = |name: &str, text: &str| {
+        let p = root.join(name);
+        fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let unknown_key = cfg(
+        "unknown.toml",
+        &format!("repo = '{r}'\ncompresion = 'zstd'\n"),
+    );
+    let bad_toml = cfg("bad.toml", "repo = [unterminated\n");
+    let lz4 = cfg("lz4.toml", &format!("repo = '{r}'\ncompression = 'lz4'\n"));
+    let level = cfg(
+        "level.toml",
+        &format!("repo = '{r}'\ncompression = 'bzip2'\ncompression_level = 12\n"),
+    );
+    let timeout = cfg("timeout.toml", &format!("repo = '{r}'\nssh_timeout = 0\n"));
+    let typed = cfg("typed.toml", &format!("repo = '{r}'\nprefetch = 'many'\n"));
+    let missing_cfg = root.join("nope.toml").display().to_string();
+    // repositories in bad shape
+    let not_a_dir = cfg("file-repo", "x");
+    let gone = root.join("gone").display().to_string();
+    let future = root.join("future");
+    fs::create_dir(&future).unwrap();
+    fs::write(
+        future.join("walship.repo"),
+        "format = \"walship\"\nversion = 99\n",
+    )
+    .unwrap();
+    let future = future.display().to_string();
+    let foreign = root.join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    fs::write(
+        foreign.join("walship.repo"),
+        "format = \"something-else\"\nversion = 1\n",
+    )
+    .unwrap();
+    let foreign = foreign.display().to_string();
+    let empty = root.join("empty");
+    fs::create_dir(&empty).unwrap();
+    let empty = empty.display().to_string();
+    let damaged = |case: &str| {
+        let to = root.join(format!("damaged-{case}"));
+        let from =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/damaged/{case}/repo"));
+        for (rel, bytes) in tree(&from) {
+            let p = to.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        }
+        to.display().to_string()
+    };
+    let flipped = damaged("flipped-byte");
+    let truncated = damaged("truncated-object");
+    let header = damaged("damaged-header");
+    let renamed = damaged("flipped-byte");
+    fs::copy(
+        Path::new(&renamed).join("wal/0000000100000000/000000010000000000000003"),
+        Path::new(&renamed).join("wal/0000000100000000/000000010000000000000005"),
+    )
+    .unwrap();
+    // SSH: a real server, a known_hosts without it, and one with another key for it
+    let sshd = Sshd::start(&ws, "sshd");
+    let url = sshd.url(&repo);
+    let key = sshd.client_key.display().to_string();
+    let empty_kh = cfg("empty_known_hosts", "");
+    let client_pub = fs::read_to_string(format!("{key}.pub")).unwrap();
+    let other_key = client_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let changed_kh = cfg(
+        "changed_known_hosts",
+        &format!("[127.0.0.1]:{} {other_key}\n", sshd.port),
+    );
+
+    // a restored snapshot of this cluster: same system identifier, other bytes under a name
+    // already archived
+    let snapshot = root.join("snapshot/pg_wal");
+    write_segment(&snapshot, &seg(1), SYSID, 99);
+    let snapshot_seg = snapshot.join(seg(1)).display().to_string();
+    let s = |n: u64| seg(n);
+    let p = |n: &str| format!("pg_wal/{n}");
+    let names: Vec<String> = (1..=11).map(s).collect();
+    let push = |name: &str| {
+        vec![
+            "--repo".to_string(),
+            r.clone(),
+            "push".into(),
+            p(name),
+            name.into(),
+        ]
+    };
+    let mut cases: Vec<Case> = vec![
+        // names
+        case(
+            "empty %f",
+            &["--repo", &r, "push", "pg_wal/x", ""],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f with ..",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "pg_wal/x",
+                "../000000010000000000000001",
+            ],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f with a slash",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "pg_wal/x",
+                "a/000000010000000000000001",
+            ],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f lower case",
+            &["--repo", &r, "push", "pg_wal/x", "00000001000000000000000a"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f too short",
+            &["--repo", &r, "push", "pg_wal/x", "0000000100000000000001"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f with .tmp",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "pg_wal/x",
+                "000000010000000000000001.tmp",
+            ],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f history compressed",
+            &["--repo", &r, "push", "pg_wal/x", "00000002.history.gz"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f partial with a suffix",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "pg_wal/x",
+                "000000010000000000000001.partial.1",
+            ],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f absolute path",
+            &["--repo", &r, "push", "/etc/passwd", "/etc/passwd"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "%f backup offset 7 digits",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "pg_wal/x",
+                "000000010000000000000001.0000028.backup",
+            ],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "fetch ../",
+            &["--repo", &r, "fetch", "../x", "/tmp/x"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "fetch RECOVERYXLOG",
+            &["--repo", &r, "fetch", "RECOVERYXLOG", "/tmp/x"],
+            2,
+            "is not a WAL file name",
+        ),
+        case(
+            "fetch upper-case suffix",
+            &["--repo", &r, "fetch", "00000002.HISTORY", "/tmp/x"],
+            2,
+            "is not a WAL file name",
+        ),
+        // paths
+        case(
+            "%p not ending in %f",
+            &["--repo", &r, "push", &p(&names[1]), &names[0]],
+            2,
+            "does not end in the file name",
+        ),
+        // regression: this exited 1, which the exit code table reserves for fetch's "not in the archive"
+        case(
+            "%p missing",
+            &["--repo", &r, "push", &p(&s(40)), &s(40)],
+            2,
+            "No such file",
+        ),
+        case(
+            "relative repository",
+            &["--repo", "archive/wal", "status"],
+            2,
+            "relative path",
+        ),
+        case(
+            "empty repository location",
+            &["--repo", "", "status"],
+            2,
+            "empty",
+        ),
+        case(
+            "repository is a file",
+            &["--repo", &not_a_dir, "status"],
+            2,
+            "not a directory",
+        ),
+        case(
+            "repository missing",
+            &["--repo", &gone, "fetch", &names[0], "/tmp/x"],
+            3,
+            "does not exist",
+        ),
+        // WAL headers
+        case("truncated segment", &push(&names[2]), 5, "bytes"),
+        case("wrong magic", &push(&names[3]), 5, "magic"),
+        case(
+            "page address of another segment",
+            &push(&names[4]),
+            5,
+            "page address",
+        ),
+        case(
+            "another cluster's segment",
+            &push(&names[6]),
+            4,
+            "system identifier",
+        ),
+        case("zero-filled segment", &push(&names[7]), 5, "magic"),
+        case(
+            "segment longer than its header says",
+            &push(&names[8]),
+            5,
+            "bytes",
+        ),
+        case("empty segment", &push(&names[9]), 5, "bytes"),
+        case(
+            "partial with the wrong page address",
+            &[
+                "--repo",
+                &r,
+                "push",
+                &p(&format!("{}.partial", names[10])),
+                &format!("{}.partial", names[10]),
+            ],
+            5,
+            "page address",
+        ),
+        case(
+            "a restored snapshot re-archiving another version of a segment",
+            &["--repo", &r, "push", &snapshot_seg, &names[0]],
+            4,
+            "different content",
+        ),
+        // configuration
+        case(
+            "misspelled key",
+            &["--config", &unknown_key, "status"],
+            2,
+            "unknown field",
+        ),
+        case(
+            "broken TOML",
+            &["--config", &bad_toml, "status"],
+            2,
+            "configuration file",
+        ),
+        case(
+            "unknown compression",
+            &["--config", &lz4, "status"],
+            2,
+            "lz4",
+        ),
+        case(
+            "compression level out of range",
+            &["--config", &level, "status"],
+            2,
+            "level",
+        ),
+        case(
+            "ssh_timeout 0",
+            &["--config", &timeout, "status"],
+            2,
+            "ssh_timeout",
+        ),
+        case(
+            "a key of the wrong type",
+            &["--config", &typed, "status"],
+            2,
+            "prefetch",
+        ),
+        case(
+            "explicit config file missing",
+            &["--config", &missing_cfg, "status"],
+            2,
+            "nope.toml",
+        ),
+        // URLs
+        case(
+            "unknown scheme",
+            &["--repo", "s3://bucket/wal", "status"],
+            2,
+            "unknown scheme",
+        ),
+        case(
+            "ssh without a host",
+            &["--repo", "ssh:///srv/wal", "status"],
+            2,
+            "ssh://",
+        ),
+        case(
+            "ssh without a path",
+            &["--repo", "ssh://host", "status"],
+            2,
+            "ssh://",
+        ),
+        case(
+            "ssh port out of range",
+            &["--repo", "ssh://host:99999/srv", "status"],
+            2,
+            "port",
+        ),
+        case(
+            "ssh port not a number",
+            &["--repo", "ssh://u@host:abc/srv", "status"],
+            2,
+            "port",
+        ),
+        case(
+            "ssh host that refuses connections",
+            &[
+                "--repo",
+                "ssh://127.0.0.1:1/srv",
+                "--ssh-timeout",
+                "3",
+                "status",
+            ],
+            3,
+            "127.0.0.1",
+        ),
+        // repository objects and format
+        case(
+            "flipped byte in an object",
+            &[
+                "--repo",
+                &flipped,
+                "fetch",
+                "000000010000000000000002",
+                "/tmp/walship-x",
+            ],
+            5,
+            "damaged",
+        ),
+        case(
+            "truncated object",
+            &[
+                "--repo",
+                &truncated,
+                "fetch",
+                "000000010000000000000003",
+                "/tmp/walship-x",
+            ],
+            5,
+            "damaged",
+        ),
+        case(
+            "damaged object header",
+            &[
+                "--repo",
+                &header,
+                "fetch",
+                "00000002.history",
+                "/tmp/walship-x",
+            ],
+            5,
+            "header",
+        ),
+        case(
+            "object stored under another name",
+            &[
+                "--repo",
+                &renamed,
+                "fetch",
+                "000000010000000000000005",
+                "/tmp/walship-x",
+            ],
+            5,
+            "name",
+        ),
+        case(
+            "unknown format version",
+            &["--repo", &future, "status"],
+            4,
+            "version 99",
+        ),
+        case(
+            "not a walship repository",
+            &["--repo", &foreign, "status"],
+            4,
+            "something-else",
+        ),
+        case(
+            "root without walship.repo",
+            &["--repo", &empty, "fetch", &names[0], "/tmp/walship-x"],
+            3,
+            "walship.repo",
+        ),
+        // host keys
+        case(
+            "unknown host key",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &empty_kh,
+                "status",
+            ],
+            4,
+            "ssh-keyscan",
+        ),
+        case(
+            "changed host key",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &changed_kh,
+                "status",
+            ],
+            4,
+            "ssh-keygen -R",
+        ),
+    ];
+    let before = tree(&repo);
+    let mut survived = 0;
+    let mut failures = Vec::new();
+    for c in &mut cases {
+        let (code, out) = {
+            let o = walship()
+                .args(&c.args)
+                .current_dir(&pgdata)
+                .output()
+                .unwrap();
+            (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).to_string()
+                    + &String::from_utf8_lossy(&o.stderr),
+            )
+        };
+        if code == c.code && out.contains(c.says) {
+            survived += 1;
+        } else {
+            failures.push(format!(
+                "{}: exit {code} (want {}), {:?} (want {:?})",
+                c.what,
+                c.code,
+                out.trim(),
+                c.says
+            ));
+        }
+    }
+    let unchanged = tree(&repo) == before;
+    report(
+        "bad input corpus (names, paths, headers, config, URLs, objects, host keys)",
+        cases.len() as u64,
+        survived,
+        0,
+    );
+    assert!(cases.len() >= 40);
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(unchanged, "a bad input changed the repository");
+}
+
+#[test]
+fn drill_concurrency_push_during_prune_and_two_fetches_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let repo = root.join("repo");
+    fs::create_dir(&repo).unwrap();
+    let pgdata = root.join("pgdata");
+    let pg_wal = pgdata.join("pg_wal");
+    let n = if full() { 120 } else { 40 };
+    for i in 1..=n {
+        write_segment(&pg_wal, &seg(i), SYSID, i);
+    }
+    let push = |i: u64| {
+        run(walship()
+            .arg("--repo")
+            .arg(&repo)
+            .args(["--push-ahead", "0", "push"])
+            .arg(format!("pg_wal/{}", seg(i)))
+            .arg(seg(i))
+            .current_dir(&pgdata))
+    };
+    for i in 1..=n / 2 {
+        assert_eq!(push(i).0, 0);
+    }
+    // the second half is pushed while prunes remove everything before the middle
+    let cutoff = seg(n / 2);
+    let (codes, prunes) = std::thread::scope(|scope| {
+        let pusher = scope.spawn(|| (n / 2 + 1..=n).map(|i| push(i).0).collect::<Vec<_>>());
+        let mut prunes = 0;
+        while !pusher.is_finished() {
+            let (code, out) = run(walship()
+                .arg("--repo")
+                .arg(&repo)
+                .args(["prune", "--before", &cutoff]));
+            assert_eq!(code, 0, "{out}");
+            prunes += 1;
+        }
+        (pusher.join().unwrap(), prunes)
+    });
+    assert!(codes.iter().all(|c| *c == 0), "{codes:?}");
+    let mut checked = HashSet::new();
+    check_visible(&repo, &pg_wal, &mut checked).unwrap();
+    let second_half_ok = (n / 2 + 1..=n).all(|i| checked.contains(&seg(i)));
+    let first_half_gone = (1..n / 2).all(|i| !checked.contains(&seg(i)));
+    report(
+        &format!(
+            "push during prune ({prunes} prunes beside {} pushes)",
+            n / 2
+        ),
+        n / 2,
+        if second_half_ok { n / 2 } else { 0 },
+        0,
+    );
+    assert!(second_half_ok && first_half_gone, "{checked:?}");
+
+    // two fetches of the same segment at once through one spool (a standby's restore_command
+    // and a person's, say): both get the verified bytes
+    fs::write(pgdata.join("standby.signal"), "").unwrap();
+    let (mut tried, mut ok) = (0, 0);
+    for i in n / 2 + 1..=n.min(n / 2 + 10) {
+        let fetch = |dest: &str| {
+            walship()
+                .arg("--repo")
+                .arg(&repo)
+                .args(["fetch", &seg(i), dest])
+                .current_dir(&pgdata)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (fetch("pg_wal/RECOVERYXLOG"), fetch("pg_wal/RECOVERYXLOG.2"));
+        let both = a.wait().unwrap().success() & b.wait().unwrap().success();
+        let want = fs::read(pg_wal.join(seg(i))).unwrap();
+        tried += 1;
+        if both
+            && fs::read(pg_wal.join("RECOVERYXLOG")).unwrap() == want
+            && fs::read(pg_wal.join("RECOVERYXLOG.2")).unwrap() == want
+        {
+            ok += 1;
+        }
+    }
+    report(
+        "two fetches of one segment at once, one spool",
+        tried,
+        ok,
+        0,
+    );
+    assert_eq!(ok, tried);
+    let (code, out) = run(walship().arg("--repo").arg(&repo).arg("verify"));
+    assert_eq!(code, 0, "{out}");
+}
