@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::ha::*;
 use common::*;
@@ -77,24 +77,6 @@ fn check_visible(repo: &Path, pg_wal: &Path, checked: &mut HashSet<String>) -> R
         checked.insert(name);
     }
     Ok(())
-}
-
-/// File names below `dir`, tolerating files that vanish meanwhile (a killed writer's
-/// temporaries are removed by the next one).
-fn names_below(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => out.push(e.file_name().to_string_lossy().into_owned()),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Push `count` segments one call at a time as the archiver does, SIGKILLing the call, the
@@ -242,35 +224,8 @@ fn kill_the_primary(seed: u64) -> (usize, usize, u64, Duration) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut bench = p.tools.command("pgbench");
-    bench
-        .args(["-n", "-c", "2", "-T", "60", "-U", "postgres", "-h"])
-        .arg(&p.socket_dir)
-        .arg("-p")
-        .arg(p.port.to_string())
-        .arg("postgres")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut bench = bench.spawn().unwrap();
     let load = Duration::from_millis(1000 + rng.below(3000));
-    let started = Instant::now();
-    let mut ticks = Vec::new();
-    while started.elapsed() < load {
-        if let Some(t) = tick(&p) {
-            ticks.push(t);
-        }
-    }
-    let pid: i32 = fs::read_to_string(p.data.join("postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let killed = Instant::now();
-    let _ = bench.kill();
-    let _ = bench.wait();
+    let (ticks, killed) = load_then_kill(&p, load);
     assert_eq!(wait_exit(&mut watch, TIMEOUT, "watch"), 0);
     wait_until(TIMEOUT, "the new primary to accept writes", || {
         Ok(s.psql("INSERT INTO ticks DEFAULT VALUES").is_ok())
@@ -298,21 +253,6 @@ fn kill_the_primary(seed: u64) -> (usize, usize, u64, Duration) {
         last_written.saturating_sub(archived_end),
         rto,
     )
-}
-
-/// The end (byte position) of the last timeline-1 segment in a repository of 1 MiB segments.
-fn archived_end_of_timeline_1(repo: &Path) -> u64 {
-    names_below(&repo.join("wal"))
-        .into_iter()
-        .filter_map(|name| {
-            (name.len() == 24 && name.starts_with("00000001")).then(|| {
-                let segno = u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
-                    + u64::from_str_radix(&name[16..24], 16).unwrap();
-                (segno + 1) << 20
-            })
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]

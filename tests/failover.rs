@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ha::*;
@@ -27,12 +26,7 @@ fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
     );
     let mut p = primary(&ws, &cfg);
     let mut s = standby(&ws, &p, &cfg, false);
-    s.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
-        ws.walship_bin().display(),
-        cfg.display()
-    ))
-    .unwrap();
+    archive_once_promoted(&ws, &s, &cfg);
     // load the standby has not seen: it is not running yet, and only the archive carries it
     p.pgbench(&["-n", "-t", "500"]).unwrap();
     p.switch_and_wait_archived(TIMEOUT).unwrap();
@@ -43,11 +37,7 @@ fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
 
     let trigger = ws.path().join("trigger");
     let log = ws.path().join("watch.log");
-    let mut watch = walship_copy(&ws)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--pgdata")
-        .arg(&s.data)
+    let mut watch = walship_for(&ws, &cfg, &s.data)
         .args(["watch", "--trigger-file"])
         .arg(&trigger)
         .stderr(fs::File::create(&log).unwrap())
@@ -104,11 +94,7 @@ fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
     // a trigger file that appears a second time promotes nothing
     fs::write(&trigger, "fast").unwrap();
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
+        walship_for(&ws, &cfg, &s.data)
             .args(["watch", "--trigger-file"])
             .arg(&trigger),
     );
@@ -124,14 +110,7 @@ fn a_trigger_file_promotes_smart_once_and_runs_the_hooks() {
             .starts_with("00000002")
     );
     // promote refuses on a primary
-    let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
-            .arg("promote"),
-    );
+    let (code, text) = output(walship_for(&ws, &cfg, &s.data).arg("promote"));
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("already a primary"), "{text}");
     s.stop().unwrap();
@@ -146,21 +125,12 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
     p.psql("CREATE TABLE ticks (id bigserial PRIMARY KEY)")
         .unwrap();
     let mut s = standby(&ws, &p, &cfg, true);
-    s.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
-        ws.walship_bin().display(),
-        cfg.display()
-    ))
-    .unwrap();
+    archive_once_promoted(&ws, &s, &cfg);
     s.start().unwrap();
 
     let fenced = ws.path().join("fenced");
     let log = ws.path().join("watch.log");
-    let mut watch = walship_copy(&ws)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--pgdata")
-        .arg(&s.data)
+    let mut watch = walship_for(&ws, &cfg, &s.data)
         .arg("watch")
         .arg("--failover-primary")
         .arg(conninfo(&p))
@@ -170,35 +140,9 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
         .spawn()
         .unwrap();
 
-    // load: pgbench in the background, and numbered rows whose commit position we know
-    let mut bench = p.tools.command("pgbench");
-    bench
-        .args(["-n", "-c", "2", "-T", "60", "-U", "postgres", "-h"])
-        .arg(&p.socket_dir)
-        .arg("-p")
-        .arg(p.port.to_string())
-        .arg("postgres")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut bench = bench.spawn().unwrap();
-    let mut ticks = Vec::new();
-    let load_start = Instant::now();
-    while load_start.elapsed() < Duration::from_secs(5) {
-        if let Some(t) = tick(&p) {
-            ticks.push(t);
-        }
-    }
-    // SIGKILL the postmaster under load
-    let pid: i32 = fs::read_to_string(p.data.join("postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let killed = Instant::now();
-    let _ = bench.wait();
+    // load: pgbench and numbered rows whose commit position we know; then SIGKILL the
+    // postmaster
+    let (ticks, killed) = load_then_kill(&p, Duration::from_secs(5));
 
     let code = wait_exit(&mut watch, TIMEOUT, "watch");
     let text = fs::read_to_string(&log).unwrap();
@@ -225,20 +169,7 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
     );
 
     // every row whose commit was in a segment archived before the kill is on the new primary
-    let seg = 1u64 << 20;
-    let archived_end = tree(&repo.join("wal"))
-        .into_iter()
-        .filter_map(|(rel, _)| {
-            let name = rel.rsplit('/').next().unwrap().to_string();
-            (name.len() == 24 && name.starts_with("00000001")).then(|| {
-                (u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
-                    + u64::from_str_radix(&name[16..24], 16).unwrap()
-                    + 1)
-                    * seg
-            })
-        })
-        .max()
-        .unwrap();
+    let archived_end = archived_end_of_timeline_1(&repo);
     let present: std::collections::HashSet<u64> = s
         .psql("SELECT id FROM ticks")
         .unwrap()
@@ -281,11 +212,7 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
     // a moment to notice that their postmaster is gone
     std::thread::sleep(Duration::from_secs(2));
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
+        walship_for(&ws, &cfg, &p.data)
             .args(["rejoin", "--stream", "--primary"])
             .arg(conninfo(&s)),
     );
@@ -303,11 +230,7 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
     old.start()
         .unwrap_or_else(|e| panic!("{e}\n{}", fs::read_to_string(&old.log).unwrap_or_default()));
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
+        walship_for(&ws, &cfg, &p.data)
             .args(["rejoin", "--primary"])
             .arg(conninfo(&s)),
     );
@@ -334,11 +257,7 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     s.start().unwrap();
     let fenced = ws.path().join("fenced");
     let log = ws.path().join("watch.log");
-    let mut watch = walship_copy(&ws)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--pgdata")
-        .arg(&s.data)
+    let mut watch = walship_for(&ws, &cfg, &s.data)
         .arg("watch")
         .arg("--failover-primary")
         .arg(conninfo(&p))
@@ -376,14 +295,7 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     )
     .unwrap();
     p.stop().unwrap();
-    let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
-            .args(["promote", "--fast"]),
-    );
+    let (code, text) = output(walship_for(&ws, &cfg, &s.data).args(["promote", "--fast"]));
     assert_eq!(code, 4, "{text}");
     assert!(
         text.contains("timeline 2 was already promoted: /srv/pg on elsewhere"),
@@ -409,11 +321,7 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     let trigger = ws.path().join("trigger");
     fs::write(&trigger, "fast").unwrap();
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
+        walship_for(&ws, &cfg, &s.data)
             .args(["watch", "--trigger-file"])
             .arg(&trigger),
     );
@@ -432,22 +340,13 @@ fn switchover_swaps_the_roles_without_losing_a_row() {
     let cfg = config(&ws, &repo, "");
     let mut p = primary(&ws, &cfg);
     let mut s = standby(&ws, &p, &cfg, true);
-    s.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
-        ws.walship_bin().display(),
-        cfg.display()
-    ))
-    .unwrap();
+    archive_once_promoted(&ws, &s, &cfg);
     s.start().unwrap();
     p.pgbench(&["-n", "-c", "2", "-t", "300"]).unwrap();
     let q = "SELECT count(*) || ' ' || sum(abalance) FROM pgbench_history JOIN pgbench_accounts USING (aid)";
     let before = p.psql(q).unwrap();
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
+        walship_for(&ws, &cfg, &s.data)
             .args(["switchover", "--primary"])
             .arg(conninfo(&p))
             .arg("--primary-pgdata")
@@ -472,11 +371,7 @@ fn switchover_swaps_the_roles_without_losing_a_row() {
     .unwrap();
     // a second switchover the other way round is refused while roles do not match
     let (code, text) = output(
-        walship_copy(&ws)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--pgdata")
-            .arg(&s.data)
+        walship_for(&ws, &cfg, &s.data)
             .args(["switchover", "--primary"])
             .arg(conninfo(&p))
             .arg("--primary-pgdata")

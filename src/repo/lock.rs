@@ -3,7 +3,7 @@
 //! is no flock). It records who holds it; a lock whose holder is provably dead (same host, no
 //! such process) or that is older than the stale limit is taken over, with a message saying so.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -119,23 +119,7 @@ impl Repository {
     }
 
     fn read_holder(&self, path: &str) -> Result<Option<Holder>> {
-        let Some(mut r) = self.storage.open_read(path)? else {
-            return Ok(None);
-        };
-        let mut text = String::new();
-        (&mut r)
-            .take(64 * 1024)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io(format!("reading {}/{path}", self.describe()), e))?;
-        toml::from_str(&text).map(Some).map_err(|e| {
-            Error::corrupt(format!(
-                "{}/{path} is not a walship lock: {e}",
-                self.describe()
-            ))
-            .with_hint(format!(
-                "Remove {path} from the repository if no walship command runs."
-            ))
-        })
+        self.read_toml(path, "a walship lock")
     }
 }
 

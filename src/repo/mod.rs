@@ -179,6 +179,30 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Read a small TOML file of the repository (a lock, a promotion record); `None` if absent.
+    /// Anything that does not parse as `T` is corrupt, named with `what`.
+    pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<T>> {
+        let Some(mut r) = self.storage.open_read(path)? else {
+            return Ok(None);
+        };
+        let mut text = String::new();
+        (&mut r)
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io(format!("reading {}/{path}", self.describe()), e))?;
+        toml::from_str(&text).map(Some).map_err(|e| {
+            Error::corrupt(format!("{}/{path} is not {what}: {e}", self.describe())).with_hint(
+                format!("Remove {path} from the repository if no walship command uses it."),
+            )
+        })
+    }
+}
+
 fn read_identity(storage: &dyn Storage) -> Result<Option<Identity>> {
     let Some(mut r) = storage.open_read(IDENTITY_FILE)? else {
         return Ok(None);

@@ -4,7 +4,7 @@
 //! that decides to promote computes the same name, and exactly one of them can publish it: one
 //! decision, one new primary.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,20 +51,8 @@ impl Repository {
         if f.commit()? == Publish::Created {
             return Ok(None);
         }
-        let mut r = self
-            .storage
-            .open_read(&path)?
-            .ok_or_else(|| Error::unavailable(format!("{}/{path} vanished", self.describe())))?;
-        let mut existing = String::new();
-        (&mut r)
-            .take(64 * 1024)
-            .read_to_string(&mut existing)
-            .map_err(|e| Error::io(format!("reading {}/{path}", self.describe()), e))?;
-        toml::from_str(&existing).map(Some).map_err(|e| {
-            Error::corrupt(format!(
-                "{}/{path} is not a promotion record: {e}",
-                self.describe()
-            ))
-        })
+        self.read_toml(&path, "a promotion record")?
+            .map(Some)
+            .ok_or_else(|| Error::unavailable(format!("{}/{path} vanished", self.describe())))
     }
 }

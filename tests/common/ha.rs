@@ -2,6 +2,7 @@
 //! archiving through walship, a standby restoring (and optionally streaming) from it, and the
 //! small tools the tests drive them with.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -135,4 +136,91 @@ pub fn tick(p: &Cluster) -> Option<(u64, u64)> {
         lines.next()?.trim().parse().ok()?,
         lines.next()?.trim().parse().ok()?,
     ))
+}
+
+/// walship (the copy PostgreSQL runs) with the test's configuration file and a data directory.
+pub fn walship_for(ws: &Workspace, cfg: &Path, pgdata: &Path) -> Command {
+    let mut c = walship_copy(ws);
+    c.arg("--config").arg(cfg).arg("--pgdata").arg(pgdata);
+    c
+}
+
+/// Make a standby archive through walship once it is promoted (archive_mode = on archives only
+/// on a primary).
+pub fn archive_once_promoted(ws: &Workspace, s: &Cluster, cfg: &Path) {
+    s.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+        ws.walship_bin().display(),
+        cfg.display()
+    ))
+    .unwrap();
+}
+
+/// Load `p` with pgbench and numbered rows (table `ticks`) for `load`, then SIGKILL its
+/// postmaster. Returns every row inserted as (id, WAL position after its commit), and the
+/// moment of the kill.
+pub fn load_then_kill(p: &Cluster, load: Duration) -> (Vec<(u64, u64)>, Instant) {
+    let mut bench = p.tools.command("pgbench");
+    bench
+        .args(["-n", "-c", "2", "-T", "60", "-U", "postgres", "-h"])
+        .arg(&p.socket_dir)
+        .arg("-p")
+        .arg(p.port.to_string())
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut bench = bench.spawn().unwrap();
+    let started = Instant::now();
+    let mut ticks = Vec::new();
+    while started.elapsed() < load {
+        if let Some(t) = tick(p) {
+            ticks.push(t);
+        }
+    }
+    let pid: i32 = fs::read_to_string(p.data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: the PID of the test's own postmaster, read from its postmaster.pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let _ = bench.kill();
+    let _ = bench.wait();
+    (ticks, killed)
+}
+
+/// File names below `dir`, tolerating files that vanish meanwhile (a killed writer's
+/// temporaries are removed by the next one).
+pub fn names_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => out.push(e.file_name().to_string_lossy().into_owned()),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The end (byte position) of the last timeline-1 segment in a repository of 1 MiB segments.
+pub fn archived_end_of_timeline_1(repo: &Path) -> u64 {
+    names_below(&repo.join("wal"))
+        .into_iter()
+        .filter_map(|name| {
+            (name.len() == 24 && name.starts_with("00000001")).then(|| {
+                let segno = u64::from_str_radix(&name[8..16], 16).unwrap() * 4096
+                    + u64::from_str_radix(&name[16..24], 16).unwrap();
+                (segno + 1) << 20
+            })
+        })
+        .max()
+        .unwrap_or(0)
 }
