@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::ha::*;
 use common::*;
@@ -932,4 +932,129 @@ fn drill_concurrency_push_during_prune_and_two_fetches_at_once() {
     assert_eq!(ok, tried);
     let (code, out) = run(walship().arg("--repo").arg(&repo).arg("verify"));
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn drill_ssh_connection_cut_mid_transfer() {
+    let n = if full() { 12 } else { 3 };
+    let ws = Workspace::new();
+    let sshd = Sshd::start(&ws, "sshd");
+    let repo = ws.mkdir("repo");
+    let config = sshd.config(&ws, &repo, "walship.toml");
+    let root = ws.mkdir("work");
+    let pg_wal = root.join("pgdata/pg_wal");
+    fs::create_dir_all(&pg_wal).unwrap();
+    // 16 MiB of noise through bzip2: about two seconds of streaming per segment, so a cut
+    // lands in the middle of a transfer
+    let big = 16 * MIB;
+    for i in 1..=n {
+        let mut b = segment_bytes(&seg(i), SYSID, big, i);
+        let noise = walship_test_noise(i, big as usize / 2);
+        b[big as usize / 2..].copy_from_slice(&noise);
+        fs::write(pg_wal.join(seg(i)), b).unwrap();
+    }
+    let cmd = || {
+        let mut c = walship();
+        c.arg("--config")
+            .arg(&config)
+            .args([
+                "--push-ahead",
+                "0",
+                "--prefetch",
+                "0",
+                "--compression",
+                "bzip2",
+            ])
+            .current_dir(root.join("pgdata"));
+        c
+    };
+    let mut rng = Rng(0xc0ff_ee00_1234_5678);
+    let (mut tried, mut survived, mut cut) = (0, 0, 0);
+    let (mut pushes_cut, mut fetches_cut) = (0, 0);
+    let mut checked = HashSet::new();
+    for i in 1..=n {
+        // push: cut the connection while the segment streams
+        let started = Instant::now();
+        let child = cmd()
+            .arg("push")
+            .arg(format!("pg_wal/{}", seg(i)))
+            .arg(seg(i))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200 + rng.below(800)));
+        cut += sshd.cut_connections();
+        let out = child.wait_with_output().unwrap();
+        let took = started.elapsed();
+        let first = out.status.code();
+        pushes_cut += usize::from(first != Some(0));
+        let visible = check_visible(&repo, &pg_wal, &mut checked);
+        let retried = first == Some(0)
+            || run(cmd()
+                .arg("push")
+                .arg(format!("pg_wal/{}", seg(i)))
+                .arg(seg(i)))
+            .0 == 0;
+        tried += 1;
+        // a cut push fails as "unavailable" (3: PostgreSQL retries), within the SSH timeout
+        let clean_failure =
+            first == Some(0) || (first == Some(3) && took < Duration::from_secs(20));
+        if visible.is_ok() && retried && clean_failure {
+            survived += 1;
+        } else {
+            eprintln!(
+                "push {}: first exit {first:?} after {took:?}, {visible:?}, retry ok {retried}: {}",
+                seg(i),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        // fetch: cut while it downloads; %p must be absent or whole
+        let dest = root.join(format!("restored-{i}"));
+        let child = cmd()
+            // no retry inside the call: PostgreSQL's next call is the retry
+            .args(["--fetch-retries", "0", "fetch", &seg(i)])
+            .arg(&dest)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(70 + rng.below(90)));
+        cut += sshd.cut_connections();
+        let out = child.wait_with_output().unwrap();
+        let want = fs::read(pg_wal.join(seg(i))).unwrap();
+        fetches_cut += usize::from(out.status.code() != Some(0));
+        let first_ok = match out.status.code() {
+            Some(0) => fs::read(&dest).unwrap() == want,
+            _ => !dest.exists(),
+        };
+        let retry_ok = run(cmd().args(["fetch", &seg(i)]).arg(&dest)).0 == 0
+            && fs::read(&dest).unwrap() == want;
+        tried += 1;
+        if first_ok && retry_ok {
+            survived += 1;
+        } else {
+            eprintln!(
+                "fetch {}: first exit {:?} (whole or absent: {first_ok}), retry ok {retry_ok}",
+                seg(i),
+                out.status.code()
+            );
+        }
+    }
+    report(
+        &format!(
+            "SSH connection cut mid-transfer ({cut} sessions killed; {pushes_cut} pushes and {fetches_cut} fetches interrupted)"
+        ),
+        tried,
+        survived,
+        0,
+    );
+    assert!(pushes_cut + fetches_cut > 0, "no transfer was interrupted");
+    let (code, out) = run(walship().arg("--repo").arg(&repo).arg("verify"));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(survived, tried);
+    assert!(cut >= tried as usize / 2, "only {cut} connections were cut");
+}
+
+fn walship_test_noise(seed: u64, len: usize) -> Vec<u8> {
+    noise(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, len)
 }

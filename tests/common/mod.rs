@@ -176,6 +176,46 @@ fn ssh_keygen(path: &Path) {
 }
 
 impl Sshd {
+    /// Cut every open connection: SIGKILL every descendant of the listening sshd (the
+    /// per-connection monitor, its unprivileged network process and sftp-server), found by
+    /// their parent PIDs in /proc. Returns how many were killed.
+    pub fn cut_connections(&self) -> usize {
+        let mut parent_of: Vec<(i32, i32)> = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+        let mut tree = vec![self.child.id() as i32];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(
+                parent_of
+                    .iter()
+                    .filter(|(_, pp)| *pp == parent)
+                    .map(|(p, _)| *p),
+            );
+            i += 1;
+        }
+        for pid in &tree[1..] {
+            // SAFETY: a descendant of the test's own sshd, by PID.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        tree.len() - 1
+    }
+
     /// Start sshd with its files in `ws/<name>`.
     pub fn start(ws: &Workspace, name: &str) -> Sshd {
         let sshd_bin = Path::new("/usr/sbin/sshd");
