@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::status::pg_client;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::WalFileName;
@@ -36,7 +35,7 @@ impl Report {
 }
 
 pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
-    let client = pg_client(config)?.ok_or_else(|| {
+    let client = PgClient::for_config(config)?.ok_or_else(|| {
         Error::usage("check needs a PostgreSQL connection")
             .with_hint("Give --pgdata DIR (a running cluster's data directory) or --pg CONNINFO.")
     })?;

@@ -293,20 +293,10 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         "look at the repository: walship status, walship verify",
         || {
             for command in ["status", "verify"] {
-                let out = tools
-                    .command(walship.to_str().unwrap_or_default())
-                    .current_dir(ws)
-                    .args(["--config", config.to_str().unwrap_or_default(), command])
-                    .output()
-                    .map_err(|e| Error::io(format!("running walship {command}"), e))?;
-                for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    println!("      {line}");
-                }
-                if !out.status.success() {
-                    return Err(Error::corrupt(format!(
-                        "walship {command}: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
+                let (ok, text) = walship_out(&[command])?;
+                show(&text);
+                if !ok {
+                    return Err(Error::corrupt(format!("walship {command} failed")));
                 }
             }
             Ok(())

@@ -181,13 +181,7 @@ fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
     let mut last_pos = None;
     let mut logged = Instant::now() - Duration::from_secs(60);
     loop {
-        let newest = repo
-            .list_objects()?
-            .objects
-            .iter()
-            .filter(|o| o.name.kind() == WalKind::Segment)
-            .filter_map(|o| o.name.segment_number(identity.wal_segment_size).ok())
-            .max();
+        let newest = repo.newest_segment(identity.wal_segment_size)?;
         let replay =
             client.row("SELECT coalesce(pg_last_wal_replay_lsn()::text, '')", 1)?[0].clone();
         let pos = parse_lsn(&replay);

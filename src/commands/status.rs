@@ -52,15 +52,6 @@ pub struct PostgresStatus {
     pub archived_not_replayed_segments: Option<u64>,
 }
 
-/// The PostgreSQL connection status and check use: `pg`, else `pgdata`, else none.
-pub fn pg_client(config: &Config) -> Result<Option<PgClient>> {
-    match (&config.pg, &config.pgdata) {
-        (Some(c), _) => PgClient::from_conninfo(c).map(Some),
-        (None, Some(d)) => PgClient::from_pgdata(d).map(Some),
-        (None, None) => Ok(None),
-    }
-}
-
 pub fn report(config: &Config) -> Result<StatusReport> {
     let repo = config.open_repository()?;
     let listing = repo.list_objects()?;
@@ -71,7 +62,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         .unwrap_or(16 << 20);
     let timelines = summarize(&listing, segment_size);
     let (backups, damaged) = catalog(&repo, &listing.objects, segment_size)?;
-    let postgres = match pg_client(config) {
+    let postgres = match PgClient::for_config(config) {
         Ok(None) => None,
         Ok(Some(client)) => Some(match PgView::read(&client) {
             Ok(view) => postgres_status(view, &identity, &timelines),

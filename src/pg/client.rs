@@ -37,6 +37,15 @@ impl PgClient {
         })
     }
 
+    /// The connection `status` and `check` use: `pg`, else `pgdata`'s server, else none.
+    pub fn for_config(config: &crate::config::Config) -> Result<Option<PgClient>> {
+        match (&config.pg, &config.pgdata) {
+            (Some(c), _) => PgClient::from_conninfo(c).map(Some),
+            (None, Some(d)) => PgClient::from_pgdata(d).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// From a data directory whose server is running: postmaster.pid gives the port and the
     /// socket directory; the role is the directory's owner (initdb's default superuser name).
     pub fn from_pgdata(pgdata: &Path) -> Result<PgClient> {

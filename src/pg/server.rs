@@ -53,10 +53,7 @@ impl LocalServer {
     pub fn running_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        alive.then_some(pid)
+        crate::repo::lock::process_alive(pid).then_some(pid)
     }
 
     pub fn client(&self) -> Result<PgClient> {

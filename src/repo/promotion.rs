@@ -40,6 +40,37 @@ impl Repository {
         Ok(newest)
     }
 
+    /// The highest segment number archived on any timeline. Reads the segment directories of
+    /// the highest "log" number first (the listing of `wal/` names them) and goes lower only
+    /// while those hold no segment, instead of listing the whole repository: a smart
+    /// promotion asks twice a second.
+    pub fn newest_segment(&self, segment_size: u32) -> Result<Option<u64>> {
+        let mut dirs: Vec<String> = self
+            .storage
+            .list("wal")?
+            .into_iter()
+            .filter(|e| e.is_dir && e.name.len() == 16)
+            .map(|e| e.name)
+            .collect();
+        // by "log" number, highest first; a higher log holds only higher segment numbers
+        dirs.sort_by(|a, b| b[8..].cmp(&a[8..]));
+        let mut newest = None;
+        for (i, dir) in dirs.iter().enumerate() {
+            if newest.is_some() && dirs[i - 1][8..] != dir[8..] {
+                break;
+            }
+            for e in self.storage.list(&format!("wal/{dir}"))? {
+                if let Ok(n) = crate::pg::WalFileName::parse(&e.name)
+                    && n.kind() == crate::pg::WalKind::Segment
+                    && let Ok(segno) = n.segment_number(segment_size)
+                {
+                    newest = newest.max(Some(segno));
+                }
+            }
+        }
+        Ok(newest)
+    }
+
     /// Publish the record of a promotion to `record.new_timeline`. `Ok(None)`: published, the
     /// decision is ours. `Ok(Some(existing))`: someone else's record was there first.
     pub fn record_promotion(&self, record: &PromotionRecord) -> Result<Option<PromotionRecord>> {
@@ -54,5 +85,39 @@ impl Repository {
         self.read_toml(&path, "a promotion record")?
             .map(Some)
             .ok_or_else(|| Error::unavailable(format!("{}/{path} vanished", self.describe())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pg::walname::segment_name;
+    use crate::repo::Repository;
+    use crate::storage::Storage;
+    use crate::storage::memory::MemoryStorage;
+
+    fn put(storage: &MemoryStorage, path: &str) {
+        storage
+            .files
+            .borrow_mut()
+            .insert(path.to_string(), Vec::new());
+        assert!(storage.open_read(path).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_newest_segment_is_found_across_timelines_and_past_directories_without_segments() {
+        const SEG: u32 = 16 << 20;
+        let storage = MemoryStorage::default();
+        let repo = Repository::open(Box::new(storage.clone())).unwrap();
+        assert_eq!(repo.newest_segment(SEG).unwrap(), None);
+        for (tli, n) in [(1, 5u64), (1, 300), (2, 301), (1, 257)] {
+            let name = segment_name(tli, n, SEG);
+            put(&storage, &format!("wal/{}/{name}", &name[..16]));
+        }
+        assert_eq!(repo.newest_segment(SEG).unwrap(), Some(301));
+        // a higher log directory holding only a partial segment does not hide the segments below
+        let partial = format!("{}.partial", segment_name(1, 600, SEG));
+        put(&storage, &format!("wal/{}/{partial}", &partial[..16]));
+        put(&storage, "wal/history/00000002.history");
+        assert_eq!(repo.newest_segment(SEG).unwrap(), Some(301));
     }
 }

@@ -130,14 +130,15 @@ pub fn plan(
                 "no backup in the repository is restorable: retention keeps all WAL".into()
             });
         }
-        cutoff = backups
-            .iter()
-            .filter(|b| kept.iter().any(|(n, _)| *n == b.record.name))
-            .map(|b| b.start_segno)
-            .min();
-        if restorable.is_empty() {
-            cutoff = Some(0);
-        }
+        cutoff = if restorable.is_empty() {
+            Some(0)
+        } else {
+            backups
+                .iter()
+                .filter(|b| kept.iter().any(|(n, _)| *n == b.record.name))
+                .map(|b| b.start_segno)
+                .min()
+        };
     }
     if let Some(before) = &retention.before {
         let n = before.segment_number(segment_size)?;
