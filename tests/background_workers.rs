@@ -24,6 +24,18 @@ struct Env {
     pg_wal: PathBuf,
 }
 
+/// Wait (at most 20 s) until no walship worker of this kind runs on `pg_wal`: idle workers exit.
+fn wait_workers_gone(pg_wal: &Path, prefix: &str) {
+    let start = Instant::now();
+    while worker_pid(pg_wal, prefix).is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "an idle {prefix} worker did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Env {
     /// A pg_wal with `count` segments, all `.ready`, as PostgreSQL leaves a backlog.
     fn new(count: u64) -> Env {
@@ -91,28 +103,23 @@ impl Env {
 
     /// The PID of the live worker of this kind, if any.
     fn worker_pid(&self, prefix: &str) -> Option<i32> {
-        for dir in self.spool_dirs(prefix) {
-            let f = fs::File::open(dir.join("worker.lock")).ok()?;
-            if f.try_lock().is_err() {
-                return fs::read_to_string(dir.join("worker.lock"))
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok();
-            }
+        worker_pid(&self.pg_wal, prefix)
+    }
+
+    /// Push segments 1..=`count` without the push-ahead worker.
+    fn push_directly(&self, count: u64) {
+        for i in 1..=count {
+            let (code, err) = run(self
+                .cmd()
+                .args(["--push-ahead", "0", "push"])
+                .arg(format!("pg_wal/{}", seg(i)))
+                .arg(seg(i)));
+            assert_eq!(code, 0, "{}: {err}", seg(i));
         }
-        None
     }
 
     fn wait_workers_gone(&self, prefix: &str) {
-        let start = Instant::now();
-        while self.worker_pid(prefix).is_some() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "an idle {prefix} worker did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_workers_gone(&self.pg_wal, prefix);
     }
 
     /// Every segment fetched back without the workers equals the original.
@@ -262,17 +269,7 @@ fn killing_the_push_ahead_worker_at_random_points_loses_nothing() {
 #[test]
 fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
     let env = Env::new(14);
-    for i in 1..=14 {
-        assert_eq!(
-            run(env
-                .cmd()
-                .args(["--push-ahead", "0", "push"])
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)))
-            .0,
-            0
-        );
-    }
+    env.push_directly(14);
     // damage segment 9 in the repository
     let object = env.repo.join(format!("wal/0000000100000000/{}", seg(9)));
     let mut bytes = fs::read(&object).unwrap();
@@ -326,13 +323,7 @@ fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
         from_spool >= 9,
         "only {from_spool} segments came from the prefetch spool"
     );
-    let spool_env = Env {
-        _dir: tempfile::tempdir().unwrap(),
-        root: standby.clone(),
-        repo: env.repo.clone(),
-        pg_wal: standby.join("pg_wal"),
-    };
-    spool_env.wait_workers_gone("fetch-");
+    wait_workers_gone(&standby.join("pg_wal"), "fetch-");
 }
 
 #[test]
@@ -340,17 +331,7 @@ fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
     // After a crash the spool may hold a torn file under a segment's name; with no worker that
     // wiped and refilled the spool, the call must fetch and verify the segment itself.
     let env = Env::new(3);
-    for i in 1..=3 {
-        assert_eq!(
-            run(env
-                .cmd()
-                .args(["--push-ahead", "0", "push"])
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)))
-            .0,
-            0
-        );
-    }
+    env.push_directly(3);
     let standby = env.root.join("standby");
     let spool = walship::spool::Spool::open(
         &standby.join("pg_wal"),
@@ -382,11 +363,5 @@ fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
         fs::read(standby.join("pg_wal/RECOVERYXLOG")).unwrap(),
         fs::read(env.pg_wal.join(seg(2))).unwrap()
     );
-    let spool_env = Env {
-        _dir: tempfile::tempdir().unwrap(),
-        root: standby.clone(),
-        repo: env.repo.clone(),
-        pg_wal: standby.join("pg_wal"),
-    };
-    spool_env.wait_workers_gone("fetch-");
+    wait_workers_gone(&standby.join("pg_wal"), "fetch-");
 }

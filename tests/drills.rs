@@ -41,20 +41,6 @@ fn seg(n: u64) -> String {
     format!("0000000100000000{n:08X}")
 }
 
-/// The PID of the live push-ahead worker of `pg_wal`, if any.
-fn worker_pid(pg_wal: &Path) -> Option<i32> {
-    for e in fs::read_dir(pg_wal.join("walship")).ok()?.flatten() {
-        let lock = e.path().join("worker.lock");
-        let Ok(f) = fs::File::open(&lock) else {
-            continue;
-        };
-        if f.try_lock().is_err() {
-            return fs::read_to_string(&lock).ok()?.trim().parse().ok();
-        }
-    }
-    None
-}
-
 /// Every object of `repo` (by its local path) not checked yet must fetch back to exactly the
 /// source segment: a killed writer may leave temporaries, never a visible partial or wrong object.
 fn check_visible(repo: &Path, pg_wal: &Path, checked: &mut HashSet<String>) -> Result<(), String> {
@@ -121,7 +107,7 @@ fn crash_during_push(
             kills += 1;
         }
         if what != 0
-            && let Some(pid) = worker_pid(&pg_wal)
+            && let Some(pid) = worker_pid(&pg_wal, "push-")
         {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             kills += 1;
@@ -162,14 +148,14 @@ fn crash_during_push(
             lost += u64::from(MIB);
         }
     }
-    let verify = run(walship().arg("--repo").arg(repo).arg("verify"));
+    let verified = verify(repo);
     report(
         &format!("crash during push ({label}; {kills} SIGKILLs)"),
         count,
         survived,
         lost,
     );
-    assert_eq!(verify.0, 0, "{}", verify.1);
+    assert_eq!(verified.0, 0, "{}", verified.1);
     assert_eq!((survived, lost), (count, 0), "{label}");
     assert!(kills >= count / 2, "only {kills} kills");
 }
@@ -212,18 +198,7 @@ fn kill_the_primary(seed: u64) -> (usize, usize, u64, Duration) {
         .unwrap();
     let mut s = standby(&ws, &p, &cfg, true);
     s.start().unwrap();
-    let mut watch = walship_copy(&ws)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--pgdata")
-        .arg(&s.data)
-        .arg("watch")
-        .arg("--failover-primary")
-        .arg(conninfo(&p))
-        .args(["--failover-after", "2", "--fence-command", "true"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = spawn_failover_watch(&ws, &cfg, &s, &p, 2, "true", Stdio::null());
     let load = Duration::from_millis(1000 + rng.below(3000));
     let (ticks, killed) = load_then_kill(&p, load);
     assert_eq!(wait_exit(&mut watch, TIMEOUT, "watch"), 0);
@@ -233,18 +208,8 @@ fn kill_the_primary(seed: u64) -> (usize, usize, u64, Duration) {
     .unwrap();
     let rto = killed.elapsed();
     let archived_end = archived_end_of_timeline_1(&repo);
-    let present: HashSet<u64> = s
-        .psql("SELECT id FROM ticks")
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    let must: Vec<u64> = ticks
-        .iter()
-        .filter(|t| t.1 <= archived_end)
-        .map(|t| t.0)
-        .collect();
-    let lost = must.iter().filter(|id| !present.contains(id)).count();
+    let (must, lost) = archived_rows_lost(&s, &ticks, archived_end);
+    let lost = lost.len();
     let last_written = ticks.iter().map(|t| t.1).max().unwrap_or(0);
     s.stop().unwrap();
     (
@@ -376,11 +341,7 @@ fn drill_bad_input_corpus() {
         let to = root.join(format!("damaged-{case}"));
         let from =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/damaged/{case}/repo"));
-        for (rel, bytes) in tree(&from) {
-            let p = to.join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, bytes).unwrap();
-        }
+        copy_tree(&from, &to);
         to.display().to_string()
     };
     let flipped = damaged("flipped-byte");
@@ -425,7 +386,7 @@ fn drill_bad_input_corpus() {
             name.into(),
         ]
     };
-    let mut cases: Vec<Case> = vec![
+    let cases: Vec<Case> = vec![
         // names
         case(
             "empty %f",
@@ -800,19 +761,8 @@ fn drill_bad_input_corpus() {
     let before = tree(&repo);
     let mut survived = 0;
     let mut failures = Vec::new();
-    for c in &mut cases {
-        let (code, out) = {
-            let o = walship()
-                .args(&c.args)
-                .current_dir(&pgdata)
-                .output()
-                .unwrap();
-            (
-                o.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&o.stdout).to_string()
-                    + &String::from_utf8_lossy(&o.stderr),
-            )
-        };
+    for c in &cases {
+        let (code, out) = output(walship().args(&c.args).current_dir(&pgdata));
         if code == c.code && out.contains(c.says) {
             survived += 1;
         } else {
@@ -930,7 +880,7 @@ fn drill_concurrency_push_during_prune_and_two_fetches_at_once() {
         0,
     );
     assert_eq!(ok, tried);
-    let (code, out) = run(walship().arg("--repo").arg(&repo).arg("verify"));
+    let (code, out) = verify(&repo);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -1049,7 +999,7 @@ fn drill_ssh_connection_cut_mid_transfer() {
         0,
     );
     assert!(pushes_cut + fetches_cut > 0, "no transfer was interrupted");
-    let (code, out) = run(walship().arg("--repo").arg(&repo).arg("verify"));
+    let (code, out) = verify(&repo);
     assert_eq!(code, 0, "{out}");
     assert_eq!(survived, tried);
     assert!(cut >= tried as usize / 2, "only {cut} connections were cut");

@@ -130,15 +130,15 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
 
     let fenced = ws.path().join("fenced");
     let log = ws.path().join("watch.log");
-    let mut watch = walship_for(&ws, &cfg, &s.data)
-        .arg("watch")
-        .arg("--failover-primary")
-        .arg(conninfo(&p))
-        .args(["--failover-after", "3", "--fence-command"])
-        .arg(format!("touch {}", fenced.display()))
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut watch = spawn_failover_watch(
+        &ws,
+        &cfg,
+        &s,
+        &p,
+        3,
+        &format!("touch {}", fenced.display()),
+        fs::File::create(&log).unwrap().into(),
+    );
 
     // load: pgbench and numbered rows whose commit position we know; then SIGKILL the
     // postmaster
@@ -170,22 +170,7 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
 
     // every row whose commit was in a segment archived before the kill is on the new primary
     let archived_end = archived_end_of_timeline_1(&repo);
-    let present: std::collections::HashSet<u64> = s
-        .psql("SELECT id FROM ticks")
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    let must: Vec<u64> = ticks
-        .iter()
-        .filter(|(_, lsn)| *lsn <= archived_end)
-        .map(|(id, _)| *id)
-        .collect();
-    let lost: Vec<u64> = must
-        .iter()
-        .filter(|id| !present.contains(id))
-        .copied()
-        .collect();
+    let (must, lost) = archived_rows_lost(&s, &ticks, archived_end);
     assert!(
         must.len() > 10,
         "too few archived rows to prove anything: {}",
@@ -201,9 +186,9 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
         "a .partial and 00000002.history in the archive",
         || {
             Ok(repo.join("wal/history/00000002.history").exists()
-                && tree(&repo.join("wal"))
+                && names_below(&repo.join("wal"))
                     .iter()
-                    .any(|(n, _)| n.ends_with(".partial")))
+                    .any(|n| n.ends_with(".partial")))
         },
     )
     .unwrap();
@@ -257,15 +242,15 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     s.start().unwrap();
     let fenced = ws.path().join("fenced");
     let log = ws.path().join("watch.log");
-    let mut watch = walship_for(&ws, &cfg, &s.data)
-        .arg("watch")
-        .arg("--failover-primary")
-        .arg(conninfo(&p))
-        .args(["--failover-after", "5", "--fence-command"])
-        .arg(format!("touch {}", fenced.display()))
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut watch = spawn_failover_watch(
+        &ws,
+        &cfg,
+        &s,
+        &p,
+        5,
+        &format!("touch {}", fenced.display()),
+        fs::File::create(&log).unwrap().into(),
+    );
     // the primary goes away for two seconds and comes back
     std::thread::sleep(Duration::from_millis(1500));
     p.stop().unwrap();

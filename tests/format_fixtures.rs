@@ -55,11 +55,7 @@ fn the_original_files_are_recognised_as_already_archived() {
     let pg_wal = dir.path().join("pgdata/pg_wal");
     fs::create_dir_all(&pg_wal).unwrap();
     // a writable copy of the fixture
-    for (rel, bytes) in tree(&fixture().join("repo-v1")) {
-        let p = repo.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, bytes).unwrap();
-    }
+    copy_tree(&fixture().join("repo-v1"), &repo);
     let before = tree(&repo);
     for (name, _) in sums() {
         let (code, err) = run(walship()

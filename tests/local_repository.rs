@@ -55,6 +55,14 @@ impl Env {
         run(self.cmd().arg("fetch").arg(name).arg(dest))
     }
 
+    /// The same, failing at the first error (no retry inside the call).
+    fn fetch_once(&self, name: &str, dest: &Path) -> (i32, String) {
+        run(self
+            .cmd()
+            .args(["--fetch-retries", "0", "fetch", name])
+            .arg(dest))
+    }
+
     fn object(&self, name: &str) -> PathBuf {
         self.repo.join("wal").join(&name[0..16]).join(name)
     }
@@ -366,10 +374,7 @@ fn a_missing_repository_is_an_error_not_an_empty_archive() {
     let (code, _) = env.fetch(SEG, &dest);
     assert_eq!(code, 3);
     fs::write(env.root.join("pgdata/recovery.signal"), "").unwrap();
-    let (code, err) = run(env
-        .cmd()
-        .args(["--fetch-retries", "0", "fetch", SEG])
-        .arg(&dest));
+    let (code, err) = env.fetch_once(SEG, &dest);
     assert_eq!(code, 254, "{err}");
 }
 
@@ -576,20 +581,14 @@ fn regression_a_root_without_walship_repo_is_unavailable_not_missing() {
     // plain archive recovery, exit 1 would end recovery early.
     let env = Env::new();
     let dest = env.root.join("out");
-    let (code, err) = run(env
-        .cmd()
-        .args(["--fetch-retries", "0", "fetch", SEG])
-        .arg(&dest));
+    let (code, err) = env.fetch_once(SEG, &dest);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("has no walship.repo") && err.contains("mounted"),
         "{err}"
     );
     fs::write(env.root.join("pgdata/recovery.signal"), "").unwrap();
-    let (code, err) = run(env
-        .cmd()
-        .args(["--fetch-retries", "0", "fetch", SEG])
-        .arg(&dest));
+    let (code, err) = env.fetch_once(SEG, &dest);
     assert_eq!(code, 254, "{err}");
 }
 

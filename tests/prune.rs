@@ -86,42 +86,17 @@ fn utc(t: i64) -> String {
 }
 
 fn prune(repo: &Path, args: &[&str]) -> (i32, String) {
-    let out = walship()
-        .arg("--repo")
-        .arg(repo)
-        .arg("prune")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
+    output(walship().arg("--repo").arg(repo).arg("prune").args(args))
 }
 
 fn verify_ok(repo: &Path) {
-    let out = walship()
-        .arg("--repo")
-        .arg(repo)
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, out) = verify(repo);
+    assert_eq!(code, 0, "verify: {out}");
 }
 
 /// Names of the objects in the repository, sorted.
 fn objects(repo: &Path) -> Vec<String> {
-    let mut v: Vec<String> = tree(&repo.join("wal"))
-        .into_iter()
-        .map(|(rel, _)| rel.rsplit('/').next().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    names_below(&repo.join("wal"))
 }
 
 #[test]
@@ -341,16 +316,7 @@ fn prune_works_over_ssh_with_the_same_plan_and_lock() {
     let sshd = Sshd::start(&ws, "sshd");
     let repo = fabricate(ws.path(), 600, &[100, 300, 500]);
     // the SSH login user must own what it removes
-    if let Some(r) = &ws.tools.run_as {
-        let ok = std::process::Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:", r.user))
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
+    chown_to_pg_user(&ws, &repo);
     let config = sshd.config(&ws, &repo, "walship.toml");
     let out = walship()
         .arg("--config")

@@ -14,16 +14,7 @@ use walship::pg::cluster::{Cluster, free_port, wait_until};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn walship_out(config: &Path, args: &[&str]) -> (i32, String) {
-    let out = walship()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
+    output(walship().arg("--config").arg(config).args(args))
 }
 
 fn status_json(config: &Path, pgdata: &Path) -> serde_json::Value {

@@ -13,25 +13,8 @@ const SYSID: u64 = 7_300_000_000_000_000_003;
 
 fn copy_fixture(to: &Path) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v1");
-    for (rel, bytes) in tree(&from) {
-        let p = to.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, bytes).unwrap();
-    }
+    copy_tree(&from, to);
     to.to_path_buf()
-}
-
-fn verify(repo: &Path) -> (i32, String) {
-    let out = walship()
-        .arg("--repo")
-        .arg(repo)
-        .arg("verify")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn status_json(repo: &Path) -> serde_json::Value {
@@ -140,11 +123,7 @@ fn damaged_repositories_each_make_verify_fail_naming_the_problem() {
         let name = case.file_name().unwrap().to_str().unwrap().to_string();
         let expect = fs::read_to_string(case.join("EXPECTED")).unwrap();
         let repo = dir.path().join(&name);
-        for (rel, bytes) in tree(&case.join("repo")) {
-            let p = repo.join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, bytes).unwrap();
-        }
+        copy_tree(&case.join("repo"), &repo);
         let (code, out) = verify(&repo);
         assert_eq!(code, 5, "{name}: {out}");
         assert!(
@@ -173,24 +152,9 @@ fn verify_and_status_work_over_ssh() {
     let ws = Workspace::new();
     let sshd = Sshd::start(&ws, "sshd");
     let repo = ws.mkdir("repo");
-    for (rel, bytes) in tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v1")) {
-        let p = repo.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, bytes).unwrap();
-    }
+    copy_fixture(&repo);
     // the SSH login user must own what it reads
-    let mut chown = std::process::Command::new("chown");
-    if let Some(r) = &ws.tools.run_as {
-        assert!(
-            chown
-                .arg("-R")
-                .arg(format!("{}:", r.user))
-                .arg(&repo)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    chown_to_pg_user(&ws, &repo);
     let config = sshd.config(&ws, &repo, "walship.toml");
     let out = walship()
         .arg("--config")

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Workspace;
+use super::{Workspace, names_below};
 use walship::pg::cluster::{Cluster, free_port};
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,14 +30,6 @@ pub fn walship_copy(ws: &Workspace) -> Command {
     }
     c.stdin(Stdio::null());
     c
-}
-
-pub fn output(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 /// A primary archiving through walship (config file `config`), with pgbench tables.
@@ -192,24 +184,6 @@ pub fn load_then_kill(p: &Cluster, load: Duration) -> (Vec<(u64, u64)>, Instant)
     (ticks, killed)
 }
 
-/// File names below `dir`, tolerating files that vanish meanwhile (a killed writer's
-/// temporaries are removed by the next one).
-pub fn names_below(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => out.push(e.file_name().to_string_lossy().into_owned()),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The end (byte position) of the last timeline-1 segment in a repository of 1 MiB segments.
 pub fn archived_end_of_timeline_1(repo: &Path) -> u64 {
     names_below(&repo.join("wal"))
@@ -223,4 +197,54 @@ pub fn archived_end_of_timeline_1(repo: &Path) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// `walship watch` beside standby `s`, failing over from primary `p` after `after_secs` with
+/// `fence` as the fence command; its log goes to `stderr`.
+pub fn spawn_failover_watch(
+    ws: &Workspace,
+    cfg: &Path,
+    s: &Cluster,
+    p: &Cluster,
+    after_secs: u64,
+    fence: &str,
+    stderr: Stdio,
+) -> Child {
+    walship_for(ws, cfg, &s.data)
+        .arg("watch")
+        .arg("--failover-primary")
+        .arg(conninfo(p))
+        .arg("--failover-after")
+        .arg(after_secs.to_string())
+        .arg("--fence-command")
+        .arg(fence)
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Of the rows in `ticks` (id, WAL position after its commit), those whose commit lay within
+/// the archive (`archived_end`), and of these the ones missing from `s`'s `ticks` table.
+pub fn archived_rows_lost(
+    s: &Cluster,
+    ticks: &[(u64, u64)],
+    archived_end: u64,
+) -> (Vec<u64>, Vec<u64>) {
+    let present: std::collections::HashSet<u64> = s
+        .psql("SELECT id FROM ticks")
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let must: Vec<u64> = ticks
+        .iter()
+        .filter(|(_, lsn)| *lsn <= archived_end)
+        .map(|(id, _)| *id)
+        .collect();
+    let lost = must
+        .iter()
+        .filter(|id| !present.contains(id))
+        .copied()
+        .collect();
+    (must, lost)
 }

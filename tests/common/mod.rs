@@ -133,6 +133,80 @@ pub fn write_segment(pg_wal: &Path, name: &str, sysid: u64, seed: u64) -> PathBu
     p
 }
 
+/// Run a command; (exit code, stdout and stderr).
+pub fn output(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `walship verify` of the repository at `repo` (a local path): (exit code, output).
+pub fn verify(repo: &Path) -> (i32, String) {
+    output(walship().arg("--repo").arg(repo).arg("verify"))
+}
+
+/// File names below `dir`, tolerating files that vanish meanwhile (a killed writer's
+/// temporaries are removed by the next one).
+pub fn names_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => out.push(e.file_name().to_string_lossy().into_owned()),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The PID of the live walship worker whose spool in `pg_wal` starts with `prefix` ("push-",
+/// "fetch-", or "" for any), read from its lock file while it holds it.
+pub fn worker_pid(pg_wal: &Path, prefix: &str) -> Option<i32> {
+    for e in fs::read_dir(pg_wal.join("walship")).ok()?.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let lock = e.path().join("worker.lock");
+        let Ok(f) = fs::File::open(&lock) else {
+            continue;
+        };
+        if f.try_lock().is_err() {
+            return fs::read_to_string(&lock).ok()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Give `path` and everything below it to the PostgreSQL user (the SSH login user in the
+/// tests), when running as root.
+pub fn chown_to_pg_user(ws: &Workspace, path: &Path) {
+    if let Some(r) = &ws.tools.run_as {
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:", r.user))
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown -R {}", path.display());
+    }
+}
+
+/// Copy every file below `from` into `to` (a writable copy of a fixture).
+pub fn copy_tree(from: &Path, to: &Path) {
+    for (rel, bytes) in tree(from) {
+        let p = to.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+}
+
 /// Every file below `dir`, relative, sorted (for "nothing changed" assertions).
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
