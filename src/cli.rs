@@ -161,7 +161,6 @@ pub enum Command {
         name: String,
     },
     /// Restore one WAL file (restore_command = 'walship fetch %f %p')
-    #[command(visible_alias = "restore")]
     Fetch {
         /// The WAL file name PostgreSQL asks for (%f)
         name: String,
@@ -187,6 +186,10 @@ pub enum Command {
     Rejoin(crate::commands::rejoin::RejoinArgs),
     /// Planned role swap with zero loss: stop the primary cleanly, promote this standby, rejoin
     Switchover(crate::commands::switchover::SwitchoverArgs),
+    /// Take a base backup of the running primary into the repository, or --to a standby
+    Basebackup(crate::commands::basebackup::BasebackupArgs),
+    /// Make a data directory from a base backup: a standby, or point-in-time recovery
+    Restore(crate::commands::restore::RestoreArgs),
     /// Check the pipeline end to end: settings, archiver, a forced segment switch archived
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
@@ -217,6 +220,8 @@ impl Command {
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
             Command::Check(_) => "check".into(),
+            Command::Basebackup(_) => "basebackup".into(),
+            Command::Restore(_) => "restore".into(),
             Command::Promote(_) => "promote".into(),
             Command::Watch(_) => "watch".into(),
             Command::Rejoin(_) => "rejoin".into(),
@@ -287,6 +292,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::switchover::run(&Config::resolve(&cli.global)?, &args)
         }
         Command::Check(args) => crate::commands::check::run(&Config::resolve(&cli.global)?, &args),
+        Command::Basebackup(args) => {
+            crate::commands::basebackup::run(&Config::resolve(&cli.global)?, &args)
+        }
+        Command::Restore(args) => {
+            crate::commands::restore::run(&Config::resolve(&cli.global)?, &args)
+        }
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)

@@ -85,20 +85,40 @@ impl Compression {
         level: i32,
         threads: u32,
     ) -> io::Result<Box<dyn Encoder + 'a>> {
+        Ok(Box::new(self.stream_encoder(w, level, threads)?))
+    }
+
+    /// The same, as a concrete type whose `finish` gives the inner writer back (a backup stream
+    /// still has to commit or close what it wrote into).
+    pub fn stream_encoder<W: Write>(
+        self,
+        w: W,
+        level: i32,
+        threads: u32,
+    ) -> io::Result<StreamEncoder<W>> {
         Ok(match self {
-            Compression::None => Box::new(Plain(w)),
+            Compression::None => StreamEncoder::None(w),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 if threads > 1 {
                     e.multithread(threads)?;
                 }
-                Box::new(e)
+                StreamEncoder::Zstd(e)
             }
-            Compression::Bzip2 => Box::new(bzip2::write::BzEncoder::new(
+            Compression::Bzip2 => StreamEncoder::Bzip2(bzip2::write::BzEncoder::new(
                 w,
                 bzip2::Compression::new(level as u32),
             )),
         })
+    }
+
+    /// The file name suffix of a stream in this compression (`.zst`, `.bz2`, none).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Zstd => ".zst",
+            Compression::Bzip2 => ".bz2",
+        }
     }
 
     /// Wrap `r` in a decompressing reader.
@@ -116,32 +136,45 @@ pub trait Encoder: Write {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-struct Plain<W>(W);
+/// A compressing writer of any kind; `finish` writes the trailer and returns the inner writer.
+pub enum StreamEncoder<W: Write> {
+    None(W),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Bzip2(bzip2::write::BzEncoder<W>),
+}
 
-impl<W: Write> Write for Plain<W> {
+impl<W: Write> StreamEncoder<W> {
+    pub fn finish(self) -> io::Result<W> {
+        let mut w = match self {
+            StreamEncoder::None(w) => w,
+            StreamEncoder::Zstd(e) => e.finish()?,
+            StreamEncoder::Bzip2(e) => e.finish()?,
+        };
+        w.flush()?;
+        Ok(w)
+    }
+}
+
+impl<W: Write> Write for StreamEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        match self {
+            StreamEncoder::None(w) => w.write(buf),
+            StreamEncoder::Zstd(e) => e.write(buf),
+            StreamEncoder::Bzip2(e) => e.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        match self {
+            StreamEncoder::None(w) => w.flush(),
+            StreamEncoder::Zstd(e) => e.flush(),
+            StreamEncoder::Bzip2(e) => e.flush(),
+        }
     }
 }
 
-impl<W: Write> Encoder for Plain<W> {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<W: Write> Encoder for zstd::stream::write::Encoder<'_, W> {
+impl<W: Write> Encoder for StreamEncoder<W> {
     fn finish(self: Box<Self>) -> io::Result<()> {
-        (*self).finish()?.flush()
-    }
-}
-
-impl<W: Write> Encoder for bzip2::write::BzEncoder<W> {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        (*self).finish()?.flush()
+        (*self).finish().map(drop)
     }
 }
 

@@ -47,6 +47,34 @@ pub struct ConfigFile {
     pub witness_command: Option<String>,
     pub fence_command: Option<String>,
     pub smart_timeout: Option<u64>,
+    /// Standbys `basebackup --to NAME` can make: `[targets.NAME]` tables.
+    pub targets: Option<std::collections::BTreeMap<String, Target>>,
+}
+
+/// A standby `basebackup --to` streams into: a data directory on this host (no `host`) or on
+/// an SSH host, where `walship restore --from-stdin` unpacks and checks the stream.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// The standby's data directory.
+    pub pgdata: PathBuf,
+    /// PostgreSQL's programs there (for --start); default from PG_VERSION.
+    pub pg_bin: Option<PathBuf>,
+    /// The walship program there [default: walship (on PATH); this binary for a local target].
+    pub walship: Option<String>,
+    /// The walship configuration file there, which its restore_command will use.
+    pub config: Option<String>,
+    /// Stream from the primary too (the standby's primary_conninfo; no password: use .pgpass).
+    pub primary_conninfo: Option<String>,
+    /// Tablespace directories to move: { "/old" = "/new" }.
+    #[serde(default)]
+    pub tablespace_map: std::collections::BTreeMap<String, String>,
+    /// Settings for the standby's postgresql.auto.conf (port, ...).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +115,7 @@ pub struct Config {
     pub fence_command: Option<String>,
     /// How long a smart promotion waits for the archive to be replayed.
     pub smart_timeout: Duration,
+    pub targets: std::collections::BTreeMap<String, Target>,
 }
 
 impl ConfigFile {
@@ -187,6 +216,7 @@ impl Config {
             witness_command: file.witness_command,
             fence_command: file.fence_command,
             smart_timeout: Duration::from_secs(file.smart_timeout.unwrap_or(300)),
+            targets: file.targets.unwrap_or_default(),
         })
     }
 
@@ -236,6 +266,14 @@ impl Config {
         a
     }
 
+    pub fn ssh_options(&self) -> SshOptions {
+        SshOptions {
+            key: self.ssh_key.clone(),
+            known_hosts: self.known_hosts.clone(),
+            timeout: self.ssh_timeout,
+        }
+    }
+
     /// Connect to the configured repository and check its format version.
     pub fn open_repository(&self) -> Result<Repository> {
         let repo = self.repo.as_deref().ok_or_else(|| {
@@ -245,14 +283,7 @@ impl Config {
         })?;
         let storage: Box<dyn Storage> = match Location::parse(repo)? {
             Location::Local(path) => Box::new(LocalStorage::new(path)),
-            Location::Ssh(url) => Box::new(SshStorage::connect(
-                &url,
-                &SshOptions {
-                    key: self.ssh_key.clone(),
-                    known_hosts: self.known_hosts.clone(),
-                    timeout: self.ssh_timeout,
-                },
-            )?),
+            Location::Ssh(url) => Box::new(SshStorage::connect(&url, &self.ssh_options())?),
         };
         Repository::open(storage)
     }

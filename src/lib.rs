@@ -9,9 +9,11 @@
 //! - [`compress`]: zstd / bzip2 / none as stream filters;
 //! - [`transfer`]: the per-file workers (push one file, fetch one file), hashing on a helper
 //!   thread ([`hashing`]);
+//! - [`backup`]: base backups as a checked stream (basebackup writes it, restore reads it);
 //! - [`spool`]: where background workers (push-ahead, prefetch) and foreground calls meet;
 //! - [`commands`]: orchestration of each command; [`cli`] and [`config`]: flags and settings.
 
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod compress;
@@ -21,6 +23,7 @@ pub mod hashing;
 pub mod hooks;
 pub mod pg;
 pub mod pool;
+pub mod progress;
 pub mod repo;
 pub mod spool;
 pub mod storage;

@@ -1,6 +1,7 @@
 //! One module per command: the orchestration (configuration, repository, logging, exit policy).
 //! The per-file work they call lives in `transfer`.
 
+pub mod basebackup;
 pub mod check;
 pub mod demo;
 pub mod fetch;
@@ -11,6 +12,7 @@ pub mod prune;
 pub mod push;
 pub mod push_ahead;
 pub mod rejoin;
+pub mod restore;
 pub mod status;
 pub mod switchover;
 pub mod verify;

@@ -17,8 +17,8 @@ const RECORD: char = '\u{1e}';
 
 #[derive(Debug, Clone)]
 pub struct PgClient {
-    psql: PathBuf,
-    conninfo: String,
+    pub(crate) psql: PathBuf,
+    pub(crate) conninfo: String,
 }
 
 impl PgClient {

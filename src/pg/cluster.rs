@@ -237,6 +237,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// A server something else started on this data directory (walship restore --start): stop
+    /// it when this handle is dropped.
+    pub fn adopt_running(&mut self) {
+        self.running = true;
+    }
+
     /// Stop with the given shutdown mode (smart, fast, immediate).
     pub fn stop_mode(&mut self, mode: &str) -> Result<()> {
         if !self.running {

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod server;
+pub mod session;
 pub mod walheader;
 pub mod walname;
 

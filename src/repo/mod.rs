@@ -50,6 +50,11 @@ impl Repository {
         Ok(Repository { storage, identity })
     }
 
+    /// The storage under the repository, for what is not a WAL object (base backups).
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
     pub fn describe(&self) -> String {
         self.storage.describe()
     }

@@ -9,6 +9,7 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod remote;
 pub mod ssh;
 
 use std::io::{Read, Seek, Write};

@@ -105,7 +105,7 @@ pub struct SshStorage {
     synced_ancestors: RefCell<HashSet<String>>,
 }
 
-fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
+pub(super) fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
     let kind = match e.code() {
         ErrorCode::SFTP(FX_NO_SUCH_FILE) => Kind::NotFound,
         _ => Kind::Unavailable,
@@ -184,14 +184,14 @@ pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
 
 /// Where connection time goes, printed when WALSHIP_DEBUG is set: the numbers behind the choice of
 /// keeping sessions open (push-ahead, prefetch) and of the cipher.
-struct Timing {
+pub(super) struct Timing {
     enabled: bool,
     last: std::time::Instant,
     steps: Vec<(&'static str, Duration)>,
 }
 
 impl Timing {
-    fn start() -> Timing {
+    pub(super) fn start() -> Timing {
         Timing {
             enabled: std::env::var_os("WALSHIP_DEBUG").is_some(),
             last: std::time::Instant::now(),
@@ -199,13 +199,13 @@ impl Timing {
         }
     }
 
-    fn mark(&mut self, step: &'static str) {
+    pub(super) fn mark(&mut self, step: &'static str) {
         let now = std::time::Instant::now();
         self.steps.push((step, now - self.last));
         self.last = now;
     }
 
-    fn report(&self, target: &str, session: &Session) {
+    pub(super) fn report(&self, target: &str, session: &Session) {
         if !self.enabled {
             return;
         }
@@ -225,59 +225,71 @@ impl Timing {
     }
 }
 
+/// Open an SSH session: TCP, handshake with a fast cipher preferred, the host key checked against
+/// known_hosts, public-key login. Shared by the SFTP repository and remote commands.
+pub(super) fn open_session(
+    url: &SshUrl,
+    opts: &SshOptions,
+    timing: &mut Timing,
+) -> Result<Session> {
+    let target = format!("{}:{}", url.host, url.port);
+    let where_ = format!("ssh://{target}");
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::unavailable(format!("{where_}: cannot resolve {}: {e}", url.host)))?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, opts.timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| {
+        let e = last
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "no address".into());
+        Error::unavailable(format!("{where_}: cannot connect: {e}"))
+    })?;
+    tcp.set_nodelay(true).ok();
+    timing.mark("tcp");
+
+    let known_text = std::fs::read_to_string(&opts.known_hosts).unwrap_or_default();
+    let mut session = Session::new().map_err(|e| ssh_err("creating an SSH session", e))?;
+    session.set_timeout(u32::try_from(opts.timeout.as_millis()).unwrap_or(u32::MAX));
+    let prefs = host_key_preference(&known_text, &url.host, url.port);
+    session
+        .method_pref(MethodType::HostKey, &prefs)
+        .map_err(|e| ssh_err("host key algorithms", e))?;
+    // AES-GCM is the fastest cipher with AES-NI; libssh2 drops the names it does not support.
+    let ciphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr,chacha20-poly1305@openssh.com";
+    session.method_pref(MethodType::CryptCs, ciphers).ok();
+    session.method_pref(MethodType::CryptSc, ciphers).ok();
+    session.set_tcp_stream(tcp);
+    session
+        .handshake()
+        .map_err(|e| ssh_err(format!("{where_}: SSH handshake"), e))?;
+    timing.mark("handshake");
+
+    verify_host_key(&session, url, &opts.known_hosts)?;
+    timing.mark("host key check");
+
+    let user = url.user.clone().unwrap_or_else(crate::config::current_user);
+    authenticate(&session, &user, opts.key.as_deref())
+        .map_err(|e| e.context(format!("{where_}: login as {user}")))?;
+    timing.mark("auth");
+    Ok(session)
+}
+
 impl SshStorage {
     pub fn connect(url: &SshUrl, opts: &SshOptions) -> Result<SshStorage> {
         let mut timing = Timing::start();
-        let target = format!("{}:{}", url.host, url.port);
-        let where_ = format!("ssh://{target}");
-        let addrs: Vec<_> = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| Error::unavailable(format!("{where_}: cannot resolve {}: {e}", url.host)))?
-            .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, opts.timeout) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| {
-            let e = last
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "no address".into());
-            Error::unavailable(format!("{where_}: cannot connect: {e}"))
-        })?;
-        tcp.set_nodelay(true).ok();
-        timing.mark("tcp");
-
-        let known_text = std::fs::read_to_string(&opts.known_hosts).unwrap_or_default();
-        let mut session = Session::new().map_err(|e| ssh_err("creating an SSH session", e))?;
-        session.set_timeout(u32::try_from(opts.timeout.as_millis()).unwrap_or(u32::MAX));
-        let prefs = host_key_preference(&known_text, &url.host, url.port);
-        session
-            .method_pref(MethodType::HostKey, &prefs)
-            .map_err(|e| ssh_err("host key algorithms", e))?;
-        // AES-GCM is the fastest cipher with AES-NI; libssh2 drops the names it does not support.
-        let ciphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr,chacha20-poly1305@openssh.com";
-        session.method_pref(MethodType::CryptCs, ciphers).ok();
-        session.method_pref(MethodType::CryptSc, ciphers).ok();
-        session.set_tcp_stream(tcp);
-        session
-            .handshake()
-            .map_err(|e| ssh_err(format!("{where_}: SSH handshake"), e))?;
-        timing.mark("handshake");
-
-        verify_host_key(&session, url, &opts.known_hosts)?;
-        timing.mark("host key check");
-
-        let user = url.user.clone().unwrap_or_else(crate::config::current_user);
-        authenticate(&session, &user, opts.key.as_deref())
-            .map_err(|e| e.context(format!("{where_}: login as {user}")))?;
-        timing.mark("auth");
+        let where_ = format!("ssh://{}:{}", url.host, url.port);
+        let session = open_session(url, opts, &mut timing)?;
         let sftp = session
             .sftp()
             .map_err(|e| ssh_err(format!("{where_}: starting SFTP"), e))?;

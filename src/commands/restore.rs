@@ -1,0 +1,337 @@
+//! `walship restore [BACKUP] --pgdata DIR [--standby | --target-time T | --target-lsn L]`: a data
+//! directory from a base backup in the repository (or, with `--from-stdin`, from the stream
+//! `basebackup --to` sends), set up to recover through `walship fetch`: a standby, a
+//! point-in-time recovery, or a recovery to the end of the archive.
+//!
+//! The stream is checked as it is written (`backup::unpack`); the recovery settings go in before
+//! pg_control, so a directory that can start is a directory that is complete and configured.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::backup::unpack::{self, Target};
+use crate::backup::{self, Manifest};
+use crate::commands::human_bytes;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup id (`walship status` lists them) [default: the newest restorable one, or for a
+    /// target, the newest that ended before it]
+    pub backup: Option<String>,
+    /// Make a standby (standby.signal): it follows the archive, and the primary with
+    /// --primary-conninfo
+    #[arg(long, conflicts_with_all = ["target_time", "target_lsn"])]
+    pub standby: bool,
+    /// Recover up to this time (recovery_target_time, e.g. "2026-11-22 21:00:00+00"), then open
+    #[arg(long, value_name = "TIMESTAMP", conflicts_with = "target_lsn")]
+    pub target_time: Option<String>,
+    /// Recover up to this WAL location (recovery_target_lsn), then open
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// The standby's primary_conninfo (streaming as well as the archive); no password here
+    #[arg(long, value_name = "CONNINFO", requires = "standby")]
+    pub primary_conninfo: Option<String>,
+    /// Put a tablespace elsewhere, as pg_basebackup -T (repeatable)
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW")]
+    pub tablespace_map: Vec<String>,
+    /// A setting for the restored server's postgresql.auto.conf, e.g. port=5433 (repeatable)
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+    /// Empty a non-empty data directory first (what is removed is said)
+    #[arg(long)]
+    pub force: bool,
+    /// Start the server when the restore is complete
+    #[arg(long)]
+    pub start: bool,
+    /// PostgreSQL's programs (for --start) [default: from PG_VERSION]
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+    /// Read the backup stream from standard input (what `basebackup --to` runs on the standby)
+    #[arg(long, hide = true, conflicts_with = "backup")]
+    pub from_stdin: bool,
+}
+
+pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Err(
+            Error::usage("restore runs as root; run it as the user PostgreSQL runs as").with_hint(
+                "The files must belong to that user, and PostgreSQL refuses to run as root.",
+            ),
+        );
+    }
+    let pgdata = config
+        .pgdata
+        .clone()
+        .ok_or_else(|| Error::usage("restore needs --pgdata: the data directory to create"))?;
+    if !pgdata.is_absolute() {
+        return Err(Error::usage(format!(
+            "--pgdata {}: give an absolute path",
+            pgdata.display()
+        )));
+    }
+    // restore_command needs the repository: fail before writing anything.
+    if config.repo.is_none() {
+        return Err(Error::usage(
+            "no repository configured: the restored server could not fetch WAL",
+        )
+        .with_hint("Set `repo` in the configuration, WALSHIP_REPO, or --repo."));
+    }
+    let recovery = recovery_settings(config, args)?;
+    let target = Target {
+        pgdata: pgdata.clone(),
+        tablespace_map: args
+            .tablespace_map
+            .iter()
+            .map(|m| {
+                m.split_once('=')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| Error::usage(format!("--tablespace-map {m}: expected OLD=NEW")))
+            })
+            .collect::<Result<_>>()?,
+        force: args.force,
+    };
+    let restored = if args.from_stdin {
+        let progress = Progress::silent();
+        unpack::unpack(std::io::stdin().lock(), &target, None, &progress)?
+    } else {
+        let repo = config.open_repository()?;
+        let m = choose(&repo, args)?;
+        let stored = m.stored.clone().expect("listed backups have a data object");
+        let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
+        let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
+            Error::corrupt(format!(
+                "backup {}: {path} is missing from the repository",
+                m.id
+            ))
+        })?;
+        eprintln!(
+            "walship: restore: backup {} ({}, WAL {}..{}) into {}",
+            m.id,
+            human_bytes(m.original_bytes),
+            m.start_segment,
+            m.stop_segment,
+            pgdata.display()
+        );
+        let progress = Progress::new("restore", m.original_bytes);
+        let r = unpack::unpack(reader, &target, Some(&stored), &progress)?;
+        progress.finish();
+        r
+    };
+    // Recovery settings and signal file before pg_control: a startable directory is configured.
+    append_auto_conf(&pgdata, &recovery.settings)?;
+    let signal = pgdata.join(recovery.signal);
+    std::fs::write(&signal, b"")
+        .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
+    let files = restored.manifest.files.len();
+    let m = restored.complete()?;
+    eprintln!(
+        "walship: restore: backup {} restored into {}: {files} files, {}; {}",
+        m.id,
+        pgdata.display(),
+        human_bytes(m.original_bytes),
+        recovery.describe
+    );
+    if args.start {
+        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
+    }
+    Ok(())
+}
+
+/// A restored copy that opens on a new timeline must not archive into the repository it came
+/// from by default: standbys following `latest` would follow the copy. The DBA turns it back on
+/// when the copy becomes the primary.
+const ARCHIVE_OFF: &str = "# archiving off: this copy opens on a new timeline; when it becomes the primary:\n\
+     # ALTER SYSTEM SET archive_mode = on; then restart\narchive_mode = 'off'\n";
+
+struct Recovery {
+    signal: &'static str,
+    settings: String,
+    describe: String,
+}
+
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding this walship binary", e))?;
+    let mut command = vec![exe.display().to_string()];
+    command.extend(
+        config
+            .flag_args()
+            .iter()
+            .map(|a| crate::storage::remote::shell_quote(&a.to_string_lossy())),
+    );
+    command.extend(["fetch", "%f", "%p"].map(String::from));
+    let mut s = format!(
+        "\n# written by walship restore\nrestore_command = {}\n",
+        quote(&command.join(" "))
+    );
+    let (signal, describe) = if args.standby {
+        if let Some(c) = &args.primary_conninfo {
+            crate::pg::client::PgClient::from_conninfo(c)?; // refuses a password
+            s.push_str(&format!("primary_conninfo = {}\n", quote(c)));
+        }
+        s.push_str("recovery_target_timeline = 'latest'\n");
+        ("standby.signal", "a standby of the archive".to_string())
+    } else if let Some(t) = &args.target_time {
+        s.push_str(ARCHIVE_OFF);
+        s.push_str(&format!(
+            "recovery_target_time = {}\nrecovery_target_action = 'promote'\n",
+            quote(t)
+        ));
+        (
+            "recovery.signal",
+            format!("recovers to {t}, then opens with archive_mode off"),
+        )
+    } else if let Some(l) = &args.target_lsn {
+        s.push_str(ARCHIVE_OFF);
+        parse_lsn(l).ok_or_else(|| Error::usage(format!("--target-lsn {l}: expected X/Y")))?;
+        s.push_str(&format!(
+            "recovery_target_lsn = {}\nrecovery_target_action = 'promote'\n",
+            quote(l)
+        ));
+        (
+            "recovery.signal",
+            format!("recovers to {l}, then opens with archive_mode off"),
+        )
+    } else {
+        s.push_str(ARCHIVE_OFF);
+        (
+            "recovery.signal",
+            "recovers to the end of the archive, then opens with archive_mode off".to_string(),
+        )
+    };
+    for kv in &args.settings {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            })
+            .ok_or_else(|| Error::usage(format!("--set {kv}: expected NAME=VALUE")))?;
+        s.push_str(&format!("{k} = {}\n", quote(v)));
+    }
+    Ok(Recovery {
+        signal,
+        settings: s,
+        describe: describe + &format!(" ({signal})"),
+    })
+}
+
+fn append_auto_conf(pgdata: &std::path::Path, text: &str) -> Result<()> {
+    let path = pgdata.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The backup to restore: the one named, else the newest restorable one (ending before the
+/// target, if there is one).
+fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
+    let (stored, damaged) = backup::stored_backups(repo)?;
+    for e in &damaged {
+        eprintln!("walship: restore: WARNING: {e}");
+    }
+    if let Some(id) = &args.backup {
+        return stored.into_iter().find(|m| &m.id == id).ok_or_else(|| {
+            Error::not_found(format!(
+                "backup {id} is not in {} (or has no manifest)",
+                repo.describe()
+            ))
+            .with_hint("`walship status` lists the backups.")
+        });
+    }
+    let identity = repo.require_identity()?;
+    let listing = repo.list_objects()?;
+    let restorable: std::collections::HashSet<String> = {
+        catalog(repo, &listing.objects, identity.wal_segment_size)?
+            .0
+            .into_iter()
+            .filter(|b| b.restorable)
+            .map(|b| b.record.name)
+            .collect()
+    };
+    let time_limit = args.target_time.as_deref().and_then(parse_pg_time_loose);
+    let lsn_limit = args.target_lsn.as_deref().and_then(parse_lsn);
+    stored.into_iter().rfind(|m| {
+        restorable.contains(&m.backup_record)
+            && time_limit.is_none_or(|t| m.stopped_at <= t)
+            && lsn_limit.is_none_or(|l| parse_lsn(&m.stop_lsn).is_some_and(|s| s <= l))
+    })
+        .ok_or_else(|| {
+            Error::not_found(format!("no restorable backup in {} for this target", repo.describe()))
+                .with_hint("Take one with `walship basebackup`; `walship status` shows what is there and what WAL is missing.")
+        })
+}
+
+/// A recovery_target_time as a DBA writes it: "YYYY-MM-DD HH:MM:SS[.fff][+HH|Z|UTC]".
+fn parse_pg_time_loose(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let (date, rest) = t.split_once([' ', 'T'])?;
+    let time_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.'))
+        .unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(time_end);
+    let time = time.split('.').next()?;
+    let zone = match zone.trim() {
+        "" => "UTC",
+        z => z,
+    };
+    parse_pg_time(&format!("{date} {time} {zone}"))
+}
+
+fn start(pgdata: &std::path::Path, pg_bin: Option<&std::path::Path>) -> Result<()> {
+    let server = crate::pg::server::LocalServer::open(pgdata, pg_bin)?;
+    let log = pgdata.join("walship-postmaster.log");
+    server.run(
+        "pg_ctl",
+        &[
+            "start".as_ref(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "300".as_ref(),
+            "-D".as_ref(),
+            pgdata.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+        ],
+        "starting the restored server",
+    )?;
+    eprintln!(
+        "walship: restore: server started on {} (log: {})",
+        pgdata.display(),
+        log.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_target_times_are_read_as_dbas_write_them() {
+        let t = parse_pg_time_loose("2026-11-22 21:00:00+00").unwrap();
+        assert_eq!(parse_pg_time_loose("2026-11-22T21:00:00Z"), Some(t));
+        assert_eq!(
+            parse_pg_time_loose("2026-11-22 21:00:00.123456 UTC"),
+            Some(t)
+        );
+        assert_eq!(parse_pg_time_loose("2026-11-22 23:00:00+02"), Some(t));
+        assert_eq!(parse_pg_time_loose("yesterday"), None);
+    }
+}
