@@ -144,6 +144,14 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     assert!(out.contains("is restorable"), "{out}");
     let backup = stored_backup(&repo);
     assert!(backup.join("manifest.toml").exists() && backup.join("data.tar.zst").exists());
+    let id = backup.file_name().unwrap().to_str().unwrap().to_string();
+    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("status"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&id) && l.trim_end().ends_with("yes")),
+        "status does not list {id} as restorable:\n{out}"
+    );
     p.psql("INSERT INTO marks (what) VALUES ('before')")
         .unwrap();
     let target = p.psql("SELECT clock_timestamp()").unwrap();
@@ -282,6 +290,12 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
         "{out}"
     );
     cannot_start(&ws, &corrupt_dir);
+    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("verify"));
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains(&format!("PROBLEM: stored backup {id}")),
+        "{out}"
+    );
 
     // 4. A transfer killed mid-way leaves a directory that cannot start; a rerun starts over.
     let cut_dir = ws.path().join("cut");
@@ -313,6 +327,29 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     assert!(out.contains("left by an interrupted restore"), "{out}");
     assert!(cut_dir.join("global/pg_control").exists());
     assert!(!cut_dir.join("walship-restore.incomplete").exists());
+
+    // 5. prune removes a stored backup together with its backup history file.
+    std::thread::sleep(Duration::from_millis(1100)); // a new backup id (one per second)
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let newest = stored_backup(&repo);
+    assert_ne!(newest, backup);
+    let (code, out) = output(walship_as_pg(&ws, &cfg).args(["prune", "--keep-backups", "1"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("stored backups removed with their records: {id}")),
+        "{out}"
+    );
+    assert!(
+        !backup.exists(),
+        "the expired backup is still there:\n{out}"
+    );
+    assert!(newest.join("manifest.toml").exists());
 }
 
 /// SIGKILL `pid` and its descendants (found by parent PID in /proc).

@@ -74,9 +74,33 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
         identity.wal_segment_size,
         now(),
     )?;
+    let (stored, damaged) = crate::backup::stored_backups(&repo)?;
+    if let Some(e) = damaged.into_iter().next() {
+        return Err(e.context("prune stops: every backup manifest must be readable"));
+    }
+    // A stored backup goes with its backup history file, and before it: never a listed backup
+    // whose WAL is gone.
+    let expired: Vec<String> = stored
+        .iter()
+        .filter(|m| {
+            plan.backups
+                .iter()
+                .any(|b| b.name == m.backup_record && b.kept.is_none())
+        })
+        .map(|m| m.id.clone())
+        .collect();
     print_plan(&repo.describe(), &retention, &plan, args.dry_run);
+    if !expired.is_empty() {
+        println!(
+            "  stored backups removed with their records: {}",
+            expired.join(", ")
+        );
+    }
     if args.dry_run || plan.remove.is_empty() {
         return Ok(());
+    }
+    for id in &expired {
+        remove_stored_backup(repo.storage(), id)?;
     }
 
     let mut last: Option<&WalFileName> = None;
@@ -112,6 +136,22 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
 }
 
 /// `--before` takes a segment name, as archive_cleanup_command's %r gives it.
+/// Remove `backups/<id>/`: the manifest first (the backup stops being offered for restore),
+/// then its data, then the directory.
+fn remove_stored_backup(storage: &dyn crate::storage::Storage, id: &str) -> Result<()> {
+    let dir = crate::backup::backup_dir(id);
+    storage.remove(&format!("{dir}/{}", crate::backup::MANIFEST_OBJECT))?;
+    storage.sync_directory(&dir)?;
+    for e in storage.list(&dir)? {
+        if !e.is_dir {
+            storage.remove(&format!("{dir}/{}", e.name))?;
+        }
+    }
+    storage.sync_directory(&dir)?;
+    storage.remove_dir_if_empty(&dir)?;
+    storage.sync_directory("backups")
+}
+
 fn segment_arg(s: &str) -> Result<WalFileName> {
     let name = WalFileName::parse(s)?;
     if name.kind() != WalKind::Segment {

@@ -33,9 +33,28 @@ pub struct StatusReport {
     pub history_files: Vec<String>,
     pub backups: Vec<Backup>,
     pub damaged_backup_records: Vec<String>,
+    /// Base backups `walship basebackup` stored (with a manifest), oldest first.
+    pub stored_backups: Vec<StoredBackup>,
     pub strays: Vec<String>,
     /// Present when a PostgreSQL connection is configured.
     pub postgres: Option<PostgresStatus>,
+}
+
+/// A base backup in `backups/<id>/`, as `walship restore` can use it.
+#[derive(Serialize)]
+pub struct StoredBackup {
+    pub id: String,
+    pub label: String,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    pub start_segment: String,
+    pub stop_segment: String,
+    pub files: usize,
+    pub original_bytes: u64,
+    pub stored_bytes: u64,
+    pub compression: String,
+    /// Its WAL (start to stop segment) and backup history file are archived.
+    pub restorable: bool,
 }
 
 #[derive(Serialize)]
@@ -61,7 +80,27 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         .map(|i| i.wal_segment_size)
         .unwrap_or(16 << 20);
     let timelines = summarize(&listing, segment_size);
-    let (backups, damaged) = catalog(&repo, &listing.objects, segment_size)?;
+    let (backups, mut damaged) = catalog(&repo, &listing.objects, segment_size)?;
+    let (manifests, damaged_manifests) = crate::backup::stored_backups(&repo)?;
+    damaged.extend(damaged_manifests);
+    let stored_backups = manifests
+        .into_iter()
+        .map(|m| StoredBackup {
+            restorable: backups
+                .iter()
+                .any(|b| b.restorable && b.record.name == m.backup_record),
+            files: m.files.len(),
+            stored_bytes: m.stored.as_ref().map(|s| s.bytes).unwrap_or(0),
+            id: m.id,
+            label: m.label,
+            start_lsn: m.start_lsn,
+            stop_lsn: m.stop_lsn,
+            start_segment: m.start_segment,
+            stop_segment: m.stop_segment,
+            original_bytes: m.original_bytes,
+            compression: m.compression,
+        })
+        .collect();
     let postgres = match PgClient::for_config(config) {
         Ok(None) => None,
         Ok(Some(client)) => Some(match PgView::read(&client) {
@@ -85,6 +124,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         timelines,
         backups,
         damaged_backup_records: damaged.into_iter().map(|e| e.message).collect(),
+        stored_backups,
         strays: listing.strays,
         postgres,
     })
@@ -208,6 +248,7 @@ fn print_table(r: &StatusReport) {
     }
     if r.system_identifier.is_some() {
         print_backups(&r.backups, &r.damaged_backup_records);
+        print_stored_backups(&r.stored_backups);
     }
     for s in &r.strays {
         println!("not a walship object: {s}");
@@ -248,6 +289,34 @@ fn print_backups(backups: &[Backup], damaged: &[String]) {
     }
     for d in damaged {
         println!("DAMAGED: {d}");
+    }
+}
+
+fn print_stored_backups(stored: &[StoredBackup]) {
+    if stored.is_empty() {
+        return;
+    }
+    println!(
+        "\n{:<16}  {:<12}  {:<12}  {:<24}  {:<24}  {:>9}  {:>9}  {:>5}  restorable",
+        "stored backup", "start LSN", "stop LSN", "WAL from", "WAL to", "size", "stored", "ratio"
+    );
+    for b in stored {
+        println!(
+            "{:<16}  {:<12}  {:<12}  {:<24}  {:<24}  {:>9}  {:>9}  {:>5.1}  {}",
+            b.id,
+            b.start_lsn,
+            b.stop_lsn,
+            b.start_segment,
+            b.stop_segment,
+            human_bytes(b.original_bytes),
+            human_bytes(b.stored_bytes),
+            b.original_bytes as f64 / b.stored_bytes.max(1) as f64,
+            if b.restorable {
+                "yes"
+            } else {
+                "NO: WAL missing"
+            }
+        );
     }
 }
 
