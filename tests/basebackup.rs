@@ -265,6 +265,28 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     );
     assert!(standby_dir.join("standby.signal").exists());
     standby.stop().unwrap();
+    // Again without --force: the standby's refusal reaches the person at the primary.
+    let refused = Instant::now();
+    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("--pgdata").arg(&p.data).args([
+        "basebackup",
+        "--to",
+        "standby",
+    ]));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("is not empty") && out.contains("--force"),
+        "{out}"
+    );
+    // at once: not after an SSH timeout spent writing into a channel nobody reads
+    assert!(
+        refused.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        refused.elapsed()
+    );
+    assert!(
+        standby_dir.join("global/pg_control").exists(),
+        "the refused run touched the standby"
+    );
 
     // 3. A corrupt backup object: a clear error, nothing that can start.
     let object = backup.join("data.tar.zst");

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     DATA_PREFIX, HEADER_ENTRY, MANIFEST_ENTRY, Manifest, StoredData, StreamHeader,
-    TABLESPACE_PREFIX, check_entry_path, hex,
+    TABLESPACE_PREFIX, Tablespace, check_entry_path, hex,
 };
 use crate::compress::Compression;
 use crate::error::{Error, Result};
@@ -159,62 +159,37 @@ fn sniff(first: &[u8]) -> Compression {
     }
 }
 
-/// Read a stream into `target`. `expected`: the repository's record of the stream (length and
-/// SHA-256), checked once it has all been read.
-pub fn unpack(
-    input: impl Read,
-    target: &Target,
-    expected: Option<&StoredData>,
-    progress: &Progress,
-) -> Result<Restored> {
+/// A target checked, emptied where allowed, and marked incomplete: ready for a stream.
+pub struct Prepared {
+    pgdata: PathBuf,
+    /// Each tablespace of the backup and the directory it is restored to.
+    tablespaces: HashMap<u32, PathBuf>,
+    expected: Vec<Tablespace>,
+}
+
+/// The line `walship restore --from-stdin` prints once its target is ready: the sender starts
+/// the stream only then, so a refusal (a running postmaster, a non-empty directory) comes back
+/// at once, in the restore's own words.
+pub const READY: &str = "walship restore: ready for the backup stream";
+
+/// Check and prepare `target` for a backup with these tablespaces (`what` names it in the
+/// marker), before a byte of the stream is read.
+pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Result<Prepared> {
     let pgdata = &target.pgdata;
     refuse_running_postmaster(pgdata)?;
     let ours_before = read_marker(pgdata);
-    let mut hashing = Hashing {
-        inner: input,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut buffered = BufReader::with_capacity(1 << 20, &mut hashing);
-    let first = buffered
-        .fill_buf()
-        .map_err(|e| Error::unavailable(format!("reading the backup stream: {e}")))?;
-    if first.is_empty() {
-        return Err(Error::corrupt("the backup stream is empty"));
-    }
-    let compression = sniff(first);
-    let decoder = compression
-        .decoder(&mut buffered)
-        .map_err(|e| Error::corrupt(format!("backup stream: {e}")))?;
-    let mut archive = tar::Archive::new(decoder);
-    let mut entries = archive.entries().map_err(|e| stream_err(&e))?;
-
-    // The header first: where every tablespace goes, checked before anything is written.
-    let header = {
-        let mut e = entries
-            .next()
-            .ok_or_else(|| Error::corrupt("backup stream: no entries"))?
-            .map_err(|e| stream_err(&e))?;
-        if entry_path(&e)? != HEADER_ENTRY {
-            return Err(Error::corrupt(
-                "backup stream: the first entry is not walship's header (not a walship backup?)",
-            ));
-        }
-        StreamHeader::parse(&read_small(&mut e, 1 << 20)?)?
-    };
-    let mut tablespaces: HashMap<u32, PathBuf> = HashMap::new();
-    for ts in &header.tablespaces {
+    let mut dirs: HashMap<u32, PathBuf> = HashMap::new();
+    for ts in tablespaces {
         let new = target
             .tablespace_map
             .iter()
             .find(|(old, _)| old.trim_end_matches('/') == ts.location.trim_end_matches('/'))
             .map(|(_, new)| new.clone())
             .unwrap_or_else(|| ts.location.clone());
-        tablespaces.insert(ts.oid, PathBuf::from(new));
+        dirs.insert(ts.oid, PathBuf::from(new));
     }
     for (old, _) in &target.tablespace_map {
-        if !header
-            .tablespaces
+        if !tablespaces
             .iter()
             .any(|t| t.location.trim_end_matches('/') == old.trim_end_matches('/'))
         {
@@ -229,14 +204,77 @@ pub fn unpack(
         ours_before.is_some(),
         "data directory",
     )?;
-    for dir in tablespaces.values() {
+    for dir in dirs.values() {
         let ours = ours_before
             .as_ref()
             .is_some_and(|m| m.contains(&dir.display().to_string()));
         refuse_running_postmaster(dir)?;
         prepare_dir(dir, target.force, ours, "tablespace directory")?;
     }
-    write_marker(pgdata, &header.id, tablespaces.values())?;
+    write_marker(pgdata, what, dirs.values())?;
+    let mut expected = tablespaces.to_vec();
+    expected.sort_by_key(|t| t.oid);
+    Ok(Prepared {
+        pgdata: pgdata.clone(),
+        tablespaces: dirs,
+        expected,
+    })
+}
+
+/// Read a stream into a prepared target. `expected`: the repository's record of the stream
+/// (length and SHA-256), checked once it has all been read.
+pub fn unpack(
+    input: impl Read,
+    prepared: Prepared,
+    expected: Option<&StoredData>,
+    progress: &Progress,
+) -> Result<Restored> {
+    let Prepared {
+        pgdata,
+        tablespaces,
+        expected: expected_tablespaces,
+    } = prepared;
+    let pgdata = &pgdata;
+    let mut hashing = Hashing {
+        inner: input,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut buffered = BufReader::with_capacity(1 << 20, &mut hashing);
+    let first = buffered
+        .fill_buf()
+        .map_err(|e| Error::unavailable(format!("reading the backup stream: {e}")))?;
+    if first.is_empty() {
+        return Err(Error::corrupt("the backup stream is empty")
+            .with_hint("The sender stopped before sending anything; see its messages."));
+    }
+    let compression = sniff(first);
+    let decoder = compression
+        .decoder(&mut buffered)
+        .map_err(|e| Error::corrupt(format!("backup stream: {e}")))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(|e| stream_err(&e))?;
+
+    // The header first: the tablespaces must be those the target was prepared for.
+    let header = {
+        let mut e = entries
+            .next()
+            .ok_or_else(|| Error::corrupt("backup stream: no entries"))?
+            .map_err(|e| stream_err(&e))?;
+        if entry_path(&e)? != HEADER_ENTRY {
+            return Err(Error::corrupt(
+                "backup stream: the first entry is not walship's header (not a walship backup?)",
+            ));
+        }
+        StreamHeader::parse(&read_small(&mut e, 1 << 20)?)?
+    };
+    let mut got = header.tablespaces.clone();
+    got.sort_by_key(|t| t.oid);
+    if got != expected_tablespaces {
+        return Err(Error::corrupt(format!(
+            "backup stream: its tablespaces {got:?} are not the {expected_tablespaces:?} the restore prepared for"
+        )));
+    }
 
     let mut received: HashMap<String, (u64, String)> = HashMap::new();
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -487,11 +525,11 @@ fn check_against_manifest(
 /// The marker: which tablespace directories this restore writes (a rerun may empty them).
 fn write_marker<'a>(
     pgdata: &Path,
-    id: &str,
+    what: &str,
     dirs: impl Iterator<Item = &'a PathBuf>,
 ) -> Result<()> {
     let mut text = format!(
-        "# walship restore of backup {id} in progress (or interrupted): this directory is incomplete.\n\
+        "# walship restore of {what} in progress (or interrupted): this directory is incomplete.\n\
          # Run the restore again; it starts over. PostgreSQL cannot start here: global/pg_control is written last.\n"
     );
     for d in dirs {
@@ -577,8 +615,8 @@ mod tests {
         .unwrap()
     }
 
-    /// A small data directory and its backup stream (zstd).
-    fn stream_of(dir: &Path) -> Vec<u8> {
+    /// A small data directory and its backup stream.
+    fn stream_in(dir: &Path, compression: Compression) -> Vec<u8> {
         for (f, n) in [
             ("PG_VERSION", 3usize),
             ("base/1/1259", 20000),
@@ -589,7 +627,9 @@ mod tests {
             fs::write(p, (0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
         }
         let plan = plan(dir).unwrap();
-        let enc = Compression::Zstd.stream_encoder(Vec::new(), 1, 1).unwrap();
+        let enc = compression
+            .stream_encoder(Vec::new(), compression.default_level(), 1)
+            .unwrap();
         let mut w = StreamWriter::new(enc, &header()).unwrap();
         let progress = Progress::silent();
         for item in &plan.items {
@@ -600,6 +640,10 @@ mod tests {
         w.finish(&mut manifest()).unwrap().finish().unwrap()
     }
 
+    fn stream_of(dir: &Path) -> Vec<u8> {
+        stream_in(dir, Compression::Zstd)
+    }
+
     fn target(dir: &Path) -> Target {
         Target {
             pgdata: dir.to_path_buf(),
@@ -608,12 +652,17 @@ mod tests {
         }
     }
 
+    fn restore(stream: &[u8], out: &Path, expected: Option<&StoredData>) -> Result<Restored> {
+        let prepared = prepare(&target(out), "test", &[])?;
+        unpack(stream, prepared, expected, &Progress::silent())
+    }
+
     #[test]
     fn a_stream_restores_byte_for_byte_and_pg_control_comes_last() {
         let d = tempfile::tempdir().unwrap();
         let stream = stream_of(&d.path().join("src"));
         let out = d.path().join("out");
-        let r = unpack(&stream[..], &target(&out), None, &Progress::silent()).unwrap();
+        let r = restore(&stream, &out, None).unwrap();
         assert!(
             !out.join("global/pg_control").exists(),
             "pg_control before complete()"
@@ -628,9 +677,7 @@ mod tests {
         }
         assert!(!out.join(INCOMPLETE_MARKER).exists());
         // a second restore into the now complete directory is refused without --force
-        let e = unpack(&stream[..], &target(&out), None, &Progress::silent())
-            .err()
-            .unwrap();
+        let e = restore(&stream, &out, None).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Conflict, "{e}");
     }
 
@@ -652,7 +699,7 @@ mod tests {
         .enumerate()
         {
             let out = d.path().join(format!("out{i}"));
-            match unpack(&damaged[..], &target(&out), None, &Progress::silent()) {
+            match restore(&damaged, &out, None) {
                 Ok(_) => panic!("case {i}: a damaged stream was accepted"),
                 Err(e) => assert_eq!(e.kind, crate::error::Kind::Corrupt, "case {i}: {e}"),
             }
@@ -665,14 +712,7 @@ mod tests {
             bytes: stream.len() as u64,
             sha256: "00".into(),
         };
-        let e = unpack(
-            &stream[..],
-            &target(&out),
-            Some(&wrong),
-            &Progress::silent(),
-        )
-        .err()
-        .unwrap();
+        let e = restore(&stream, &out, Some(&wrong)).err().unwrap();
         assert!(e.message.contains("SHA-256"), "{e}");
     }
 
@@ -694,9 +734,7 @@ mod tests {
         b.append(&evil, &b"x"[..]).unwrap();
         let stream = b.into_inner().unwrap();
         let out = d.path().join("out");
-        let e = unpack(&stream[..], &target(&out), None, &Progress::silent())
-            .err()
-            .unwrap();
+        let e = restore(&stream, &out, None).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Corrupt, "{e}");
         assert!(!d.path().join("evilX").exists());
     }

@@ -16,7 +16,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::backup::source::{self, StreamWriter};
-use crate::backup::{self, Manifest, StoredData, StreamHeader};
+use crate::backup::{self, Manifest, StoredData, StreamHeader, Tablespace, unpack};
 use crate::commands::human_bytes;
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
@@ -168,7 +168,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     let dir = backup::backup_dir(&id);
     let sink = match &target {
         None => Sink::Repository(repo.storage().create(&format!("{dir}/{object_name}"))?),
-        Some(t) => start_restore(config, t, args)?,
+        Some(t) => start_restore(config, t, args, &plan.tablespaces)?,
     };
     let progress = Progress::new("basebackup", plan.total_bytes);
     let tally = Tally {
@@ -421,7 +421,7 @@ fn resolve_target(config: &Config, to: &str) -> Result<Target> {
 }
 
 /// The `walship restore --from-stdin` command line for a target.
-fn restore_args(t: &Target, args: &BasebackupArgs) -> Vec<String> {
+fn restore_args(t: &Target, args: &BasebackupArgs, tablespaces: &[Tablespace]) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(c) = &t.config {
         a.extend(["--config".to_string(), c.clone()]);
@@ -433,6 +433,12 @@ fn restore_args(t: &Target, args: &BasebackupArgs) -> Vec<String> {
     }
     for (old, new) in &t.tablespace_map {
         a.extend(["--tablespace-map".to_string(), format!("{old}={new}")]);
+    }
+    for ts in tablespaces {
+        a.extend([
+            "--expect-tablespace".to_string(),
+            format!("{}={}", ts.oid, ts.location),
+        ]);
     }
     for (k, v) in &t.settings {
         a.extend(["--set".to_string(), format!("{k}={v}")]);
@@ -449,8 +455,15 @@ fn restore_args(t: &Target, args: &BasebackupArgs) -> Vec<String> {
     a
 }
 
-fn start_restore<'r>(config: &Config, t: &Target, args: &BasebackupArgs) -> Result<Sink<'r>> {
-    let rest = restore_args(t, args);
+/// Start `walship restore --from-stdin` for the target and wait until it says it is ready (its
+/// checks of the target passed): a refusal comes back before anything is streamed.
+fn start_restore<'r>(
+    config: &Config,
+    t: &Target,
+    args: &BasebackupArgs,
+    tablespaces: &[Tablespace],
+) -> Result<Sink<'r>> {
+    let rest = restore_args(t, args, tablespaces);
     match &t.host {
         None => {
             let program = match &t.walship {
@@ -458,12 +471,29 @@ fn start_restore<'r>(config: &Config, t: &Target, args: &BasebackupArgs) -> Resu
                 None => std::env::current_exe()
                     .map_err(|e| Error::io("finding this walship binary", e))?,
             };
-            let child = Command::new(&program)
+            let mut child = Command::new(&program)
                 .args(&rest)
                 .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
                 .spawn()
                 .map_err(|e| Error::io(format!("running {}", program.display()), e))?;
-            Ok(Sink::Local(child))
+            let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) > 0 {
+                if line.trim_end() == unpack::READY {
+                    return Ok(Sink::Local(child));
+                }
+                eprint!("{line}");
+                line.clear();
+            }
+            drop(child.stdin.take());
+            let status = child
+                .wait()
+                .map_err(|e| Error::io("waiting for walship restore", e))?;
+            Err(Error::unavailable(format!(
+                "walship restore for {} refused to start ({status}); its message is above",
+                t.pgdata.display()
+            )))
         }
         Some(host) => {
             let url = SshUrl {
@@ -474,11 +504,14 @@ fn start_restore<'r>(config: &Config, t: &Target, args: &BasebackupArgs) -> Resu
             };
             let mut line = vec![shell_quote(t.walship.as_deref().unwrap_or("walship"))];
             line.extend(rest.iter().map(|a| shell_quote(a)));
-            Ok(Sink::Ssh(RemoteCommand::start(
-                &url,
-                &config.ssh_options(),
-                &line.join(" "),
-            )?))
+            let mut remote = RemoteCommand::start(&url, &config.ssh_options(), &line.join(" "))?;
+            for said in remote
+                .wait_for_line(unpack::READY)
+                .map_err(|e| e.context(format!("standby {host}")))?
+            {
+                eprintln!("  (standby) {said}");
+            }
+            Ok(Sink::Ssh(remote))
         }
     }
 }

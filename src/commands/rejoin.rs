@@ -97,8 +97,9 @@ pub fn rejoin(
         return Err(
             Error::unavailable(format!("pg_rewind failed ({})", out.status)).with_hint(
                 "pg_rewind needs wal_log_hints = on (or data checksums) on every server, and a \
-             superuser connection to the new primary. If it cannot work, make a new standby from \
-             a base backup instead.",
+             superuser connection to the new primary. If it cannot work, make this server a new \
+             standby from a base backup: on the new primary, `walship basebackup --to <this host> \
+             --force --start`.",
             ),
         );
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::backup::unpack::{self, Target};
-use crate::backup::{self, Manifest};
+use crate::backup::{self, Manifest, Tablespace};
 use crate::commands::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -56,6 +56,9 @@ pub struct RestoreArgs {
     /// Read the backup stream from standard input (what `basebackup --to` runs on the standby)
     #[arg(long, hide = true, conflicts_with = "backup")]
     pub from_stdin: bool,
+    /// With --from-stdin: a tablespace the stream holds, OID=DIR (as on the primary)
+    #[arg(long, hide = true, requires = "from_stdin", value_name = "OID=DIR")]
+    pub expect_tablespace: Vec<String>,
 }
 
 pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
@@ -99,8 +102,29 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         force: args.force,
     };
     let restored = if args.from_stdin {
-        let progress = Progress::silent();
-        unpack::unpack(std::io::stdin().lock(), &target, None, &progress)?
+        let tablespaces = args
+            .expect_tablespace
+            .iter()
+            .map(|t| {
+                t.split_once('=')
+                    .and_then(|(oid, location)| {
+                        Some(Tablespace {
+                            oid: oid.parse().ok()?,
+                            location: location.to_string(),
+                        })
+                    })
+                    .ok_or_else(|| {
+                        Error::usage(format!("--expect-tablespace {t}: expected OID=DIR"))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let prepared = unpack::prepare(&target, "a backup stream", &tablespaces)?;
+        // The sender waits for this line before it streams (see unpack::READY).
+        println!("{}", unpack::READY);
+        std::io::stdout()
+            .flush()
+            .map_err(|e| Error::io("writing to standard output", e))?;
+        unpack::unpack(std::io::stdin().lock(), prepared, None, &Progress::silent())?
     } else {
         let repo = config.open_repository()?;
         let m = choose(&repo, args)?;
@@ -120,8 +144,9 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
             m.stop_segment,
             pgdata.display()
         );
+        let prepared = unpack::prepare(&target, &format!("backup {}", m.id), &m.tablespaces)?;
         let progress = Progress::new("restore", m.original_bytes);
-        let r = unpack::unpack(reader, &target, Some(&stored), &progress)?;
+        let r = unpack::unpack(reader, prepared, Some(&stored), &progress)?;
         progress.finish();
         r
     };

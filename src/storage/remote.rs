@@ -15,6 +15,10 @@ pub struct RemoteCommand {
     _session: Session,
     channel: ssh2::Channel,
     command: String,
+    /// Why the command stopped taking input: every later write fails at once with it (a
+    /// blocked write would wait for a window the ended command never opens, and the stream's
+    /// writers flush again as they are dropped).
+    stopped: Option<String>,
 }
 
 impl RemoteCommand {
@@ -39,7 +43,48 @@ impl RemoteCommand {
             _session: session,
             channel,
             command: command.to_string(),
+            stopped: None,
         })
+    }
+
+    /// Read its output until a line equal to `marker`: `Ok(lines before it)`. If the command
+    /// ends first, the error carries everything it printed and its exit status.
+    pub fn wait_for_line(&mut self, marker: &str) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.channel.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    if text == marker {
+                        return Ok(lines);
+                    }
+                    lines.push(text);
+                    line.clear();
+                }
+                Ok(_) => line.push(byte[0]),
+                Err(e) => {
+                    return Err(Error::unavailable(format!(
+                        "reading the output of `{}`: {e}",
+                        self.command
+                    )));
+                }
+            }
+        }
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+        let _ = self.channel.wait_close();
+        let status = self.channel.exit_status().unwrap_or(-1);
+        let said: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        Err(Error::unavailable(format!(
+            "the remote command exited {status} before it was ready: {}",
+            said.join(" / ")
+        )))
     }
 
     /// End its input, wait (up to `timeout`) for it to finish: (exit status, what it printed).
@@ -58,9 +103,39 @@ impl RemoteCommand {
     }
 }
 
+impl RemoteCommand {
+    /// A write failed: the command most likely ended (refused its input). Its output says why;
+    /// put it in the error, or the person at the primary sees only "broken pipe".
+    fn explain(&mut self, e: io::Error) -> io::Error {
+        if let Some(why) = &self.stopped {
+            return io::Error::other(why.clone());
+        }
+        let mut out = String::new();
+        let _ = self.channel.read_to_string(&mut out);
+        let _ = self.channel.wait_close();
+        let status = self
+            .channel
+            .exit_status()
+            .map(|s| format!(" (exit {s})"))
+            .unwrap_or_default();
+        let out = out.trim();
+        let why = if out.is_empty() {
+            format!("the remote command stopped{status}: {e}")
+        } else {
+            format!("the remote command stopped{status}: {out}")
+        };
+        self.stopped = Some(why.clone());
+        io::Error::other(why)
+    }
+}
+
 impl Write for RemoteCommand {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.channel.write(buf)
+        // The command ended (it refused the stream, or failed): say why instead of waiting.
+        if self.stopped.is_some() || self.channel.eof() {
+            return Err(self.explain(io::Error::from(io::ErrorKind::BrokenPipe)));
+        }
+        self.channel.write(buf).map_err(|e| self.explain(e))
     }
     fn flush(&mut self) -> io::Result<()> {
         self.channel.flush()
