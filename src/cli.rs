@@ -253,7 +253,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             // "Not in the archive" is the normal end of a restore; PostgreSQL asks every few
             // seconds on a standby, so it stays out of the log.
             if !(e.kind == Kind::NotFound && label.starts_with("fetch")) {
-                eprintln!("walship: {label}: ERROR: {e}");
+                crate::log_line!("walship: {label}: ERROR: {e}");
             }
             e.exit_code()
         }

@@ -37,7 +37,7 @@ impl std::fmt::Display for HookEnd {
 /// Run `command` with `env`, logging its output prefixed with `label`; kill its process group
 /// after `timeout`.
 pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Duration) -> HookEnd {
-    eprintln!("walship: {label}: running `{command}`");
+    crate::log_line!("walship: {label}: running `{command}`");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -103,11 +103,11 @@ pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Dur
             && let Ok(text) = r.join()
         {
             for line in text.lines() {
-                eprintln!("walship: {label}: | {line}");
+                crate::log_line!("walship: {label}: | {line}");
             }
         }
     }
-    eprintln!(
+    crate::log_line!(
         "walship: {label}: `{command}` {end} after {:.1} s",
         started.elapsed().as_secs_f64()
     );

@@ -30,3 +30,16 @@ pub mod storage;
 pub mod transfer;
 
 pub use error::{Error, Kind, Result};
+
+/// `eprintln!` that never panics. walship's stderr is often a file on a disk that may be full (a
+/// worker's log in pg_wal, PostgreSQL's log): `eprintln!` panics when the write fails, and with
+/// `panic = "abort"` a clean "no space left" failure would become an abort that leaves its
+/// temporaries behind (found by the full-pg_wal drill). A message that cannot be written is
+/// dropped.
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}

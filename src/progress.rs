@@ -86,7 +86,7 @@ impl Progress {
             return;
         }
         *last = Instant::now();
-        eprintln!("walship: {}: {}", self.what, self.summary(done));
+        crate::log_line!("walship: {}: {}", self.what, self.summary(done));
     }
 
     fn summary(&self, done: u64) -> String {

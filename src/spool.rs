@@ -252,6 +252,20 @@ pub fn spawn_worker(spool: &Spool, args: &[std::ffi::OsString]) -> Result<std::p
     cmd.spawn().context("starting a background worker")
 }
 
+/// Bytes available to an unprivileged writer on the file system of `dir` (statvfs), if known.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,7 +349,7 @@ pub fn stop_workers_and_clear(pg_wal: &Path, grace: std::time::Duration) -> Resu
         let Some(pid) = pid.filter(|p| *p > 1) else {
             continue;
         };
-        eprintln!(
+        crate::log_line!(
             "walship: stopping the walship worker (pid {pid}) of {}",
             e.path().display()
         );
@@ -403,5 +417,12 @@ mod stop_tests {
             std::time::Duration::from_secs(2),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn free_space_is_read_from_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).is_some_and(|b| b > 0));
+        assert_eq!(free_bytes(&dir.path().join("missing")), None);
     }
 }

@@ -619,3 +619,40 @@ fn regression_another_clusters_history_file_is_refused() {
     assert!(err.contains("system identifier"), "{err}");
     assert_eq!(tree(&env.repo), before);
 }
+
+#[test]
+fn regression_a_log_on_a_full_disk_does_not_turn_a_failure_into_an_abort() {
+    // PostgreSQL's log (or a worker's log in pg_wal) on a full disk: writing the error message
+    // fails. eprintln! panicked there, and with panic = "abort" a fetch of a missing segment
+    // (exit 1, "not yet") became SIGABRT, which makes PostgreSQL abort recovery.
+    let env = Env::new();
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let out = env
+        .cmd()
+        .args(["fetch", SEG, "pg_wal/RECOVERYXLOG"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{:?}", out.status); // empty repository: unavailable
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let out = env
+        .cmd()
+        .args(["fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    let out = env
+        .cmd()
+        .args(["push", "pg_wal/missing", "000000010000000000000002"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{:?}", out.status);
+}

@@ -90,7 +90,7 @@ fn prepare_dir(dir: &Path, force: bool, ours: bool, what: &str) -> Result<()> {
                     .with_hint("Restore into an empty or new directory, or add --force to remove what is there."));
                 }
                 let (files, bytes) = count_tree(dir);
-                eprintln!(
+                crate::log_line!(
                     "walship: restore: removing {files} files ({}) from {} ({})",
                     crate::commands::human_bytes(bytes),
                     dir.display(),

@@ -154,7 +154,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     let id = backup::id_for(started_at);
     let label = format!("walship {id}");
     let start_lsn = one_value(session.query(&format!("SELECT pg_backup_start('{label}', true)"))?)?;
-    eprintln!("walship: basebackup: backup {id} started at {start_lsn} (checkpoint done)");
+    crate::log_line!("walship: basebackup: backup {id} started at {start_lsn} (checkpoint done)");
     let plan = source::plan(&pgdata)?;
     let header = StreamHeader {
         format: backup::FORMAT_NAME.into(),
@@ -250,7 +250,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         Sink::Local(child) => finish_local(child)?,
         Sink::Ssh(remote) => finish_remote(remote)?,
     }
-    eprintln!(
+    crate::log_line!(
         "walship: basebackup: backup {id}: {} files, {} read, {} sent ({:.1}x) in {secs:.1} s ({}/s){}",
         manifest.files.len(),
         human_bytes(manifest.original_bytes),
@@ -372,9 +372,12 @@ fn wait_for_wal(repo: &Repository, m: &Manifest, timeout: Duration) -> Result<()
             }
         }
         if missing.is_empty() {
-            eprintln!(
+            crate::log_line!(
                 "walship: basebackup: backup {} is restorable: WAL {}..{} and {} are archived",
-                m.id, m.start_segment, m.stop_segment, m.backup_record
+                m.id,
+                m.start_segment,
+                m.stop_segment,
+                m.backup_record
             );
             return Ok(());
         }
@@ -483,7 +486,7 @@ fn start_restore<'r>(
                 if line.trim_end() == unpack::READY {
                     return Ok(Sink::Local(child));
                 }
-                eprint!("{line}");
+                crate::log_line!("{}", line.trim_end());
                 line.clear();
             }
             drop(child.stdin.take());
@@ -509,7 +512,7 @@ fn start_restore<'r>(
                 .wait_for_line(unpack::READY)
                 .map_err(|e| e.context(format!("standby {host}")))?
             {
-                eprintln!("  (standby) {said}");
+                crate::log_line!("  (standby) {said}");
             }
             Ok(Sink::Ssh(remote))
         }
@@ -532,7 +535,7 @@ fn finish_local(mut child: Child) -> Result<()> {
 fn finish_remote(remote: RemoteCommand) -> Result<()> {
     let (status, out) = remote.finish(Duration::from_secs(900))?;
     for line in out.lines() {
-        eprintln!("  (standby) {line}");
+        crate::log_line!("  (standby) {line}");
     }
     if status != 0 {
         return Err(Error::unavailable(format!(

@@ -77,7 +77,7 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
     })();
     match result {
         Ok(Some(report)) => {
-            eprintln!(
+            crate::log_line!(
                 "walship: fetched {name} ({}, {}) in {} ms",
                 human_bytes(report.original_bytes),
                 report.compression.name(),
@@ -86,7 +86,7 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
             Ok(())
         }
         Ok(None) => {
-            eprintln!(
+            crate::log_line!(
                 "walship: fetched {name} from the prefetch spool (verified on arrival) in {} ms",
                 started.elapsed().as_millis()
             );
@@ -171,7 +171,7 @@ impl Prefetcher {
     /// start one only costs speed, so it is logged, not returned.
     fn announce(&self, config: &Config, name: &WalFileName) {
         if let Err(e) = self.spool.write_atomic(WANT, name.as_str()) {
-            eprintln!(
+            crate::log_line!(
                 "walship: fetch {}: prefetch disabled for this call: {e}",
                 name.as_str()
             );
@@ -183,7 +183,7 @@ impl Prefetcher {
                 &config.worker_args("prefetch", &self.spool.pg_wal),
             )
         {
-            eprintln!(
+            crate::log_line!(
                 "walship: fetch {}: cannot start the prefetch worker: {e}",
                 name.as_str()
             );
@@ -200,7 +200,7 @@ fn fetch_with_retries(config: &Config, name: &WalFileName, dest: &Path) -> Resul
         match result {
             Err(e) if e.kind == Kind::Unavailable && attempt < config.fetch_retries => {
                 attempt += 1;
-                eprintln!(
+                crate::log_line!(
                     "walship: fetch {}: {}; retrying ({attempt}/{})",
                     name.as_str(),
                     e.message,

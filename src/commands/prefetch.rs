@@ -99,6 +99,13 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             if in_flight.contains(t) || recently_missing || spool.dir.join(t).exists() {
                 continue;
             }
+            // pg_wal nearly full: the room left is for the segment recovery asks for next, not
+            // for guesses (the full-pg_wal drill: prefetched segments took the space back as
+            // soon as it returned, and the wanted one failed with ENOSPC for ever).
+            if !room_to_prefetch(&spool.dir, segment_size, in_flight.len()) {
+                missing.insert(t.clone(), Instant::now());
+                break;
+            }
             in_flight.insert(t.clone());
             pool.submit(t.clone());
         }
@@ -113,6 +120,15 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     }
     pool.close();
     Ok(())
+}
+
+/// Is there room for one more prefetched segment beside those in flight (which have not taken
+/// their space yet), and still two segments' room for what recovery asks for itself?
+fn room_to_prefetch(dir: &Path, segment_size: u32, in_flight: usize) -> bool {
+    match crate::spool::free_bytes(dir) {
+        Some(free) => free >= u64::from(segment_size) * (in_flight as u64 + 3),
+        None => true,
+    }
 }
 
 /// Book-keeping for a finished fetch: a success is activity, a failure is retried later.
@@ -177,7 +193,7 @@ fn fetch_one(
                 *repo = None;
             }
             if e.kind != Kind::NotFound {
-                eprintln!("walship prefetch: {name}: {e}");
+                crate::log_line!("walship prefetch: {name}: {e}");
             }
             Some(e.kind)
         }

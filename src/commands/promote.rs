@@ -85,7 +85,9 @@ pub fn promote(
             }
             std::fs::write(&marker, "")
                 .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
-            eprintln!("walship: fast promotion: segments not replayed yet will not be restored");
+            crate::log_line!(
+                "walship: fast promotion: segments not replayed yet will not be restored"
+            );
         }
     }
     let promoted = client.row("SELECT pg_promote(true, 120)", 1);
@@ -101,7 +103,7 @@ pub fn promote(
     let timeline = WalFileName::parse(&current)
         .map(|n| n.timeline())
         .unwrap_or(0);
-    eprintln!(
+    crate::log_line!(
         "walship: promoted {}: a primary on timeline {timeline}, accepting writes ({:.1} s)",
         server.pgdata.display(),
         started.elapsed().as_secs_f64()
@@ -131,7 +133,7 @@ fn record_decision(
     })();
     match attempt {
         Ok((None, record)) => {
-            eprintln!(
+            crate::log_line!(
                 "walship: recorded the promotion to timeline {} in the repository",
                 record.new_timeline
             );
@@ -141,7 +143,7 @@ fn record_decision(
             if existing.host == record.host && existing.pgdata == record.pgdata =>
         {
             // Our own record: a watcher restarted in the middle of its promotion.
-            eprintln!(
+            crate::log_line!(
                 "walship: the promotion to timeline {} was decided here before; going on",
                 record.new_timeline
             );
@@ -160,7 +162,7 @@ fn record_decision(
              primary (walship rejoin) instead.",
         )),
         Err(e) if !required => {
-            eprintln!(
+            crate::log_line!(
                 "walship: WARNING: could not record the promotion in the repository ({e}); promoting anyway, as asked"
             );
             Ok(())
@@ -189,11 +191,13 @@ fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
             return Ok(());
         };
         if p / seg >= newest && last_pos == Some(p) {
-            eprintln!("walship: smart promotion: every archived segment is replayed (at {replay})");
+            crate::log_line!(
+                "walship: smart promotion: every archived segment is replayed (at {replay})"
+            );
             return Ok(());
         }
         if started.elapsed() > config.smart_timeout {
-            eprintln!(
+            crate::log_line!(
                 "walship: WARNING: smart promotion: after {} s replay is at {replay}, the archive \
                  goes to segment {newest}; promoting anyway (PostgreSQL replays what it can \
                  restore before it finishes promoting)",
@@ -202,7 +206,7 @@ fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
             return Ok(());
         }
         if logged.elapsed() > Duration::from_secs(5) {
-            eprintln!(
+            crate::log_line!(
                 "walship: smart promotion: replaying the archive ({} segments to go)",
                 newest.saturating_sub(p / seg)
             );
@@ -223,7 +227,7 @@ fn run_on_promote(config: &Config, pgdata: &Path, timeline: u32, reason: &str) {
     for hook in &config.on_promote {
         let end = run_hook("on_promote", hook, &env, config.hook_timeout);
         if !end.ok() {
-            eprintln!(
+            crate::log_line!(
                 "walship: WARNING: on_promote hook `{hook}` failed ({end}); the promotion stands"
             );
         }

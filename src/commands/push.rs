@@ -47,7 +47,7 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
     if config.push_ahead > 0 {
         let started = Instant::now();
         if let Some(summary) = push_via_worker(config, path, &name)? {
-            eprintln!(
+            crate::log_line!(
                 "walship: pushed {} ({summary}, by the push-ahead worker) to {}; this call took {} ms",
                 name.as_str(),
                 config.location(),
@@ -66,7 +66,7 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
     let report = push_file(&repo, &identity, path, &name, &opts)?;
     let ms = report.elapsed.as_millis();
     match report.outcome {
-        PushOutcome::Stored => eprintln!(
+        PushOutcome::Stored => crate::log_line!(
             "walship: pushed {} ({} -> {}, ratio {:.2}, {}-{}) to {} in {ms} ms",
             name.as_str(),
             human_bytes(report.original_bytes),
@@ -76,7 +76,7 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
             opts.level,
             repo.describe()
         ),
-        PushOutcome::AlreadyArchived => eprintln!(
+        PushOutcome::AlreadyArchived => crate::log_line!(
             "walship: {} was already archived in {} with identical content; nothing written ({ms} ms)",
             name.as_str(),
             repo.describe()

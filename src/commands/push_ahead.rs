@@ -204,12 +204,12 @@ fn push_one(
             if e.kind == Kind::Unavailable {
                 *conn = None;
             }
-            eprintln!("walship push-ahead: {}: ERROR: {e}", name.as_str());
+            crate::log_line!("walship push-ahead: {}: ERROR: {e}", name.as_str());
             spool.ack_error(name.as_str(), e.exit_code(), &e.to_string())
         }
     };
     if let Err(e) = &acked {
-        eprintln!(
+        crate::log_line!(
             "walship push-ahead: {}: cannot write the acknowledgement: {e}",
             name.as_str()
         );

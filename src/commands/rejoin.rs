@@ -73,7 +73,7 @@ pub fn rejoin(
     // checkpoint; before that pg_rewind sees both servers on the old timeline and rewinds
     // nothing ("no rewind required").
     primary.query("CHECKPOINT")?;
-    eprintln!(
+    crate::log_line!(
         "walship: rewinding {} to follow {primary_conninfo}",
         pgdata.display()
     );
@@ -91,7 +91,7 @@ pub fn rejoin(
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with("backend>"))
     {
-        eprintln!("walship: pg_rewind: {line}");
+        crate::log_line!("walship: pg_rewind: {line}");
     }
     if !out.status.success() {
         return Err(
@@ -111,7 +111,7 @@ pub fn rejoin(
     ))?;
     server.write_file("standby.signal", "")?;
     let _ = std::fs::remove_file(pgdata.join("recovery.signal"));
-    eprintln!(
+    crate::log_line!(
         "walship: {} is a standby of {primary_conninfo}: start it (it restores through walship fetch{})",
         pgdata.display(),
         if stream { " and streams" } else { "" }

@@ -136,7 +136,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
                 m.id
             ))
         })?;
-        eprintln!(
+        crate::log_line!(
             "walship: restore: backup {} ({}, WAL {}..{}) into {}",
             m.id,
             human_bytes(m.original_bytes),
@@ -157,7 +157,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
     let files = restored.manifest.files.len();
     let m = restored.complete()?;
-    eprintln!(
+    crate::log_line!(
         "walship: restore: backup {} restored into {}: {files} files, {}; {}",
         m.id,
         pgdata.display(),
@@ -269,7 +269,7 @@ fn append_auto_conf(pgdata: &std::path::Path, text: &str) -> Result<()> {
 fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
     let (stored, damaged) = backup::stored_backups(repo)?;
     for e in &damaged {
-        eprintln!("walship: restore: WARNING: {e}");
+        crate::log_line!("walship: restore: WARNING: {e}");
     }
     if let Some(id) = &args.backup {
         return stored.into_iter().find(|m| &m.id == id).ok_or_else(|| {
@@ -336,7 +336,7 @@ fn start(pgdata: &std::path::Path, pg_bin: Option<&std::path::Path>) -> Result<(
         ],
         "starting the restored server",
     )?;
-    eprintln!(
+    crate::log_line!(
         "walship: restore: server started on {} (log: {})",
         pgdata.display(),
         log.display()

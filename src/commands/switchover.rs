@@ -89,7 +89,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
             ),
         );
     }
-    eprintln!(
+    crate::log_line!(
         "walship: switchover: {} -> {}",
         args.primary,
         standby.pgdata.display()
@@ -102,7 +102,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
     wait(timeout, &format!("{switched} to be archived"), || {
         Ok(repo.object_header(&name)?.is_some())
     })?;
-    eprintln!("walship: switchover: {switched} is archived");
+    crate::log_line!("walship: switchover: {switched} is archived");
 
     // 3. stop the primary cleanly
     match (&old_primary, &args.primary_stop_command) {
@@ -127,7 +127,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
         }
         _ => unreachable!("checked above"),
     }
-    eprintln!("walship: switchover: the primary is stopped");
+    crate::log_line!("walship: switchover: the primary is stopped");
 
     // 4. the standby has everything: its replay reaches the primary's shutdown checkpoint (read
     // from pg_controldata when the primary is here), and stops moving
@@ -150,7 +150,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
             Ok(settled && shutdown_checkpoint.is_none_or(|c| replayed > Some(c)))
         },
     )?;
-    eprintln!("walship: switchover: the standby has replayed everything");
+    crate::log_line!("walship: switchover: the standby has replayed everything");
 
     // 5. promote; 6. the old primary follows
     promote(config, &standby, Mode::Fast, "switchover", false)?;
@@ -169,13 +169,13 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
                 "-s".as_ref(),
             ];
             server.run("pg_ctl", &args, "starting the old primary as a standby")?;
-            eprintln!(
+            crate::log_line!(
                 "walship: switchover done: {} is the primary, {} its standby",
                 standby.pgdata.display(),
                 server.pgdata.display()
             );
         }
-        None => eprintln!(
+        None => crate::log_line!(
             "walship: switchover done: {} is the primary. On the old primary's host run: \
              walship --pgdata DIR rejoin --stream --primary '{new_primary}', then start it",
             standby.pgdata.display()

@@ -86,7 +86,7 @@ pub fn run(config: &Config) -> Result<()> {
         ));
     }
     let events = config.trigger_file.as_deref().and_then(watch_file);
-    eprintln!(
+    crate::log_line!(
         "walship: watching {}{}{}",
         pgdata.display(),
         config
@@ -108,7 +108,7 @@ pub fn run(config: &Config) -> Result<()> {
     loop {
         if server.running_pid().is_none() {
             if !said_not_running {
-                eprintln!(
+                crate::log_line!(
                     "walship: the standby in {} is not running; waiting for it",
                     pgdata.display()
                 );
@@ -124,7 +124,7 @@ pub fn run(config: &Config) -> Result<()> {
         {
             Ok(r) => r[0] == "t",
             Err(e) => {
-                eprintln!("walship: cannot ask the standby: {e}");
+                crate::log_line!("walship: cannot ask the standby: {e}");
                 wait(&events, config.watch_interval);
                 continue;
             }
@@ -136,12 +136,12 @@ pub fn run(config: &Config) -> Result<()> {
                 && t.exists()
             {
                 remove_trigger(t);
-                eprintln!(
+                crate::log_line!(
                     "walship: {} is already a primary; removed the trigger file",
                     pgdata.display()
                 );
             }
-            eprintln!(
+            crate::log_line!(
                 "walship: {} is a primary: nothing left to watch",
                 pgdata.display()
             );
@@ -150,7 +150,7 @@ pub fn run(config: &Config) -> Result<()> {
         if let Some(t) = &config.trigger_file
             && let Some(mode) = read_trigger(t)
         {
-            eprintln!(
+            crate::log_line!(
                 "walship: trigger file {} appeared: {mode:?} promotion",
                 t.display()
             );
@@ -166,12 +166,12 @@ pub fn run(config: &Config) -> Result<()> {
             match p.row("SELECT 1", 1) {
                 Ok(_) => {
                     if down_since.take().is_some() {
-                        eprintln!("walship: the primary answers again; no failover");
+                        crate::log_line!("walship: the primary answers again; no failover");
                     }
                 }
                 Err(e) => {
                     let since = *down_since.get_or_insert_with(|| {
-                        eprintln!("walship: the primary does not answer: {e}");
+                        crate::log_line!("walship: the primary does not answer: {e}");
                         Instant::now()
                     });
                     if since.elapsed() >= config.failover_after && try_failover(config, &server, p)?
@@ -191,7 +191,7 @@ fn try_failover(config: &Config, server: &LocalServer, primary: &PgClient) -> Re
     if let Some(w) = &config.witness_command {
         let end = run_hook("witness", w, &env, config.hook_timeout);
         if end.ok() {
-            eprintln!(
+            crate::log_line!(
                 "walship: the witness still reaches the primary: no failover (a network split, not a dead primary)"
             );
             return Ok(false);
@@ -200,16 +200,16 @@ fn try_failover(config: &Config, server: &LocalServer, primary: &PgClient) -> Re
     let fence = config.fence_command.as_deref().expect("checked at start");
     let end = run_hook("fence", fence, &env, config.hook_timeout);
     if !end.ok() {
-        eprintln!(
+        crate::log_line!(
             "walship: ERROR: fencing the old primary failed ({end}): not promoting; trying again"
         );
         return Ok(false);
     }
     if primary.row("SELECT 1", 1).is_ok() {
-        eprintln!("walship: ERROR: the primary answers after it was fenced: not promoting");
+        crate::log_line!("walship: ERROR: the primary answers after it was fenced: not promoting");
         return Ok(false);
     }
-    eprintln!(
+    crate::log_line!(
         "walship: the primary has not answered for {} s and is fenced: failing over",
         config.failover_after.as_secs()
     );
@@ -225,7 +225,7 @@ fn read_trigger(path: &Path) -> Option<Mode> {
         "fast" => Mode::Fast,
         "smart" | "" => Mode::Smart,
         other => {
-            eprintln!(
+            crate::log_line!(
                 "walship: WARNING: trigger file says {other:?}; expected smart or fast; promoting smart"
             );
             Mode::Smart
@@ -237,7 +237,7 @@ fn remove_trigger(path: &Path) {
     if let Err(e) = std::fs::remove_file(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        eprintln!(
+        crate::log_line!(
             "walship: WARNING: could not remove the trigger file {}: {e}; remove it by hand",
             path.display()
         );

@@ -103,9 +103,11 @@ impl Repository {
                     stale_after.as_secs()
                 )));
             }
-            eprintln!(
+            crate::log_line!(
                 "walship: {command}: taking over the stale lock of `{}` (pid {} on {}, {age} s old)",
-                holder.command, holder.pid, holder.host
+                holder.command,
+                holder.pid,
+                holder.host
             );
             // Remove only the lock we judged stale, not a successor's.
             if self.read_holder(&path)?.as_ref() == Some(&holder) {

@@ -103,6 +103,61 @@ pub struct SshStorage {
     sftp: Sftp,
     /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
     synced_ancestors: RefCell<HashSet<String>>,
+    /// `ssh_timeout`, in the unit libssh2 takes.
+    timeout_ms: u32,
+}
+
+/// How long the clean-up after a failed transfer (closing the handle, removing the temporary,
+/// closing the session) may wait for the server. A link that just stalled for a whole
+/// `ssh_timeout` would otherwise cost that timeout again for every clean-up step: the stalled-link
+/// drill measured 6 x ssh_timeout before this.
+const CLEANUP_TIMEOUT_MS: u32 = 300;
+
+impl SshStorage {
+    /// A transfer failed: whatever follows on this connection is clean-up, and must not wait a
+    /// whole `ssh_timeout` per step on a link that may be dead.
+    fn cut_short(&self) {
+        self._session.set_timeout(CLEANUP_TIMEOUT_MS);
+    }
+
+    /// The clean-up is over: back to `ssh_timeout` for whatever the connection does next.
+    fn restore_timeout(&self) {
+        self._session.set_timeout(self.timeout_ms);
+    }
+}
+
+impl Drop for SshStorage {
+    fn drop(&mut self) {
+        // Everything durable is already durable; closing SFTP and the session is courtesy.
+        self.cut_short();
+    }
+}
+
+/// A file read over SFTP; a failed read cuts the closing of the handle short (see `cut_short`).
+struct SshReader<'a> {
+    storage: &'a SshStorage,
+    file: Option<ssh2::File>,
+    failed: bool,
+}
+
+impl Read for SshReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.file.as_mut().expect("open until dropped").read(buf);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl Drop for SshReader<'_> {
+    fn drop(&mut self) {
+        if self.failed {
+            self.storage.cut_short();
+            drop(self.file.take());
+            self.storage.restore_timeout();
+        }
+    }
 }
 
 pub(super) fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
@@ -214,7 +269,7 @@ impl Timing {
             .iter()
             .map(|(s, d)| format!("{s} {:.1} ms", d.as_secs_f64() * 1000.0))
             .collect();
-        eprintln!(
+        crate::log_line!(
             "walship: debug: {target}: {}; kex {}, host key {}, cipher {}, mac {}",
             steps.join(", "),
             session.methods(MethodType::Kex).unwrap_or("?"),
@@ -300,6 +355,7 @@ impl SshStorage {
             _session: session,
             sftp,
             synced_ancestors: RefCell::default(),
+            timeout_ms: u32::try_from(opts.timeout.as_millis()).unwrap_or(u32::MAX),
         })
     }
 
@@ -515,7 +571,11 @@ impl Storage for SshStorage {
     fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
         let full = self.full(path);
         match self.sftp.open(&full) {
-            Ok(f) => Ok(Some(Box::new(f))),
+            Ok(file) => Ok(Some(Box::new(SshReader {
+                storage: self,
+                file: Some(file),
+                failed: false,
+            }))),
             Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) => Err(ssh_err(format!("opening {}", full.display()), e)),
         }
@@ -662,8 +722,12 @@ impl NewObject for SshNewObject<'_> {
 impl Drop for SshNewObject<'_> {
     fn drop(&mut self) {
         if !self.done {
+            // A failed write: removing the temporary is best effort (FORMAT.md: a leftover
+            // temporary is harmless), and must not wait long on a dead link.
+            self.storage.cut_short();
             drop(self.file.take());
             let _ = self.storage.sftp.unlink(&self.temp);
+            self.storage.restore_timeout();
         }
     }
 }
