@@ -266,6 +266,21 @@ impl Config {
         a
     }
 
+    /// `restore_command` for a server this walship sets up (restore, rejoin): this binary with
+    /// every setting as a flag, so the server restores from the same repository whatever its
+    /// environment.
+    pub fn restore_command(&self) -> Result<String> {
+        use crate::storage::remote::shell_quote;
+        let exe =
+            std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
+        let mut words = vec![shell_quote(&exe.display().to_string())];
+        for a in self.flag_args() {
+            words.push(shell_quote(&a.to_string_lossy()));
+        }
+        words.push("fetch %f %p".into());
+        Ok(words.join(" "))
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             key: self.ssh_key.clone(),

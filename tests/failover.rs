@@ -204,14 +204,8 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
     assert_eq!(code, 0, "{text}");
     println!("{text}");
     let mut old = Cluster::existing(&ws.tools, &p.data, p.port).unwrap();
-    // pg_rewind copied the new primary's configuration; on one host the two need their own
-    // port and socket directory
-    old.append_conf(&format!(
-        "port = {}\nunix_socket_directories = '{}'\n",
-        old.port,
-        old.socket_dir.display()
-    ))
-    .unwrap();
+    // Regression: pg_rewind copies the new primary's configuration files (its port, its socket
+    // directory); rejoin puts the server's own back, so it starts on its own port unedited.
     old.start()
         .unwrap_or_else(|e| panic!("{e}\n{}", fs::read_to_string(&old.log).unwrap_or_default()));
     let (code, text) = output(

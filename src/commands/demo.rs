@@ -1,6 +1,7 @@
 //! `walship demo`: the whole cycle on throwaway clusters, printed step by step. A primary
-//! archives through `walship push` into a local repository; a standby made from a base backup
-//! (without WAL) follows through `walship fetch` and must reach the same row counts; the primary
+//! archives through `walship push` into a local repository; `walship basebackup` stores a base
+//! backup there and `walship restore --standby` makes a hot standby of it, which follows through
+//! `walship fetch` and must reach the same row counts; the primary
 //! crashes and `walship watch` promotes the standby on a trigger file; `walship rejoin` makes the
 //! old primary its standby; `walship switchover` gives the roles back without losing a row.
 
@@ -125,10 +126,25 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
     })?;
 
     steps.run(
-        "load data (pgbench -i -s 4) and take a base backup without WAL (pg_basebackup -X none)",
+        "load data (pgbench -i -s 4) and take a base backup into the repository (walship basebackup)",
         || {
             primary.pgbench(&["-i", "-s", "4", "-q"])?;
-            primary.base_backup(&ws.join("copy"))
+            let out = tools
+                .command(walship.to_str().unwrap_or_default())
+                .current_dir(ws)
+                .args(["--config", config.to_str().unwrap_or_default(), "--pgdata"])
+                .arg(&primary.data)
+                .arg("basebackup")
+                .output()
+                .map_err(|e| Error::io("running walship basebackup", e))?;
+            let text = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                return Err(Error::unavailable(format!("walship basebackup failed: {}", text.trim())));
+            }
+            for line in text.lines().filter(|l| !l.contains("started at")) {
+                println!("      {}", line.trim_start_matches("walship: basebackup: "));
+            }
+            Ok(())
         },
     )?;
 
@@ -191,15 +207,26 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
     };
     let counts = "SELECT count(*) || ' rows in pgbench_history, sum(abalance) = ' || (SELECT sum(abalance) FROM pgbench_accounts) FROM pgbench_history";
 
-    let mut copy = steps.run("start a hot standby from the backup (standby.signal, restore_command = 'walship fetch %f %p') and wait until it has every archived transaction", || {
+    let mut copy = steps.run("walship restore --standby: a hot standby from the stored backup (standby.signal, restore_command = 'walship fetch %f %p'); wait until it has every archived transaction", || {
         let mut c = Cluster::existing(tools, &ws.join("copy"), free_port()?)?;
-        c.append_conf(&format!(
-            "port = {}\nunix_socket_directories = '{}'\nhot_standby = on\nwal_retrieve_retry_interval = '200ms'\n\
-             restore_command = '{walship_cmd} fetch %f %p'\n",
-            c.port,
-            c.socket_dir.display()
-        ))?;
-        tools.write_file(&c.data.join("standby.signal"), "")?;
+        let (ok, text) = walship_out(&[
+            "--pgdata",
+            c.data.to_str().unwrap_or_default(),
+            "restore",
+            "--standby",
+            "--set",
+            &format!("port={}", c.port),
+            "--set",
+            &format!("unix_socket_directories={}", c.socket_dir.display()),
+            "--set",
+            "wal_retrieve_retry_interval=200ms",
+        ])?;
+        if !ok {
+            return Err(Error::unavailable(format!("walship restore failed: {}", text.trim())));
+        }
+        for line in text.lines().filter(|l| l.contains("restored into")) {
+            println!("      {}", line.trim_start_matches("walship: restore: "));
+        }
         c.start()?;
         let want = format!("{history} rows in pgbench_history, sum(abalance) = {accounts}");
         wait_until(TIMEOUT, "the standby to catch up", || Ok(c.psql(counts).map(|g| g == want).unwrap_or(false)))?;

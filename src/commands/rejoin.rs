@@ -50,25 +50,28 @@ pub fn rejoin(
         &pgdata.join("pg_wal"),
         std::time::Duration::from_secs(5),
     )?;
-    let restore = restore_command(config)?;
+    // pg_rewind copies the new primary's configuration files over this server's (its port, its
+    // settings): a rejoined server keeps its own, put back after the rewind.
+    let own_config: Vec<(&str, String)> = OWN_CONFIG
+        .iter()
+        .filter_map(|f| Some((*f, std::fs::read_to_string(pgdata.join(f)).ok()?)))
+        .collect();
+    let restore = config.restore_command()?;
     // pg_rewind runs restore_command from the target's configuration to fetch the WAL it lacks;
     // without prefetch, so that no worker writes into pg_wal while pg_rewind walks it.
     let mut no_prefetch = config.clone();
     no_prefetch.prefetch = 0;
     server.append_auto_conf(&format!(
         "# walship rejoin (for pg_rewind)\nrestore_command = '{}'\n",
-        restore_command(&no_prefetch)?.replace('\'', "''")
+        no_prefetch.restore_command()?.replace('\'', "''")
     ))?;
-    let mut rewind: Vec<&OsStr> = vec![
+    let rewind: Vec<&OsStr> = vec![
         OsStr::new("--target-pgdata"),
         pgdata.as_os_str(),
         OsStr::new("--source-server"),
         OsStr::new(primary_conninfo),
         OsStr::new("--restore-target-wal"),
     ];
-    if stream {
-        rewind.push(OsStr::new("--write-recovery-conf"));
-    }
     // A just-promoted primary writes its new timeline into pg_control only at its first
     // checkpoint; before that pg_rewind sees both servers on the old timeline and rewinds
     // nothing ("no rewind required").
@@ -103,12 +106,20 @@ pub fn rejoin(
             ),
         );
     }
-    // pg_rewind copies the configuration files of the new primary too: restore through
-    // walship again (later lines win).
-    server.append_auto_conf(&format!(
+    for (name, text) in &own_config {
+        server.write_file(name, text)?;
+    }
+    let mut settings = format!(
         "# walship rejoin\nrestore_command = '{}'\n",
         restore.replace('\'', "''")
-    ))?;
+    );
+    if stream {
+        settings.push_str(&format!(
+            "primary_conninfo = '{}'\n",
+            primary_conninfo.replace('\'', "''")
+        ));
+    }
+    server.append_auto_conf(&settings)?;
     server.write_file("standby.signal", "")?;
     let _ = std::fs::remove_file(pgdata.join("recovery.signal"));
     crate::log_line!(
@@ -119,39 +130,10 @@ pub fn rejoin(
     Ok(())
 }
 
-/// `restore_command` for a server this walship sets up: this binary with every setting as a flag,
-/// so the server restores from the same repository whatever its environment.
-pub fn restore_command(config: &Config) -> Result<String> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
-    let mut words = vec![shell_quote(&exe.display().to_string())];
-    for a in config.flag_args() {
-        words.push(shell_quote(&a.to_string_lossy()));
-    }
-    words.push("fetch %f %p".into());
-    Ok(words.join(" "))
-}
-
-/// Quote a word for sh when it needs it.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@%+,".contains(&b));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_quote;
-
-    #[test]
-    fn quotes_only_what_needs_it() {
-        assert_eq!(shell_quote("/usr/bin/walship"), "/usr/bin/walship");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
-}
+/// The configuration files a rejoined server keeps (pg_rewind would copy the new primary's).
+const OWN_CONFIG: &[&str] = &[
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+];

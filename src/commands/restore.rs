@@ -187,18 +187,9 @@ fn quote(v: &str) -> String {
 }
 
 fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding this walship binary", e))?;
-    let mut command = vec![exe.display().to_string()];
-    command.extend(
-        config
-            .flag_args()
-            .iter()
-            .map(|a| crate::storage::remote::shell_quote(&a.to_string_lossy())),
-    );
-    command.extend(["fetch", "%f", "%p"].map(String::from));
     let mut s = format!(
         "\n# written by walship restore\nrestore_command = {}\n",
-        quote(&command.join(" "))
+        quote(&config.restore_command()?)
     );
     let (signal, describe) = if args.standby {
         if let Some(c) = &args.primary_conninfo {
