@@ -40,9 +40,14 @@ CONFIGURATION
   keep_days          WALSHIP_KEEP_DAYS / prune --keep-days     (none) days of point-in-time
                                                                recovery prune keeps
   pg                 WALSHIP_PG / --pg                         (none) libpq connection string for
-                                                               status and check; without it they
-                                                               use pgdata's postmaster.pid. No
-                                                               password here: use ~/.pgpass
+                                                               status, check and basebackup;
+                                                               without it they use pgdata's
+                                                               postmaster.pid. No password here:
+                                                               use ~/.pgpass
+  [targets.NAME]     (file only) basebackup --to NAME          a standby: host (none: this host),
+                                                               port, user, pgdata, pg_bin, walship,
+                                                               config, primary_conninfo, and the
+                                                               tables tablespace_map and settings
   pg_bin             (file only)                               /usr/lib/postgresql/<PG_VERSION>/bin
   on_promote         (file only) list of commands              run (sh -c) after a promotion
   hook_timeout       (file only)                               30 seconds, then a hook is killed
