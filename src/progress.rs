@@ -19,6 +19,8 @@ pub struct Progress {
     done: AtomicU64,
     files: AtomicU64,
     bar: Option<ProgressBar>,
+    /// Without a bar: write a log line every LOG_EVERY (off for a silent progress).
+    log: bool,
     started: Instant,
     last_log: Mutex<Instant>,
 }
@@ -26,7 +28,16 @@ pub struct Progress {
 impl Progress {
     /// `total` bytes expected (0: unknown).
     pub fn new(what: &str, total: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        Progress::with_output(what, total, true)
+    }
+
+    /// A progress that shows nothing (unit tests, the receiving side of a stream).
+    pub fn silent() -> Progress {
+        Progress::with_output("", 0, false)
+    }
+
+    fn with_output(what: &str, total: u64, show: bool) -> Progress {
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let bar = if total > 0 {
                 ProgressBar::new(total)
             } else {
@@ -48,26 +59,18 @@ impl Progress {
             done: AtomicU64::new(0),
             files: AtomicU64::new(0),
             bar,
+            log: show,
             started: Instant::now(),
             last_log: Mutex::new(Instant::now()),
         }
-    }
-
-    /// A progress that shows nothing (unit tests, helpers).
-    pub fn silent() -> Progress {
-        let mut p = Progress::new("", 0);
-        if let Some(b) = p.bar.take() {
-            b.finish_and_clear();
-        }
-        p.last_log = Mutex::new(Instant::now() + Duration::from_secs(u32::MAX.into()));
-        p
     }
 
     pub fn add(&self, bytes: u64) {
         let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         match &self.bar {
             Some(bar) => bar.set_position(done),
-            None => self.maybe_log(done),
+            None if self.log => self.maybe_log(done),
+            None => {}
         }
     }
 

@@ -102,17 +102,22 @@ pub struct Manifest {
 pub const FORMAT_NAME: &str = "walship-backup";
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The header and the manifest both name the format; a reader refuses one it does not know.
+fn check_format(format: &str, version: u32, what: &str) -> Result<()> {
+    if format != FORMAT_NAME || version != FORMAT_VERSION {
+        return Err(Error::conflict(format!(
+            "{what}: format {format:?} version {version}; this walship reads {FORMAT_NAME} version {FORMAT_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
 impl Manifest {
     pub fn parse(text: &str, what: &str) -> Result<Manifest> {
         let m: Manifest = toml::from_str(text).map_err(|e| {
             Error::corrupt(format!("{what}: not a backup manifest: {}", e.message()))
         })?;
-        if m.format != FORMAT_NAME || m.version != FORMAT_VERSION {
-            return Err(Error::conflict(format!(
-                "{what}: format {:?} version {}; this walship reads {FORMAT_NAME} version {FORMAT_VERSION}",
-                m.format, m.version
-            )));
-        }
+        check_format(&m.format, m.version, what)?;
         Ok(m)
     }
 
@@ -129,12 +134,7 @@ impl StreamHeader {
                 e.message()
             ))
         })?;
-        if h.format != FORMAT_NAME || h.version != FORMAT_VERSION {
-            return Err(Error::conflict(format!(
-                "backup stream: format {:?} version {}; this walship reads {FORMAT_NAME} version {FORMAT_VERSION}",
-                h.format, h.version
-            )));
-        }
+        check_format(&h.format, h.version, "backup stream")?;
         Ok(h)
     }
 }
@@ -234,9 +234,7 @@ pub fn stored_backups(repo: &crate::repo::Repository) -> Result<(Vec<Manifest>, 
     Ok((found, damaged))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::repo::object::hex;
 
 #[cfg(test)]
 mod tests {

@@ -214,10 +214,7 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 
 impl<W: Write> StreamWriter<W> {
     pub fn new(w: W, header: &StreamHeader) -> Result<StreamWriter<W>> {
-        let mtime = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let mtime = u64::try_from(crate::repo::lock::now()).unwrap_or(0);
         let mut s = StreamWriter {
             tar: tar::Builder::new(w),
             files: Vec::new(),

@@ -26,6 +26,7 @@ use crate::pg::{WalFileName, walname::segment_name};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::parse_lsn;
+use crate::repo::lock::now;
 use crate::storage::remote::{RemoteCommand, shell_quote};
 use crate::storage::ssh::SshUrl;
 
@@ -100,22 +101,13 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         .transpose()?;
     let repo = config.open_repository()?;
     let mut session = PgSession::open(&client)?;
-    let info = session.query(
+    let f = session.row(
         "SELECT pg_is_in_recovery(), current_setting('archive_mode'), \
          (SELECT system_identifier FROM pg_control_system()), current_setting('data_directory'), \
          (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), \
          current_setting('server_version_num')::int / 10000",
+        6,
     )?;
-    let f: Vec<&str> = info
-        .first()
-        .map(|l| l.split('|').collect())
-        .unwrap_or_default();
-    if f.len() != 6 {
-        return Err(Error::unavailable(format!(
-            "PostgreSQL ({}) answered {info:?}",
-            client.describe()
-        )));
-    }
     if f[0] == "t" {
         return Err(
             Error::usage("the server is a standby; take the base backup on the primary")
@@ -129,7 +121,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
             ),
         );
     }
-    let (sysid, segment_size): (String, u32) = (f[2].to_string(), f[4].parse().unwrap_or(0));
+    let (sysid, segment_size): (String, u32) = (f[2].clone(), f[4].parse().unwrap_or(0));
     let pg_version: u32 = f[5].parse().unwrap_or(0);
     match repo.identity() {
         Some(id) if id.system_identifier.to_string() != sysid => {
@@ -141,7 +133,10 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         }
         _ => {}
     }
-    let pgdata = config.pgdata.clone().unwrap_or_else(|| PathBuf::from(f[3]));
+    let pgdata = config
+        .pgdata
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&f[3]));
     std::fs::metadata(pgdata.join("PG_VERSION")).map_err(|e| {
         Error::usage(format!(
             "cannot read the data directory {}: {e}",
@@ -153,7 +148,9 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     let started_at = now();
     let id = backup::id_for(started_at);
     let label = format!("walship {id}");
-    let start_lsn = one_value(session.query(&format!("SELECT pg_backup_start('{label}', true)"))?)?;
+    let start_lsn = session
+        .row(&format!("SELECT pg_backup_start('{label}', true)"), 1)?
+        .remove(0);
     crate::log_line!("walship: basebackup: backup {id} started at {start_lsn} (checkpoint done)");
     let plan = source::plan(&pgdata)?;
     let header = StreamHeader {
@@ -188,22 +185,14 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     for item in &plan.items {
         stream.add(item, &progress)?;
     }
-    let stop = session.query(
+    let stop = session.row(
         "SELECT encode(convert_to(labelfile, 'UTF8'), 'hex'), \
          encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex'), lsn FROM pg_backup_stop(false)",
+        3,
     )?;
     drop(session);
-    let stop: Vec<&str> = stop
-        .first()
-        .map(|l| l.split('|').collect())
-        .unwrap_or_default();
-    if stop.len() != 3 {
-        return Err(Error::unavailable(format!(
-            "pg_backup_stop answered {stop:?}"
-        )));
-    }
-    let label_file = unhex(stop[0])?;
-    let tablespace_map = unhex(stop[1])?;
+    let label_file = unhex(&stop[0])?;
+    let tablespace_map = unhex(&stop[1])?;
     stream.add_generated("data/backup_label", label_file.as_bytes())?;
     if !tablespace_map.is_empty() {
         stream.add_generated("data/tablespace_map", tablespace_map.as_bytes())?;
@@ -215,7 +204,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         pg_version,
         segment_size,
         &label_file,
-        stop[2],
+        &stop[2],
     )?;
     manifest.started_at = started_at;
     manifest.compression = config.compression.name().into();
@@ -263,20 +252,6 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         }
     );
     wait_for_wal(&repo, &manifest, Duration::from_secs(args.wal_timeout))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn one_value(lines: Vec<String>) -> Result<String> {
-    match lines.as_slice() {
-        [one] => Ok(one.clone()),
-        other => Err(Error::unavailable(format!("PostgreSQL answered {other:?}"))),
-    }
 }
 
 fn unhex(s: &str) -> Result<String> {

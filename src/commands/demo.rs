@@ -125,20 +125,28 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         Ok(c)
     })?;
 
+    let walship_out = |args: &[&str]| -> Result<(bool, String)> {
+        let out = tools
+            .command(walship.to_str().unwrap_or_default())
+            .current_dir(ws)
+            .args(["--config", config.to_str().unwrap_or_default()])
+            .args(args)
+            .output()
+            .map_err(|e| Error::io(format!("running walship {}", args.join(" ")), e))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        Ok((out.status.success(), text))
+    };
     steps.run(
         "load data (pgbench -i -s 4) and take a base backup into the repository (walship basebackup)",
         || {
             primary.pgbench(&["-i", "-s", "4", "-q"])?;
-            let out = tools
-                .command(walship.to_str().unwrap_or_default())
-                .current_dir(ws)
-                .args(["--config", config.to_str().unwrap_or_default(), "--pgdata"])
-                .arg(&primary.data)
-                .arg("basebackup")
-                .output()
-                .map_err(|e| Error::io("running walship basebackup", e))?;
-            let text = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() {
+            let (ok, text) = walship_out(&[
+                "--pgdata",
+                primary.data.to_str().unwrap_or_default(),
+                "basebackup",
+            ])?;
+            if !ok {
                 return Err(Error::unavailable(format!("walship basebackup failed: {}", text.trim())));
             }
             for line in text.lines().filter(|l| !l.contains("started at")) {
@@ -178,18 +186,6 @@ fn demo(tools: &PgTools, ws: &Path) -> Result<()> {
         Ok(())
     })?;
 
-    let walship_out = |args: &[&str]| -> Result<(bool, String)> {
-        let out = tools
-            .command(walship.to_str().unwrap_or_default())
-            .current_dir(ws)
-            .args(["--config", config.to_str().unwrap_or_default()])
-            .args(args)
-            .output()
-            .map_err(|e| Error::io(format!("running walship {}", args.join(" ")), e))?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        Ok((out.status.success(), text))
-    };
     let show = |text: &str| {
         for line in text
             .lines()

@@ -151,7 +151,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         r
     };
     // Recovery settings and signal file before pg_control: a startable directory is configured.
-    append_auto_conf(&pgdata, &recovery.settings)?;
+    crate::pg::server::append_auto_conf(&pgdata, &recovery.settings)?;
     let signal = pgdata.join(recovery.signal);
     std::fs::write(&signal, b"")
         .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
@@ -242,17 +242,6 @@ fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
         settings: s,
         describe: describe + &format!(" ({signal})"),
     })
-}
-
-fn append_auto_conf(pgdata: &std::path::Path, text: &str) -> Result<()> {
-    let path = pgdata.join("postgresql.auto.conf");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// The backup to restore: the one named, else the newest restorable one (ending before the

@@ -69,16 +69,7 @@ impl LocalServer {
 
     /// Append settings to postgresql.auto.conf (later lines win), owned by the server's owner.
     pub fn append_auto_conf(&self, text: &str) -> Result<()> {
-        use std::io::Write;
-        let path = self.pgdata.join("postgresql.auto.conf");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        let path = append_auto_conf(&self.pgdata, text)?;
         self.tools.chown(&path)
     }
 
@@ -94,4 +85,19 @@ impl LocalServer {
             .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
         crate::storage::local::sync_dir(&self.pgdata)
     }
+}
+
+/// Append settings to `pgdata`'s postgresql.auto.conf (later lines win), fsynced; its path.
+pub fn append_auto_conf(pgdata: &Path, text: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    let path = pgdata.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(path)
 }

@@ -63,6 +63,20 @@ impl PgSession {
         }
     }
 
+    /// One row of `width` fields (separated by `|`), or an error.
+    pub fn row(&mut self, sql: &str, width: usize) -> Result<Vec<String>> {
+        let lines = self.query(sql)?;
+        match lines.as_slice() {
+            [line] if line.split('|').count() == width => {
+                Ok(line.split('|').map(str::to_string).collect())
+            }
+            other => Err(Error::unavailable(format!(
+                "PostgreSQL ({}) answered {other:?} to a {width}-column query",
+                self.conninfo
+            ))),
+        }
+    }
+
     /// psql ended (a failed statement stops it, ON_ERROR_STOP): its stderr says why.
     fn died(&mut self) -> Error {
         let _ = self.child.wait();
