@@ -132,14 +132,15 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
         );
     }
     let accounts = count(&p, "pgbench_accounts");
+    // walship on the primary's host, for its data directory (basebackup)
+    let on_primary = || {
+        let mut c = walship_as_pg(&ws, &cfg);
+        c.arg("--pgdata").arg(&p.data);
+        c
+    };
 
     // 1. Into the repository, then a point-in-time restore.
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
-            .arg("basebackup"),
-    );
+    let (code, out) = output(on_primary().arg("basebackup"));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("is restorable"), "{out}");
     let backup = stored_backup(&repo);
@@ -216,12 +217,7 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     // 2. Straight into a standby over SSH: hot standby, follows the primary.
     let mut standby = Cluster::existing(&ws.tools, &standby_dir, standby_port).unwrap();
     let t = Instant::now();
-    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("--pgdata").arg(&p.data).args([
-        "basebackup",
-        "--to",
-        "standby",
-        "--start",
-    ]));
+    let (code, out) = output(on_primary().args(["basebackup", "--to", "standby", "--start"]));
     assert_eq!(code, 0, "{out}");
     standby.adopt_running();
     eprintln!(
@@ -267,11 +263,7 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     standby.stop().unwrap();
     // Again without --force: the standby's refusal reaches the person at the primary.
     let refused = Instant::now();
-    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("--pgdata").arg(&p.data).args([
-        "basebackup",
-        "--to",
-        "standby",
-    ]));
+    let (code, out) = output(on_primary().args(["basebackup", "--to", "standby"]));
     assert_ne!(code, 0, "{out}");
     assert!(
         out.contains("is not empty") && out.contains("--force"),
@@ -321,10 +313,8 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
 
     // 4. A transfer killed mid-way leaves a directory that cannot start; a rerun starts over.
     let cut_dir = ws.path().join("cut");
-    let mut cmd = walship_as_pg(&ws, &cfg);
-    cmd.arg("--pgdata")
-        .arg(&p.data)
-        .args(["basebackup", "--wal-timeout", "0", "--to", "cut"])
+    let mut cmd = on_primary();
+    cmd.args(["basebackup", "--wal-timeout", "0", "--to", "cut"])
         .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     wait_until(TIMEOUT, "the copy to be under way", || {
@@ -340,11 +330,7 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
     .unwrap();
     cannot_start(&ws, &cut_dir);
     // The rerun needs no --force: the directory is its own leftover, and it starts over.
-    let (code, out) = output(walship_as_pg(&ws, &cfg).arg("--pgdata").arg(&p.data).args([
-        "basebackup",
-        "--to",
-        "cut",
-    ]));
+    let (code, out) = output(on_primary().args(["basebackup", "--to", "cut"]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("left by an interrupted restore"), "{out}");
     assert!(cut_dir.join("global/pg_control").exists());
@@ -352,12 +338,7 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
 
     // 5. prune removes a stored backup together with its backup history file.
     std::thread::sleep(Duration::from_millis(1100)); // a new backup id (one per second)
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
-            .arg("basebackup"),
-    );
+    let (code, out) = output(on_primary().arg("basebackup"));
     assert_eq!(code, 0, "{out}");
     let newest = stored_backup(&repo);
     assert_ne!(newest, backup);

@@ -13,19 +13,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::drill::{full, push_segment, report, seg};
 use common::ha::*;
 use common::*;
 use walship::pg::cluster::wait_until;
 
 const SYSID: u64 = 7_400_000_000_000_000_007;
-
-fn full() -> bool {
-    std::env::var("WALSHIP_DRILLS").as_deref() == Ok("full")
-}
-
-fn report(fault: &str, tried: u64, survived: u64, lost_bytes: u64) {
-    println!("DRILL | {fault} | {tried} | {survived} | {lost_bytes}");
-}
 
 struct Rng(u64);
 impl Rng {
@@ -35,10 +28,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
-}
-
-fn seg(n: u64) -> String {
-    format!("0000000100000000{n:08X}")
 }
 
 /// Every object of `repo` (by its local path) not checked yet must fetch back to exactly the
@@ -925,10 +914,7 @@ fn drill_ssh_connection_cut_mid_transfer() {
     for i in 1..=n {
         // push: cut the connection while the segment streams
         let started = Instant::now();
-        let child = cmd()
-            .arg("push")
-            .arg(format!("pg_wal/{}", seg(i)))
-            .arg(seg(i))
+        let child = push_segment(&mut cmd(), i)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -939,12 +925,7 @@ fn drill_ssh_connection_cut_mid_transfer() {
         let first = out.status.code();
         pushes_cut += usize::from(first != Some(0));
         let visible = check_visible(&repo, &pg_wal, &mut checked);
-        let retried = first == Some(0)
-            || run(cmd()
-                .arg("push")
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)))
-            .0 == 0;
+        let retried = first == Some(0) || run(push_segment(&mut cmd(), i)).0 == 0;
         tried += 1;
         // a cut push fails as "unavailable" (3: PostgreSQL retries), within the SSH timeout
         let clean_failure =

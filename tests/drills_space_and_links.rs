@@ -23,23 +23,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::drill::{full, push_segment, report, seg};
 use common::ha::{self, TIMEOUT};
 use common::*;
 use walship::pg::cluster::wait_until;
 
 const SYSID: u64 = 7_400_000_000_000_000_011;
-
-fn full() -> bool {
-    std::env::var("WALSHIP_DRILLS").as_deref() == Ok("full")
-}
-
-fn report(fault: &str, tried: u64, survived: u64, lost_bytes: u64) {
-    println!("DRILL | {fault} | {tried} | {survived} | {lost_bytes}");
-}
-
-fn seg(n: u64) -> String {
-    format!("0000000100000000{n:08X}")
-}
 
 /// A 1 MiB segment with noise all through it: it does not compress, so it fills a disk.
 fn incompressible_segment(pg_wal: &Path, n: u64) {
@@ -117,12 +106,7 @@ fn fill_the_repository(
     let mut failed = Vec::new();
     for i in 1..=n {
         incompressible_segment(pg_wal, i);
-        let (code, err) = output(
-            walship()
-                .arg("push")
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)),
-        );
+        let (code, err) = output(push_segment(&mut walship(), i));
         match code {
             0 => {}
             3 if err.contains("No space left on device") || err.contains("failure") => {
@@ -144,12 +128,7 @@ fn fill_the_repository(
     // space returns; PostgreSQL's retries go through
     fs_.resize(64 * 1024);
     for i in &failed {
-        let (code, err) = output(
-            walship()
-                .arg("push")
-                .arg(format!("pg_wal/{}", seg(*i)))
-                .arg(seg(*i)),
-        );
+        let (code, err) = output(push_segment(&mut walship(), *i));
         assert_eq!(code, 0, "{what}: retry of {}: {err}", seg(*i));
     }
     let mut lost = 0;
@@ -454,12 +433,7 @@ fn drill_throttled_and_stalled_ssh_links() {
     let started = Instant::now();
     for i in 1..=n {
         tried += 2;
-        let (code, err) = output(
-            cmd(&cfg)
-                .arg("push")
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)),
-        );
+        let (code, err) = output(push_segment(&mut cmd(&cfg), i));
         survived += u64::from(code == 0);
         assert_eq!(code, 0, "throttled push: {err}");
         let dest = work.join(format!("slow-{i}"));
@@ -487,10 +461,7 @@ fn drill_throttled_and_stalled_ssh_links() {
     let mut longest = Duration::ZERO;
     for i in n + 1..=n * 2 {
         tried += 2;
-        let child = cmd(&cfg)
-            .arg("push")
-            .arg(format!("pg_wal/{}", seg(i)))
-            .arg(seg(i))
+        let child = push_segment(&mut cmd(&cfg), i)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -503,12 +474,7 @@ fn drill_throttled_and_stalled_ssh_links() {
         stalling.stall.store(false, Ordering::Relaxed);
         let first = out.status.code();
         let visible = names_below(&repo).contains(&seg(i));
-        let retry = output(
-            cmd(&cfg)
-                .arg("push")
-                .arg(format!("pg_wal/{}", seg(i)))
-                .arg(seg(i)),
-        );
+        let retry = output(push_segment(&mut cmd(&cfg), i));
         let ok = (first == Some(0) || (first == Some(3) && !visible)) && retry.0 == 0;
         if !ok {
             eprintln!(

@@ -626,33 +626,32 @@ fn regression_a_log_on_a_full_disk_does_not_turn_a_failure_into_an_abort() {
     // fails. eprintln! panicked there, and with panic = "abort" a fetch of a missing segment
     // (exit 1, "not yet") became SIGABRT, which makes PostgreSQL abort recovery.
     let env = Env::new();
-    let full = || {
-        fs::OpenOptions::new()
+    // exit code with stderr on /dev/full (every write fails with ENOSPC)
+    let exit_with_full_log = |args: &[&str]| {
+        let full = fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
-            .unwrap()
+            .unwrap();
+        let status = env.cmd().args(args).stderr(full).status().unwrap();
+        assert!(
+            status.code().is_some(),
+            "{args:?} died of a signal: {status:?}"
+        );
+        status.code()
     };
-    let out = env
-        .cmd()
-        .args(["fetch", SEG, "pg_wal/RECOVERYXLOG"])
-        .stderr(full())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{:?}", out.status); // empty repository: unavailable
+    // empty repository: unavailable
+    assert_eq!(
+        exit_with_full_log(&["fetch", SEG, "pg_wal/RECOVERYXLOG"]),
+        Some(3)
+    );
     write_segment(&env.pg_wal, SEG, SYSID, 1);
     assert_eq!(env.push(SEG).0, 0);
-    let out = env
-        .cmd()
-        .args(["fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"])
-        .stderr(full())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
-    let out = env
-        .cmd()
-        .args(["push", "pg_wal/missing", "000000010000000000000002"])
-        .stderr(full())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{:?}", out.status);
+    assert_eq!(
+        exit_with_full_log(&["fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"]),
+        Some(1)
+    );
+    assert_eq!(
+        exit_with_full_log(&["push", "pg_wal/missing", "000000010000000000000002"]),
+        Some(2)
+    );
 }

@@ -3,6 +3,7 @@
 //! the tests run as root.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod drill;
 pub mod ha;
 
 use std::fs;
