@@ -293,6 +293,11 @@ impl Sshd {
 
     /// Start sshd with its files in `ws/<name>`.
     pub fn start(ws: &Workspace, name: &str) -> Sshd {
+        Sshd::start_with(ws, name, "")
+    }
+
+    /// Start sshd with extra lines for its sshd_config (e.g. to allow only some ciphers).
+    pub fn start_with(ws: &Workspace, name: &str, extra_config: &str) -> Sshd {
         let sshd_bin = Path::new("/usr/sbin/sshd");
         assert!(
             sshd_bin.exists(),
@@ -324,7 +329,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM {pam}\nAllowUsers {user}\n\
-                 AllowTcpForwarding no\nX11Forwarding no\nPermitTTY no\nSubsystem sftp internal-sftp\n",
+                 AllowTcpForwarding no\nX11Forwarding no\nPermitTTY no\nSubsystem sftp internal-sftp\n{extra_config}",
                 d = dir.display(),
                 pam = if unsafe { libc::geteuid() } == 0 { "yes" } else { "no" }
             ),
