@@ -306,6 +306,9 @@ fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
         if err.contains("prefetch spool") {
             from_spool += 1;
         }
+        if i == 5 {
+            assert_prefetch_yields_the_cpu(&standby.join("pg_wal"));
+        }
         let got = fs::read(standby.join("pg_wal/RECOVERYXLOG")).unwrap();
         assert_eq!(
             got,
@@ -324,6 +327,28 @@ fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
         "only {from_spool} segments came from the prefetch spool"
     );
     wait_workers_gone(&standby.join("pg_wal"), "fetch-");
+}
+
+/// Every thread of the live prefetch worker (its pool and their hashing threads) runs ten steps
+/// nicer than this process, so that replay, which is single-threaded, keeps its core.
+fn assert_prefetch_yields_the_cpu(pg_wal: &Path) {
+    let nice_of = |stat: &str| -> i64 {
+        // pid (comm) state ...: nice is the 19th field, the 17th after the closing ')'
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+            .and_then(|n| n.parse().ok())
+            .expect("a /proc stat line")
+    };
+    let own = nice_of(&fs::read_to_string("/proc/self/stat").unwrap());
+    let pid = worker_pid(pg_wal, "fetch-").expect("a prefetch worker is running");
+    let mut threads = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if let Ok(stat) = fs::read_to_string(task.path().join("stat")) {
+            assert_eq!(nice_of(&stat), (own + 10).min(19), "{stat}");
+            threads += 1;
+        }
+    }
+    assert!(threads >= 2, "the worker has {threads} threads");
 }
 
 #[test]

@@ -57,6 +57,14 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         }
     };
 
+    // Prefetching is background work for PostgreSQL's startup process, which replays on one core
+    // and is what recovery waits for: on a machine with few cores the worker's threads (up to 4,
+    // each with a hashing thread) must not take that core from it. Ten steps nicer than the
+    // caller; Linux keeps niceness per thread and new threads inherit it, so this comes before
+    // the pool starts. If the worker falls behind, the startup process waits for it and the CPU
+    // is the worker's anyway.
+    // SAFETY: nice(2) only changes this thread's scheduling priority.
+    unsafe { libc::nice(10) };
     let threads = config.prefetch.clamp(1, 4);
     let pool = {
         let (spool, config) = (spool.clone(), config.clone());
