@@ -11,6 +11,7 @@ pub mod local;
 pub mod memory;
 pub mod remote;
 pub mod ssh;
+mod ssh_session;
 
 use std::io::{Read, Seek, Write};
 

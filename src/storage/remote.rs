@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ssh2::Session;
 
-use super::ssh::{SshOptions, SshUrl, Timing, open_session, ssh_err};
+use super::ssh_session::{SshOptions, SshUrl, Timing, open_session, ssh_err};
 use crate::error::{Error, Result};
 
 /// A remote command and the session it runs in.
