@@ -333,9 +333,7 @@ fn prefetch_serves_verified_segments_and_never_a_damaged_one() {
 /// nicer than this process, so that replay, which is single-threaded, keeps its core.
 fn assert_prefetch_yields_the_cpu(pg_wal: &Path) {
     let nice_of = |stat: &str| -> i64 {
-        // pid (comm) state ...: nice is the 19th field, the 17th after the closing ')'
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+        proc_stat_field(stat, 16)
             .and_then(|n| n.parse().ok())
             .expect("a /proc stat line")
     };

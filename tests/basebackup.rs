@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ha::{self, TIMEOUT};
-use common::{Sshd, Workspace, output};
+use common::{Sshd, Workspace, descendants, output};
 use walship::pg::cluster::{Cluster, free_port, wait_until};
 
 fn scale() -> u32 {
@@ -358,24 +358,7 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
 /// SIGKILL `pid` and its descendants (found by parent PID in /proc).
 fn kill_tree(pid: u32) {
     let mut tree = vec![pid as i32];
-    let mut i = 0;
-    while i < tree.len() {
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(child) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-                continue;
-            };
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok());
-            if ppid == Some(tree[i]) && !tree.contains(&child) {
-                tree.push(child);
-            }
-        }
-        i += 1;
-    }
+    tree.extend(descendants(pid as i32));
     // Kill the producer (runuser, walship basebackup), not the restore it feeds: the restore
     // must notice on its own that its input ended early.
     for p in tree {

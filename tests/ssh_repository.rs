@@ -296,19 +296,6 @@ fn a_missing_remote_repository_directory_is_an_error() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
-/// Bytes that do not compress and do not repeat: every size below is its own packet pattern.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// walship builds libssh2 with one change (vendor/libssh2-sys/WALSHIP.md): the middle of every
 /// SSH packet is encrypted and decrypted in one OpenSSL call rather than per 16-byte block. Files
 /// of every size around the cipher block, the SFTP write chunk (30000 bytes) and the SSH packet
@@ -357,7 +344,8 @@ fn round_trip_every_size(cipher: &str, mac: &str) {
     }
     sizes.extend([1 << 20, (1 << 20) + 7, 3 * (1 << 20) + 12_345]);
     for (i, &len) in sizes.iter().enumerate() {
-        let data = noise(len, i as u64 + 1);
+        // incompressible and different for every size: each is its own packet pattern
+        let data = noise(i as u64 + 1, len);
         let path = format!("sizes/{i:04}-{len}");
         let mut object = storage.create(&path).unwrap();
         object.write_all(&data).unwrap();

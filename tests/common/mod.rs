@@ -92,6 +92,41 @@ impl Workspace {
     }
 }
 
+/// Field `n` of a /proc/PID/stat line, counting from 0 at the state field (1: parent PID, 16:
+/// nice): read after the last ')' because the command name may hold spaces and parentheses.
+pub fn proc_stat_field(stat: &str, n: usize) -> Option<&str> {
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n)
+}
+
+/// Every process below `pid` (children, their children, ...), found by parent PID in /proc.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        if let Some(ppid) = proc_stat_field(&stat, 1).and_then(|p| p.parse::<i32>().ok()) {
+            parent_of.push((child, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree.split_off(1)
+}
+
 /// Deterministic pseudo-random bytes (xorshift), incompressible.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -255,40 +290,12 @@ impl Sshd {
     /// per-connection monitor, its unprivileged network process and sftp-server), found by
     /// their parent PIDs in /proc. Returns how many were killed.
     pub fn cut_connections(&self) -> usize {
-        let mut parent_of: Vec<(i32, i32)> = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'
-            if let Some(ppid) = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<i32>().ok())
-            {
-                parent_of.push((pid, ppid));
-            }
-        }
-        let mut tree = vec![self.child.id() as i32];
-        let mut i = 0;
-        while i < tree.len() {
-            let parent = tree[i];
-            tree.extend(
-                parent_of
-                    .iter()
-                    .filter(|(_, pp)| *pp == parent)
-                    .map(|(p, _)| *p),
-            );
-            i += 1;
-        }
-        for pid in &tree[1..] {
+        let below = descendants(self.child.id() as i32);
+        for pid in &below {
             // SAFETY: a descendant of the test's own sshd, by PID.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        tree.len() - 1
+        below.len()
     }
 
     /// Start sshd with its files in `ws/<name>`.
