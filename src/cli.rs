@@ -181,7 +181,7 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
-    /// Read every object back and check it (length, SHA-256) and every timeline's continuity
+    /// Read every object back and check it (length, payload digest, SHA-256) and every timeline's continuity
     Verify,
     /// Promote this standby now (smart: after replaying the whole archive; --fast: at once)
     Promote(crate::commands::promote::PromoteArgs),

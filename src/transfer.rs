@@ -14,7 +14,7 @@ use crate::compress::Compression;
 use crate::error::{Context, Error, Result};
 use crate::hashing::HashPipe;
 use crate::pg::{WalFileName, WalHeader};
-use crate::repo::object::{HEADER_LEN, hex};
+use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
 use crate::repo::{Identity, ObjectHeader, Repository};
 use crate::storage::{Publish, read_full};
 
@@ -139,10 +139,14 @@ pub fn push_file(
     // Placeholder header: an object is only trusted once the real one is written last (below).
     object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
     let hasher = HashPipe::new(CHUNK);
+    let mut payload = DigestWriter {
+        inner: &mut object,
+        digest: Sha256::new(),
+    };
     {
         let mut encoder = opts
             .compression
-            .encoder(&mut object, opts.level, opts.threads)
+            .encoder(&mut payload, opts.level, opts.threads)
             .context(&writing)?;
         loop {
             let mut buf = hasher.buffer();
@@ -154,6 +158,9 @@ pub fn push_file(
         }
         encoder.finish().context(&writing)?;
     }
+    let payload_digest = payload.digest.finalize()[..PAYLOAD_DIGEST_LEN]
+        .try_into()
+        .expect("16 bytes");
     let (len, sha) = hasher.finish();
     if len != original_bytes {
         return Err(Error::corrupt(format!(
@@ -164,6 +171,7 @@ pub fn push_file(
         compression: opts.compression,
         original_len: len,
         sha256: sha,
+        payload_digest: Some(payload_digest),
         name: name.as_str().to_string(),
     };
     let stored_bytes = object.stream_position().context(&writing)?;
@@ -228,8 +236,18 @@ fn compare_existing(
     ))
 }
 
-/// Fetch one file into `dest`: decompress into a temporary file beside it, verify length and
-/// SHA-256, and only then rename it to `dest`. A missing object is `Kind::NotFound`.
+/// How much of an object a reader checks (FORMAT.md, "What a reader checks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// The payload digest, the compression's own check and the length; the SHA-256 of the
+    /// original only for a version 1 object, which has nothing else. What fetch does.
+    Payload,
+    /// All of the above and the SHA-256 of the original, whatever the version. What verify does.
+    Everything,
+}
+
+/// Fetch one file into `dest`: decompress into a temporary file beside it, verify it, and only
+/// then rename it to `dest`. A missing object is `Kind::NotFound`.
 pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<FetchReport> {
     let started = Instant::now();
     let dir = match dest.parent() {
@@ -241,7 +259,7 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         .tempfile_in(dir)
         .context(format!("creating a temporary file in {}", dir.display()))?;
     let temp_path = temp.path().display().to_string();
-    let header = read_verified(repo, name, &mut temp, &temp_path)?;
+    let header = read_verified(repo, name, &mut temp, &temp_path, Checks::Payload)?;
     // PostgreSQL fsyncs what it keeps (durable_rename); restore_command need not.
     temp.persist(dest).map_err(|e| {
         Error::io(
@@ -256,10 +274,10 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
     })
 }
 
-/// Read the object archived as `name` in full, decompress and check it (length and SHA-256)
-/// without keeping the bytes: what `verify` does to every object.
+/// Read the object archived as `name` in full, decompress and check it (length, payload digest
+/// and SHA-256 of the original) without keeping the bytes: what `verify` does to every object.
 pub fn verify_object(repo: &Repository, name: &WalFileName) -> Result<ObjectHeader> {
-    read_verified(repo, name, &mut io::sink(), "nowhere")
+    read_verified(repo, name, &mut io::sink(), "nowhere", Checks::Everything)
 }
 
 /// Read a small object (a history or backup history file) into memory, checked like any other.
@@ -275,7 +293,7 @@ pub fn read_small_object(repo: &Repository, name: &WalFileName, limit: u64) -> R
         )));
     }
     let mut bytes = Vec::new();
-    read_verified(repo, name, &mut bytes, name.as_str())?;
+    read_verified(repo, name, &mut bytes, name.as_str(), Checks::Everything)?;
     Ok(bytes)
 }
 
@@ -287,6 +305,7 @@ fn read_verified(
     name: &WalFileName,
     out: &mut dyn Write,
     out_name: &str,
+    checks: Checks,
 ) -> Result<ObjectHeader> {
     repo.require_identity()?;
     let Some((header, payload)) = repo.open_object(name)? else {
@@ -297,8 +316,10 @@ fn read_verified(
         )));
     };
     let storage_failed = Cell::new(false);
-    let mut source = TrackedReader {
+    let mut source = PayloadReader {
         inner: payload,
+        digest: Sha256::new(),
+        first: Vec::new(),
         failed: &storage_failed,
     };
     // Small objects (history, backup history, tiny test segments) get small buffers: zero-filling
@@ -306,7 +327,10 @@ fn read_verified(
     let chunk = usize::try_from(header.original_len.saturating_add(1))
         .unwrap_or(CHUNK)
         .clamp(4096, CHUNK);
-    let hasher = HashPipe::new(chunk);
+    // The SHA-256 of the original runs on a helper thread, and only when it is asked for.
+    let original_hasher = (checks == Checks::Everything || header.payload_digest.is_none())
+        .then(|| HashPipe::new(chunk));
+    let mut spare = vec![0u8; chunk];
     let mut len = 0u64;
     let corrupt = |why: String| {
         Error::corrupt(format!("repository object {} in {} is damaged: {why}", name.as_str(), repo.describe()))
@@ -318,8 +342,13 @@ fn read_verified(
             .decoder(&mut source)
             .map_err(|e| corrupt(e.to_string()))?;
         loop {
-            let mut buf = hasher.buffer();
-            let n = match read_chunk(&mut decoder, &mut buf, chunk) {
+            let mut buf = match &original_hasher {
+                Some(h) => h.buffer(),
+                None => std::mem::take(&mut spare),
+            };
+            // Only grows a fresh buffer: a reused one is already `chunk` long.
+            buf.resize(chunk, 0);
+            let n = match read_full(&mut decoder, &mut buf) {
                 Ok(n) => n,
                 Err(e) if !storage_failed.get() => {
                     return Err(corrupt(format!("decompression failed: {e}")));
@@ -341,8 +370,15 @@ fn read_verified(
                     header.original_len
                 )));
             }
-            out.write_all(&buf).context(format!("writing {out_name}"))?;
-            hasher.send(buf);
+            out.write_all(&buf[..n])
+                .context(format!("writing {out_name}"))?;
+            match &original_hasher {
+                Some(h) => {
+                    buf.truncate(n);
+                    h.send(buf);
+                }
+                None => spare = buf,
+            }
         }
     }
     if len != header.original_len {
@@ -351,27 +387,85 @@ fn read_verified(
             header.original_len
         )));
     }
-    let (_, sha) = hasher.finish();
-    if sha != header.sha256 {
-        return Err(corrupt(format!(
-            "sha256 {} does not match the recorded {}",
-            hex(&sha),
-            hex(&header.sha256)
-        )));
+    if let Some(recorded) = header.payload_digest {
+        // A decompressor stops at the end of its stream; the digest covers every stored byte,
+        // so anything after that end (nothing, in an intact object) is read and hashed too.
+        io::copy(&mut source, &mut io::sink()).map_err(|e| {
+            Error::io(
+                format!("reading {} from {}", name.as_str(), repo.describe()),
+                e,
+            )
+        })?;
+        let digest = source.digest.finalize();
+        if digest[..PAYLOAD_DIGEST_LEN] != recorded {
+            return Err(corrupt(format!(
+                "the stored bytes hash to {}..., the header records {}...",
+                hex(&digest[..PAYLOAD_DIGEST_LEN]),
+                hex(&recorded)
+            )));
+        }
+        if !header.compression.payload_checks_itself(&source.first) {
+            return Err(corrupt(format!(
+                "its {} payload carries no checksum of its own, which a version 2 object must",
+                header.compression.name()
+            )));
+        }
+    }
+    if let Some(hasher) = original_hasher {
+        let (_, sha) = hasher.finish();
+        if sha != header.sha256 {
+            return Err(corrupt(format!(
+                "sha256 {} does not match the recorded {}",
+                hex(&sha),
+                hex(&header.sha256)
+            )));
+        }
     }
     Ok(header)
 }
 
-/// A reader that remembers whether the underlying storage failed, so that a decompression error
-/// can be told apart from a dropped connection.
-struct TrackedReader<'a, R> {
+/// The payload as it comes from storage: hashed on the way (the payload digest), its first bytes
+/// kept (the compression's frame header), and a storage failure remembered, so that a
+/// decompression error can be told apart from a dropped connection.
+struct PayloadReader<'a, R> {
     inner: R,
+    digest: Sha256,
+    first: Vec<u8>,
     failed: &'a Cell<bool>,
 }
 
-impl<R: Read> Read for TrackedReader<'_, R> {
+/// Bytes of the payload's start kept for the compression's frame header check.
+const FRAME_HEADER_KEPT: usize = 16;
+
+impl<R: Read> Read for PayloadReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.failed.set(true))?;
+        self.digest.update(&buf[..n]);
+        if self.first.len() < FRAME_HEADER_KEPT {
+            let take = n.min(FRAME_HEADER_KEPT - self.first.len());
+            self.first.extend_from_slice(&buf[..take]);
+        }
+        Ok(n)
+    }
+}
+
+/// A writer that hashes what passes through it: the payload digest of an object being written.
+struct DigestWriter<W> {
+    inner: W,
+    digest: Sha256,
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -465,5 +559,193 @@ mod tests {
         let again = push_file(&repo, &identity, &src, &name, &opts).unwrap();
         assert_eq!(again.outcome, PushOutcome::AlreadyArchived);
         assert_eq!(*storage.durable_calls.borrow(), vec![name.repo_path()]);
+    }
+
+    /// A repository in memory holding one 1 MiB segment pushed with `compression`, and the
+    /// directory that segment came from (fetches go there too).
+    struct Pushed {
+        storage: MemoryStorage,
+        repo: Repository,
+        dir: tempfile::TempDir,
+        name: WalFileName,
+        original: Vec<u8>,
+    }
+
+    fn pushed(compression: Compression) -> Pushed {
+        let storage = MemoryStorage::default();
+        let mut repo = Repository::open(Box::new(storage.clone())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let name = WalFileName::parse("000000010000000000000001").unwrap();
+        let mut original = crate::pg::walheader::tests::header_bytes(5, 1 << 20, 1 << 20, 1);
+        original.extend((0..(1u32 << 20) - original.len() as u32).map(|i| (i / 7 % 13) as u8));
+        std::fs::write(dir.path().join(name.as_str()), &original).unwrap();
+        let header = WalHeader::parse(&original, "x").unwrap();
+        let identity = repo.initialize(&identity_of(&header)).unwrap().clone();
+        let opts = PushOptions {
+            compression,
+            level: compression.default_level(),
+            threads: 1,
+        };
+        push_file(
+            &repo,
+            &identity,
+            &dir.path().join(name.as_str()),
+            &name,
+            &opts,
+        )
+        .unwrap();
+        Pushed {
+            storage,
+            repo,
+            dir,
+            name,
+            original,
+        }
+    }
+
+    impl Pushed {
+        fn object(&self) -> Vec<u8> {
+            self.storage.files.borrow()[&self.name.repo_path()].clone()
+        }
+
+        /// Replace the stored object (as damage, or a writer with a defect, would).
+        fn replace(&self, header: &ObjectHeader, payload: &[u8]) {
+            let mut bytes = header.encode().to_vec();
+            bytes.extend_from_slice(payload);
+            self.storage
+                .files
+                .borrow_mut()
+                .insert(self.name.repo_path(), bytes);
+        }
+
+        fn header(&self) -> ObjectHeader {
+            ObjectHeader::decode(&self.object(), self.name.as_str()).unwrap()
+        }
+
+        /// Fetch as restore_command does; on failure, check that nothing reached `%p`.
+        fn fetch(&self) -> Result<Vec<u8>> {
+            let dest = self.dir.path().join("RECOVERYXLOG");
+            let _ = std::fs::remove_file(&dest);
+            match fetch_file(&self.repo, &self.name, &dest) {
+                Ok(_) => Ok(std::fs::read(&dest).unwrap()),
+                Err(e) => {
+                    assert!(!dest.exists(), "a failed fetch left {}", dest.display());
+                    assert_eq!(e.kind, crate::error::Kind::Corrupt, "{}", e.message);
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn payload_digest(payload: &[u8]) -> [u8; PAYLOAD_DIGEST_LEN] {
+        Sha256::digest(payload)[..PAYLOAD_DIGEST_LEN]
+            .try_into()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_pushed_object_records_its_payload_digest_and_fetches_byte_for_byte() {
+        for c in [Compression::None, Compression::Zstd, Compression::Bzip2] {
+            let p = pushed(c);
+            let object = p.object();
+            let header = p.header();
+            assert_eq!(object[8], 2, "{c:?}: header version");
+            assert_eq!(
+                header.payload_digest,
+                Some(payload_digest(&object[HEADER_LEN..])),
+                "{c:?}"
+            );
+            assert!(c.payload_checks_itself(&object[HEADER_LEN..]), "{c:?}");
+            assert_eq!(p.fetch().unwrap(), p.original, "{c:?}");
+            verify_object(&p.repo, &p.name).unwrap();
+        }
+    }
+
+    #[test]
+    fn fetch_refuses_a_stored_byte_that_changed_even_where_nothing_else_would_notice() {
+        // Uncompressed, a flipped byte decodes fine: only the payload digest can see it.
+        let p = pushed(Compression::None);
+        let mut payload = p.object()[HEADER_LEN..].to_vec();
+        payload[300_000] ^= 0x10;
+        p.replace(&p.header(), &payload);
+        let e = p.fetch().unwrap_err();
+        assert!(
+            e.message.contains("the stored bytes hash to"),
+            "{}",
+            e.message
+        );
+        assert!(verify_object(&p.repo, &p.name).is_err());
+    }
+
+    #[test]
+    fn fetch_refuses_bytes_after_the_end_of_the_compressed_stream() {
+        // bzip2's decoder stops at the end of its stream and would never read what follows.
+        let p = pushed(Compression::Bzip2);
+        let mut payload = p.object()[HEADER_LEN..].to_vec();
+        payload.extend_from_slice(b"appended");
+        p.replace(&p.header(), &payload);
+        let e = p.fetch().unwrap_err();
+        assert!(
+            e.message.contains("the stored bytes hash to"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn fetch_refuses_a_version_2_zstd_payload_without_its_content_checksum() {
+        let p = pushed(Compression::Zstd);
+        let unchecked = zstd::encode_all(&p.original[..], 1).unwrap();
+        let header = ObjectHeader {
+            payload_digest: Some(payload_digest(&unchecked)),
+            ..p.header()
+        };
+        p.replace(&header, &unchecked);
+        let e = p.fetch().unwrap_err();
+        assert!(
+            e.message.contains("no checksum of its own"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_version_1_object_is_checked_by_the_sha256_of_its_original() {
+        let p = pushed(Compression::Zstd);
+        let payload = p.object()[HEADER_LEN..].to_vec();
+        let v1 = ObjectHeader {
+            payload_digest: None,
+            ..p.header()
+        };
+        p.replace(&v1, &payload);
+        assert_eq!(p.fetch().unwrap(), p.original);
+        let wrong = ObjectHeader {
+            sha256: [0; 32],
+            ..v1
+        };
+        p.replace(&wrong, &payload);
+        let e = p.fetch().unwrap_err();
+        assert!(
+            e.message.contains("does not match the recorded"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn verify_checks_the_sha256_of_the_original_of_a_version_2_object_too() {
+        let p = pushed(Compression::Zstd);
+        let payload = p.object()[HEADER_LEN..].to_vec();
+        let wrong = ObjectHeader {
+            sha256: [0; 32],
+            ..p.header()
+        };
+        p.replace(&wrong, &payload);
+        let e = verify_object(&p.repo, &p.name).unwrap_err();
+        assert!(
+            e.message.contains("does not match the recorded"),
+            "{}",
+            e.message
+        );
     }
 }

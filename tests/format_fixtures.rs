@@ -1,5 +1,6 @@
-//! Repository format version 1, pinned: a repository written by walship 0.1.0 (fixtures/repo-v1)
-//! must stay readable byte for byte, and its objects must still be recognised as the same files.
+//! The repository format, pinned: repositories written by walship 0.1.0 (fixtures/repo-v1, object
+//! header version 1) and 0.2.0 (fixtures/repo-v2, header version 2) hold the same five files, and
+//! every later walship must fetch them byte for byte and recognise the originals as the same files.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn fixture() -> PathBuf {
 }
 
 fn sums() -> Vec<(String, String)> {
-    fs::read_to_string(fixture().join("repo-v1.SHA256SUMS"))
+    fs::read_to_string(fixture().join("originals.SHA256SUMS"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -31,31 +32,57 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+const FIXTURES: [(&str, u8); 2] = [("repo-v1", 1), ("repo-v2", 2)];
+
 #[test]
-fn every_object_of_a_version_1_repository_fetches_byte_for_byte() {
+fn every_object_of_every_fixture_fetches_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let sums = sums();
     assert_eq!(sums.len(), 5);
-    for (name, sum) in &sums {
-        let dest = dir.path().join("RECOVERYXLOG");
+    for (fixture_name, header_version) in FIXTURES {
+        for (name, sum) in &sums {
+            let object = fs::read_dir(fixture().join(fixture_name).join("wal"))
+                .unwrap()
+                .map(|d| d.unwrap().path().join(name))
+                .find(|p| p.exists())
+                .unwrap();
+            assert_eq!(fs::read(&object).unwrap()[8], header_version, "{object:?}");
+            let dest = dir.path().join("RECOVERYXLOG");
+            let _ = fs::remove_file(&dest);
+            let (code, err) = run(walship()
+                .arg("--repo")
+                .arg(fixture().join(fixture_name))
+                .args(["fetch", name])
+                .arg(&dest));
+            assert_eq!(code, 0, "{fixture_name} {name}: {err}");
+            assert_eq!(
+                &sha256_hex(&fs::read(&dest).unwrap()),
+                sum,
+                "{fixture_name} {name}"
+            );
+        }
         let (code, err) = run(walship()
             .arg("--repo")
-            .arg(fixture().join("repo-v1"))
-            .args(["fetch", name])
-            .arg(&dest));
-        assert_eq!(code, 0, "{name}: {err}");
-        assert_eq!(&sha256_hex(&fs::read(&dest).unwrap()), sum, "{name}");
+            .arg(fixture().join(fixture_name))
+            .arg("verify"));
+        assert_eq!(code, 0, "{fixture_name}: {err}");
     }
 }
 
 #[test]
 fn the_original_files_are_recognised_as_already_archived() {
+    for (fixture_name, _) in FIXTURES {
+        recognised_as_already_archived(fixture_name);
+    }
+}
+
+fn recognised_as_already_archived(fixture_name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let pg_wal = dir.path().join("pgdata/pg_wal");
     fs::create_dir_all(&pg_wal).unwrap();
     // a writable copy of the fixture
-    copy_tree(&fixture().join("repo-v1"), &repo);
+    copy_tree(&fixture().join(fixture_name), &repo);
     let before = tree(&repo);
     for (name, _) in sums() {
         let (code, err) = run(walship()
@@ -71,8 +98,11 @@ fn the_original_files_are_recognised_as_already_archived() {
             .arg("push")
             .arg(format!("pg_wal/{name}"))
             .arg(&name));
-        assert_eq!(code, 0, "{name}: {err}");
-        assert!(err.contains("already archived"), "{name}: {err}");
+        assert_eq!(code, 0, "{fixture_name} {name}: {err}");
+        assert!(
+            err.contains("already archived"),
+            "{fixture_name} {name}: {err}"
+        );
     }
     assert_eq!(tree(&repo), before);
 }

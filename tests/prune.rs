@@ -23,6 +23,8 @@ fn put(repo: &Path, name: &str, payload: &[u8]) {
         compression: Compression::None,
         original_len: payload.len() as u64,
         sha256: Sha256::digest(payload).into(),
+        // uncompressed: the payload is the original
+        payload_digest: Some(Sha256::digest(payload)[..16].try_into().unwrap()),
         name: name.to_string(),
     };
     let path = repo.join(walship::pg::WalFileName::parse(name).unwrap().repo_path());

@@ -2,8 +2,8 @@
 //!
 //! Recovery asks restore_command for one segment at a time and replays it before asking for the
 //! next. The worker fetches the segments after the last one asked for (`prefetch` of them) on
-//! several threads into the spool, each through `fetch_file`: decompressed, length and SHA-256
-//! checked, and only then renamed into the spool under its WAL name. The foreground call for a
+//! several threads into the spool, each through `fetch_file`: decompressed and checked (FORMAT.md,
+//! "What a reader checks"), and only then renamed into the spool under its WAL name. The foreground call for a
 //! segment in the spool is a rename into `%p`.
 //!
 //! Why this never serves a wrong file: a name in a repository is written once, so the spooled

@@ -1,5 +1,5 @@
-//! `walship verify`: read every object back, decompress it and compare length and SHA-256 with
-//! its header (what fetch would do), check that every timeline is continuous and that every
+//! `walship verify`: read every object back, decompress it and compare its length, payload
+//! digest and the SHA-256 of the original with its header (fetch checks all but the last), check that every timeline is continuous and that every
 //! backup record is readable and has all the WAL it needs, and name every problem. Exit 0 only for a repository with none. Objects are checked in parallel, one
 //! repository connection per thread.
 

@@ -1,5 +1,6 @@
-//! The 128-byte object header (FORMAT.md, "Objects"): what was archived, how it is compressed, and
-//! the SHA-256 of the original bytes. Encoding and the checks every reader must make live here.
+//! The 128-byte object header (FORMAT.md, "Objects"): what was archived, how it is compressed, the
+//! SHA-256 of the original bytes and (version 2) the digest of the stored payload. Encoding and the
+//! checks every reader must make live here.
 
 use sha2::{Digest, Sha256};
 
@@ -8,8 +9,12 @@ use crate::error::{Error, Result};
 
 pub const HEADER_LEN: usize = 128;
 pub const MAGIC: [u8; 8] = *b"WALSHIP\n";
-pub const HEADER_VERSION: u16 = 1;
+/// The version written: 2 adds the payload digest. Version 1 objects (walship 0.1) are still read.
+pub const HEADER_VERSION: u16 = 2;
 const NAME_FIELD: std::ops::Range<usize> = 56..104;
+const PAYLOAD_DIGEST_FIELD: std::ops::Range<usize> = 104..120;
+/// Bytes of the payload's SHA-256 kept in the header (all the room there is).
+pub const PAYLOAD_DIGEST_LEN: usize = 16;
 const CHECK_FIELD: std::ops::Range<usize> = 120..128;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +22,8 @@ pub struct ObjectHeader {
     pub compression: Compression,
     pub original_len: u64,
     pub sha256: [u8; 32],
+    /// The first 16 bytes of the SHA-256 of the payload; `None` in a version 1 object.
+    pub payload_digest: Option<[u8; PAYLOAD_DIGEST_LEN]>,
     pub name: String,
 }
 
@@ -37,13 +44,17 @@ impl ObjectHeader {
         );
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..10].copy_from_slice(&HEADER_VERSION.to_le_bytes());
+        let version: u16 = if self.payload_digest.is_some() { 2 } else { 1 };
+        b[8..10].copy_from_slice(&version.to_le_bytes());
         b[10] = self.compression.code();
         b[11] = self.name.len() as u8;
         b[16..24].copy_from_slice(&self.original_len.to_le_bytes());
         b[24..56].copy_from_slice(&self.sha256);
         b[NAME_FIELD.start..NAME_FIELD.start + self.name.len()]
             .copy_from_slice(self.name.as_bytes());
+        if let Some(d) = &self.payload_digest {
+            b[PAYLOAD_DIGEST_FIELD].copy_from_slice(d);
+        }
         let check = header_check(&b);
         b[CHECK_FIELD].copy_from_slice(&check);
         b
@@ -67,17 +78,29 @@ impl ObjectHeader {
         if b[0..8] != MAGIC {
             return Err(bad("no walship object header (bad magic)".into()));
         }
+        // The header check first: a damaged version field is damage, not a newer walship.
+        if b[CHECK_FIELD] != header_check(b) {
+            return Err(bad("header checksum mismatch".into()));
+        }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != HEADER_VERSION {
+        if version == 0 {
+            return Err(bad("header version 0 does not exist".into()));
+        }
+        if version > HEADER_VERSION {
             return Err(Error::conflict(format!(
                 "repository object {expected_name}: header version {version} is newer than this walship understands ({HEADER_VERSION})"
             ))
             .with_hint("Upgrade walship."));
         }
-        if b[CHECK_FIELD] != header_check(b) {
-            return Err(bad("header checksum mismatch".into()));
-        }
-        if b[12..16].iter().chain(&b[104..120]).any(|&x| x != 0) {
+        let reserved_set = if version == 1 {
+            b[12..16]
+                .iter()
+                .chain(&b[PAYLOAD_DIGEST_FIELD])
+                .any(|&x| x != 0)
+        } else {
+            b[12..16].iter().any(|&x| x != 0)
+        };
+        if reserved_set {
             return Err(bad("reserved header bytes are set".into()));
         }
         let compression = Compression::from_code(b[10])
@@ -101,6 +124,8 @@ impl ObjectHeader {
             compression,
             original_len: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
             sha256: b[24..56].try_into().expect("32 bytes"),
+            payload_digest: (version >= 2)
+                .then(|| b[PAYLOAD_DIGEST_FIELD].try_into().expect("16 bytes")),
             name: expected_name.to_string(),
         })
     }
@@ -115,28 +140,69 @@ mod tests {
             compression: Compression::Zstd,
             original_len: 16 << 20,
             sha256: [7; 32],
+            payload_digest: Some([9; PAYLOAD_DIGEST_LEN]),
             name: "00000001000000000000000D.00000028.backup".into(),
+        }
+    }
+
+    fn sample_v1() -> ObjectHeader {
+        ObjectHeader {
+            payload_digest: None,
+            ..sample()
         }
     }
 
     #[test]
     fn round_trips() {
-        let h = sample();
-        assert_eq!(ObjectHeader::decode(&h.encode(), &h.name).unwrap(), h);
+        for h in [sample(), sample_v1()] {
+            assert_eq!(ObjectHeader::decode(&h.encode(), &h.name).unwrap(), h);
+        }
+        assert_eq!(sample().encode()[8], 2);
+        assert_eq!(sample_v1().encode()[8], 1);
     }
 
     #[test]
     fn every_single_byte_flip_is_detected() {
-        let h = sample();
-        let good = h.encode();
-        for i in 0..HEADER_LEN {
-            let mut b = good;
-            b[i] ^= 0x01;
-            assert!(
-                ObjectHeader::decode(&b, &h.name).is_err(),
-                "flip at byte {i} went unnoticed"
-            );
+        for h in [sample(), sample_v1()] {
+            let good = h.encode();
+            for i in 0..HEADER_LEN {
+                let mut b = good;
+                b[i] ^= 0x01;
+                assert!(
+                    ObjectHeader::decode(&b, &h.name).is_err(),
+                    "flip at byte {i} of a version {} header went unnoticed",
+                    good[8]
+                );
+            }
         }
+    }
+
+    /// Rewrite the header check after editing a field, as a writer of another version would.
+    fn resealed(mut b: [u8; HEADER_LEN]) -> [u8; HEADER_LEN] {
+        let check = header_check(&b);
+        b[CHECK_FIELD].copy_from_slice(&check);
+        b
+    }
+
+    #[test]
+    fn a_version_1_header_with_a_digest_in_its_reserved_bytes_is_refused() {
+        let mut b = sample().encode();
+        b[8] = 1;
+        let e = ObjectHeader::decode(&resealed(b), &sample().name).unwrap_err();
+        assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_newer_header_version_asks_for_an_upgrade() {
+        let mut b = sample().encode();
+        b[8] = 3;
+        let e = ObjectHeader::decode(&resealed(b), &sample().name).unwrap_err();
+        assert!(
+            e.message.contains("header version 3 is newer"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.kind, crate::error::Kind::Conflict);
     }
 
     #[test]
