@@ -106,3 +106,47 @@ fn recognised_as_already_archived(fixture_name: &str) {
     }
     assert_eq!(tree(&repo), before);
 }
+
+#[test]
+fn a_changed_byte_in_a_version_2_object_stops_fetch_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    copy_tree(&fixture().join("repo-v2"), &repo);
+    // The uncompressed history object: its decoder cannot notice a changed byte, only the
+    // payload digest can.
+    let object = repo.join("wal/history/00000002.history");
+    let mut bytes = fs::read(&object).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    fs::write(&object, &bytes).unwrap();
+
+    let dest = dir.path().join("RECOVERYXLOG");
+    let (code, err) = run(walship()
+        .arg("--repo")
+        .arg(&repo)
+        .args(["fetch", "00000002.history"])
+        .arg(&dest));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("the stored bytes hash to"), "{err}");
+    assert!(!dest.exists(), "damaged bytes reached %p");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "a temporary file was left beside %p"
+    );
+
+    let out = walship()
+        .arg("--repo")
+        .arg(&repo)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("PROBLEM: ") && l.contains("00000002.history")),
+        "{stdout}"
+    );
+}
