@@ -637,6 +637,14 @@ mod tests {
         }
     }
 
+    impl Pushed {
+        /// Fetch, expecting a refusal whose message contains `because`.
+        fn refused(&self, because: &str) {
+            let e = self.fetch().unwrap_err();
+            assert!(e.message.contains(because), "{}", e.message);
+        }
+    }
+
     fn payload_digest(payload: &[u8]) -> [u8; PAYLOAD_DIGEST_LEN] {
         Sha256::digest(payload)[..PAYLOAD_DIGEST_LEN]
             .try_into()
@@ -668,12 +676,7 @@ mod tests {
         let mut payload = p.object()[HEADER_LEN..].to_vec();
         payload[300_000] ^= 0x10;
         p.replace(&p.header(), &payload);
-        let e = p.fetch().unwrap_err();
-        assert!(
-            e.message.contains("the stored bytes hash to"),
-            "{}",
-            e.message
-        );
+        p.refused("the stored bytes hash to");
         assert!(verify_object(&p.repo, &p.name).is_err());
     }
 
@@ -684,12 +687,7 @@ mod tests {
         let mut payload = p.object()[HEADER_LEN..].to_vec();
         payload.extend_from_slice(b"appended");
         p.replace(&p.header(), &payload);
-        let e = p.fetch().unwrap_err();
-        assert!(
-            e.message.contains("the stored bytes hash to"),
-            "{}",
-            e.message
-        );
+        p.refused("the stored bytes hash to");
     }
 
     #[test]
@@ -701,12 +699,7 @@ mod tests {
             ..p.header()
         };
         p.replace(&header, &unchecked);
-        let e = p.fetch().unwrap_err();
-        assert!(
-            e.message.contains("no checksum of its own"),
-            "{}",
-            e.message
-        );
+        p.refused("no checksum of its own");
     }
 
     #[test]
@@ -724,12 +717,7 @@ mod tests {
             ..v1
         };
         p.replace(&wrong, &payload);
-        let e = p.fetch().unwrap_err();
-        assert!(
-            e.message.contains("does not match the recorded"),
-            "{}",
-            e.message
-        );
+        p.refused("does not match the recorded");
     }
 
     #[test]

@@ -61,11 +61,8 @@ fn every_object_of_every_fixture_fetches_byte_for_byte() {
                 "{fixture_name} {name}"
             );
         }
-        let (code, err) = run(walship()
-            .arg("--repo")
-            .arg(fixture().join(fixture_name))
-            .arg("verify"));
-        assert_eq!(code, 0, "{fixture_name}: {err}");
+        let (code, out) = verify(&fixture().join(fixture_name));
+        assert_eq!(code, 0, "{fixture_name}: {out}");
     }
 }
 
@@ -135,18 +132,11 @@ fn a_changed_byte_in_a_version_2_object_stops_fetch_and_verify() {
         "a temporary file was left beside %p"
     );
 
-    let out = walship()
-        .arg("--repo")
-        .arg(&repo)
-        .arg("verify")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    let (code, out) = verify(&repo);
+    assert_eq!(code, 5, "{out}");
     assert!(
-        stdout
-            .lines()
+        out.lines()
             .any(|l| l.starts_with("PROBLEM: ") && l.contains("00000002.history")),
-        "{stdout}"
+        "{out}"
     );
 }
