@@ -318,7 +318,8 @@ fn read_verified(
     let storage_failed = Cell::new(false);
     let mut source = PayloadReader {
         inner: payload,
-        digest: Sha256::new(),
+        // Only a version 2 object has a payload digest to compare with.
+        digest: header.payload_digest.map(|_| Sha256::new()),
         first: Vec::new(),
         failed: &storage_failed,
     };
@@ -396,7 +397,11 @@ fn read_verified(
                 e,
             )
         })?;
-        let digest = source.digest.finalize();
+        let digest = source
+            .digest
+            .take()
+            .expect("hashed when the header has a payload digest")
+            .finalize();
         if digest[..PAYLOAD_DIGEST_LEN] != recorded {
             return Err(corrupt(format!(
                 "the stored bytes hash to {}..., the header records {}...",
@@ -429,7 +434,7 @@ fn read_verified(
 /// decompression error can be told apart from a dropped connection.
 struct PayloadReader<'a, R> {
     inner: R,
-    digest: Sha256,
+    digest: Option<Sha256>,
     first: Vec<u8>,
     failed: &'a Cell<bool>,
 }
@@ -443,7 +448,9 @@ impl<R: Read> Read for PayloadReader<'_, R> {
             .inner
             .read(buf)
             .inspect_err(|_| self.failed.set(true))?;
-        self.digest.update(&buf[..n]);
+        if let Some(d) = &mut self.digest {
+            d.update(&buf[..n]);
+        }
         if self.first.len() < FRAME_HEADER_KEPT {
             let take = n.min(FRAME_HEADER_KEPT - self.first.len());
             self.first.extend_from_slice(&buf[..take]);
