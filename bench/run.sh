@@ -3,19 +3,24 @@
 #
 # Run as root on Debian 12, from the repository (the shared harness is expected in ../shared/bench,
 # or set PEERS_DIR):
-#   bash bench/run.sh                 # ~4 min: builds walship, runs every line, prints ratios
+#   bash bench/run.sh                 # ~20 min: builds walship, runs every line 3 times, prints ratios
+#   ROUNDS=1 bash bench/run.sh        # ~7 min: one round
 #   ONLY='walship|pgbr-zst1' bash bench/run.sh   # a subset (peers.sh's ONLY)
 #
 # What it does: builds target/release/walship; runs the shared setup.sh (packages, the walbench
 # user, a PostgreSQL 15 corpus of 64 x 16 MiB segments, sshd on 127.0.0.1:2222, pgBackRest);
 # copies the shared peers.sh next to a scratch copy and adds walship's SSH lines (push and fetch
 # over ssh://walbench@127.0.0.1:2222 with the bench's pinned known_hosts) beside its local lines;
-# runs it; and prints the ratios the project's goals are stated in. Results stay in
-# /srv/walship-bench/results (never committed).
+# runs it ROUNDS times; and prints the ratios the project's goals are stated in, for each round
+# and their median. Each ratio is taken within one round (both sides a few minutes apart at most):
+# this VM drifts (the same cp + fsync of the corpus takes 1.3 s in one minute and 2.4 s in another),
+# so one round's ratio is one sample and the median of rounds is the figure to quote. Results stay
+# in /srv/walship-bench/results (never committed), one peers-*.tsv per round.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 PEERS_DIR=${PEERS_DIR:-$REPO/../shared/bench}
+ROUNDS=${ROUNDS:-3}
 [[ $EUID -eq 0 ]] || { echo "run as root (the harness switches to its bench user and runs sshd)" >&2; exit 1; }
 [[ -f $PEERS_DIR/peers.sh ]] || { echo "no peers harness in $PEERS_DIR (set PEERS_DIR)" >&2; exit 1; }
 
@@ -43,21 +48,38 @@ awk -v env="$SSH_ENV" '
     }' "$PEERS_DIR/peers.sh" >"$SCRATCH/peers.sh"
 grep -q 'push walship-ssh' "$SCRATCH/peers.sh" || { echo "could not add the SSH lines to peers.sh" >&2; exit 1; }
 
-WALSHIP_CONFIG=/dev/null WALSHIP_BIN=$BIN bash "$SCRATCH/peers.sh"
-TSV=$(ls -t /srv/walship-bench/results/peers-*.tsv | head -1)
+TSVS=()
+for ((round = 1; round <= ROUNDS; round++)); do
+    echo "## round $round of $ROUNDS"
+    WALSHIP_CONFIG=/dev/null WALSHIP_BIN=$BIN bash "$SCRATCH/peers.sh"
+    TSVS+=("$(ls -t /srv/walship-bench/results/peers-*.tsv | head -1)")
+done
 
 echo
-echo "## walship against its peers ($(basename "$TSV" .tsv)): ratio of wall time for 64 serial calls (lower is better)"
+echo "## walship against its peers: ratio of wall time for 64 serial calls (lower is better)"
+echo
+echo "Rounds: $(for t in "${TSVS[@]}"; do basename "$t" .tsv; done | paste -sd' ')"
 echo
 awk -F'\t' '
-    NR > 1 && $3 == "ok" { w[$1 ":" $2] = $5 }
-    function row(label, a, b, goal) {
-        if (!(a in w) || !(b in w)) { printf "| %s | - | - | - | %s |\n", label, goal; return }
-        printf "| %s | %.2f s | %.2f s | %.2f | %s |\n", label, w[a], w[b], w[a] / w[b], goal
+    FNR == 1 { n++; next }
+    $3 == "ok" { w[n, $1 ":" $2] = $5 }
+    function median(v, k,   i, j, t) {
+        for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+        return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+    }
+    function row(label, a, b, goal,   i, k, list, r, sa, sb) {
+        k = 0; list = ""; split("", r); split("", sa); split("", sb)
+        for (i = 1; i <= n; i++) {
+            if (!(((i, a) in w) && ((i, b) in w))) continue
+            k++; r[k] = w[i, a] / w[i, b]; sa[k] = w[i, a]; sb[k] = w[i, b]
+            list = list sprintf("%s%.2f", k > 1 ? " " : "", r[k])
+        }
+        if (k == 0) { printf "| %s | - | - | - | - | %s |\n", label, goal; return }
+        printf "| %s | %.2f s | %.2f s | %s | **%.2f** | %s |\n", label, median(sa, k), median(sb, k), list, median(r, k), goal
     }
     END {
-        print "| comparison | walship | peer | ratio | goal |"
-        print "|---|--:|--:|--:|---|"
+        print "| comparison | walship (median) | peer (median) | ratio per round | median ratio | goal |"
+        print "|---|--:|--:|--:|--:|---|"
         row("push local vs pgBackRest sync (zst 1)",  "push:walship", "push:pgbr-zst1", "<= 1.0 (issue 2); <= 0.6 (issue 3)")
         row("push local vs pgBackRest async (2 proc)", "push:walship", "push:pgbr-async-zst1", "<= 1.0 (issue 3)")
         row("push local vs zstd -1 + fsync",          "push:walship", "push:zstd-1+fsync", "floor")
@@ -68,6 +90,6 @@ awk -F'\t' '
         row("fetch local vs pgBackRest archive-get",  "fetch:walship", "fetch:pgbr", "<= 0.6 (issue 3)")
         row("fetch local vs zstd -d",                 "fetch:walship", "fetch:zstd-d", "floor")
         row("fetch SSH vs rsync over ssh",            "fetch:walship-ssh", "fetch:rsync-ssh", "<= 0.125 (issue 3)")
-    }' "$TSV"
-bad=$(awk -F'\t' 'NR > 1 && $3 != "ok" {print $1 ":" $2 " " $3}' "$TSV")
+    }' "${TSVS[@]}"
+bad=$(awk -F'\t' 'FNR > 1 && $3 != "ok" {print FILENAME ": " $1 ":" $2 " " $3}' "${TSVS[@]}")
 [[ -z $bad ]] || { echo; echo "lines that did not finish: $bad" >&2; exit 1; }
