@@ -26,16 +26,19 @@ if [[ -z ${WALSHIP_BIN:-} ]]; then
 fi
 BIN=/usr/local/lib/walship-bench/walship-ssh-vs-local   # a path the bench user can execute
 install -D -m 755 "$WALSHIP_BIN" "$BIN"
-RUN=$BD/run/ssh-vs-local
-cleanup() { sshd_stop; rm -rf "$RUN"; }
+RUNS=$BD/run/ssh-vs-local
+cleanup() { sshd_stop; rm -rf "$RUNS"; }
 trap cleanup EXIT
 sshd_start >/dev/null
 
 # one_push local|ssh: a fresh pg_wal of hard links and an empty repository, then 64 serial calls;
-# prints the wall seconds.
+# prints the wall seconds. Earlier runs' files stay until the end, as the lines of bench/run.sh
+# leave each other's, so that both measurements run under the same conditions; each run's worker
+# exits 1 s after its last file (WALSHIP_WORKER_IDLE_TIMEOUT), before the next run starts.
+install -d "$RUNS"
 one_push() {
-    local mode=$1 repo
-    rm -rf "$RUN"
+    local mode=$1 repo RUN
+    RUN=$(mktemp -d "$RUNS/run.XXXXXX")
     install -d -o "$BUSER" -g "$BUSER" "$RUN" "$RUN/pg_wal" "$RUN/pg_wal/archive_status" "$RUN/dest"
     awk '{print $2}' "$WALDIR/SHA256SUMS" >"$RUN/segments"
     while read -r s; do
@@ -50,9 +53,9 @@ one_push() {
     fi
     sync; sleep 1
     runuser -u "$BUSER" -- bash "$PEERS_DIR/run-one.sh" push \
-        "WALSHIP_CONFIG=/dev/null WALSHIP_REPO=$repo $BIN push %p %f" "$RUN/segments" "$RUN/pg_wal" "$RUN"
+        "WALSHIP_CONFIG=/dev/null WALSHIP_WORKER_IDLE_TIMEOUT=1 WALSHIP_REPO=$repo $BIN push %p %f" "$RUN/segments" "$RUN/pg_wal" "$RUN"
     [[ $(grep -c $'\t0\t' "$RUN/latency.tsv") == 64 ]] || { echo "a $mode push failed: $(tail -3 "$RUN/calls.log")" >&2; return 1; }
-    sleep 2   # let the push-ahead worker exit before the next run (worker_idle_timeout)
+    sleep 2   # let the push-ahead worker exit before the next run (idle timeout 1 s above)
     awk '{printf "%.2f", $1 / 1e6}' "$RUN/wall_us"
 }
 
