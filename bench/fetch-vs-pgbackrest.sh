@@ -44,7 +44,7 @@ one_fetch() {
     rm -rf "$RUN"
     install -d -o "$BUSER" -g "$BUSER" "$RUN" "$RUN/pg_wal" "$RUN/lock" "$RUN/log"
     if [[ $who == walship ]]; then
-        cmd="WALSHIP_CONFIG=/dev/null WALSHIP_REPO=$PEERS_RUN/push-walship/dest $BIN fetch %f %p"
+        cmd="WALSHIP_CONFIG=/dev/null WALSHIP_WORKER_IDLE_TIMEOUT=1 WALSHIP_REPO=$PEERS_RUN/push-walship/dest $BIN fetch %f %p"
     else
         cmd="pgbackrest --config=$PGBR_CONF --stanza=$STANZA --pg1-path=$PEERS_RUN/pgdata --lock-path=$RUN/lock"
         cmd+=" --log-path=$RUN/log --repo1-path=$PEERS_RUN/push-pgbr-zst1/dest archive-get %f %p"
@@ -53,7 +53,7 @@ one_fetch() {
     runuser -u "$BUSER" -- bash "$PEERS_DIR/run-one.sh" fetch "$cmd" "$PEERS_RUN/segments" "$RUN/pg_wal" "$RUN"
     [[ $(grep -c $'\t0\t' "$RUN/latency.tsv") == 64 ]] || { echo "a $who fetch failed: $(tail -3 "$RUN/calls.log")" >&2; return 1; }
     (cd "$RUN/pg_wal" && sha256sum --quiet -c "$WALDIR/SHA256SUMS") || { echo "$who fetched wrong bytes" >&2; return 1; }
-    sleep 2   # let the prefetch worker exit before the next run (worker_idle_timeout)
+    sleep 2   # let the prefetch worker exit before the next run (idle timeout 1 s above)
     awk -v ticks="$(<"$RUN/cpu_ticks")" -v hz="$(getconf CLK_TCK)" '{ printf "%.2f %.2f", $1 / 1e6, ticks / hz }' "$RUN/wall_us"
 }
 
