@@ -101,7 +101,20 @@ impl Spool {
 
     /// Try to become the worker: `Some(lock)` while held, `None` if another worker holds it.
     pub fn try_lock_worker(&self) -> Result<Option<File>> {
-        let path = self.dir.join("worker.lock");
+        self.try_lock("worker.lock")
+    }
+
+    /// Try to declare the spool's contents this worker's own. A prefetch worker takes this lock
+    /// only after it has emptied the spool of what an earlier worker left (spool files are not
+    /// fsynced: after a crash of the machine one may be torn), and holds it until it exits; a
+    /// call takes a file from the spool only while someone holds it (`serving`). The worker lock
+    /// alone would not do: it is taken before the spool is emptied.
+    pub fn try_lock_serving(&self) -> Result<Option<File>> {
+        self.try_lock("worker.serving.lock")
+    }
+
+    fn try_lock(&self, name: &str) -> Result<Option<File>> {
+        let path = self.dir.join(name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -129,6 +142,11 @@ impl Spool {
     /// Whether a worker holds the lock right now.
     pub fn worker_alive(&self) -> bool {
         matches!(self.try_lock_worker(), Ok(None))
+    }
+
+    /// Whether a live worker has emptied the spool and serves from it (`try_lock_serving`).
+    pub fn serving(&self) -> bool {
+        matches!(self.try_lock_serving(), Ok(None))
     }
 
     /// Write a file in the spool atomically (temp + rename; no fsync: a spool is a cache whose
@@ -323,6 +341,21 @@ mod tests {
             "a worker whose spool was removed must stop"
         );
         drop(lock);
+    }
+
+    #[test]
+    fn a_worker_serves_only_once_it_says_so_and_the_lock_is_not_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SpoolKind::Fetch, "/repo").unwrap();
+        let worker = spool.try_lock_worker().unwrap().expect("free");
+        assert!(spool.worker_alive() && !spool.serving());
+        let serving = spool.try_lock_serving().unwrap().expect("free");
+        assert!(spool.serving());
+        // a worker sweeping its spool's entries must not delete the lock it serves under
+        assert!(spool.entries().is_empty(), "{:?}", spool.entries());
+        drop(serving);
+        assert!(!spool.serving());
+        drop(worker);
     }
 }
 

@@ -353,6 +353,21 @@ fn assert_prefetch_yields_the_cpu(pg_wal: &Path) {
 fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
     // After a crash the spool may hold a torn file under a segment's name; with no worker that
     // wiped and refilled the spool, the call must fetch and verify the segment itself.
+    fetch_with_a_leftover_in_the_spool(false);
+}
+
+#[test]
+fn regression_a_spooled_segment_is_not_served_before_the_worker_has_emptied_the_spool() {
+    // Spool files are not fsynced, so after a crash of the machine one may be torn. A new worker
+    // empties the spool after taking its lock; a call in between sees a live worker but must not
+    // take what the spool held before.
+    fetch_with_a_leftover_in_the_spool(true);
+}
+
+/// Leave a damaged file under a segment's name in a standby's fetch spool, optionally hold the
+/// worker lock as a worker that has not emptied the spool yet, and fetch that segment: the call
+/// must fetch it from the repository, byte for byte, and not take the leftover.
+fn fetch_with_a_leftover_in_the_spool(worker_lock_held: bool) {
     let env = Env::new(3);
     env.push_directly(3);
     let standby = env.root.join("standby");
@@ -363,6 +378,8 @@ fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
     )
     .unwrap();
     fs::write(spool.dir.join(seg(2)), vec![0u8; 1 << 20]).unwrap();
+    let worker_lock =
+        worker_lock_held.then(|| spool.try_lock_worker().unwrap().expect("no worker yet"));
     let mut c = walship();
     c.arg("--repo")
         .arg(&env.repo)
@@ -377,6 +394,7 @@ fn regression_a_spooled_segment_without_a_live_worker_is_not_served() {
         ])
         .current_dir(&standby);
     let (code, err) = run(&mut c);
+    drop(worker_lock);
     assert_eq!(code, 0, "{err}");
     assert!(
         !err.contains("prefetch spool"),

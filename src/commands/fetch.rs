@@ -146,10 +146,11 @@ impl Prefetcher {
     /// A segment the worker is fetching right now is waited for (while the worker lives) rather
     /// than fetched a second time.
     fn take(&self, name: &WalFileName, dest: &Path) -> bool {
-        // Only files published by the live worker are trusted: a worker wipes the spool when it
-        // starts, so what is there while one runs is its own, complete and verified. Without a
-        // worker (after a crash, say) a spooled file could be a torn leftover: fetch instead.
-        if !self.spool.worker_alive() {
+        // Only files published by the live worker are trusted: a worker empties the spool when it
+        // starts and only then says it serves, so what is there while one serves is its own,
+        // complete and verified. Otherwise (after a crash, say, or while a new worker is still
+        // emptying the spool) a spooled file could be a torn leftover: fetch instead.
+        if !self.spool.serving() {
             return false;
         }
         let started = Instant::now();
@@ -158,8 +159,7 @@ impl Prefetcher {
             if std::fs::rename(self.spool.dir.join(name.as_str()), dest).is_ok() {
                 return true;
             }
-            if !marker.exists() || started.elapsed() > IN_FLIGHT_WAIT || !self.spool.worker_alive()
-            {
+            if !marker.exists() || started.elapsed() > IN_FLIGHT_WAIT || !self.spool.serving() {
                 // one last look: the worker may have published it just now
                 return std::fs::rename(self.spool.dir.join(name.as_str()), dest).is_ok();
             }

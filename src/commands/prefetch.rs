@@ -17,7 +17,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::push_ahead::acquire_worker_lock;
+use super::push_ahead::{acquire_worker_lock, wait_for_lock};
 use crate::config::Config;
 use crate::error::{Kind, Result};
 use crate::pg::walname::segment_name;
@@ -49,6 +49,12 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             let _ = fs::remove_file(spool.dir.join(entry));
         }
     }
+    // Only now may calls take files from the spool: what is in it from here on is this worker's.
+    let Some(_serving) = wait_for_lock(|| spool.try_lock_serving())? else {
+        // held past the probes' instant only by an older worker whose lock file was replaced,
+        // which stops at its next still_owns check; the next call starts a worker again
+        return Ok(());
+    };
     let segment_size = {
         let repo = config.open_repository()?;
         match repo.identity() {

@@ -50,15 +50,23 @@ pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
     names
 }
 
-/// Become the worker for this spool, waiting briefly: a foreground call probing whether a worker
-/// is alive holds the lock for an instant.
+/// Become the worker for this spool, waiting briefly (`wait_for_lock`).
 pub fn acquire_worker_lock(spool: &Spool) -> Result<Option<fs::File>> {
+    let lock = wait_for_lock(|| spool.try_lock_worker())?;
+    if let Some(mut lock) = lock.as_ref() {
+        // Who holds it, for people and tests (the lock itself is what proves it alive).
+        use std::io::Write;
+        let _ = lock.set_len(0);
+        let _ = writeln!(lock, "{}", std::process::id());
+    }
+    Ok(lock)
+}
+
+/// Take a spool lock, trying for 200 ms: a foreground call probing whether it is held holds it
+/// for an instant. `None` if someone else really holds it.
+pub fn wait_for_lock(try_lock: impl Fn() -> Result<Option<fs::File>>) -> Result<Option<fs::File>> {
     for _ in 0..20 {
-        if let Some(mut lock) = spool.try_lock_worker()? {
-            // Who holds it, for people and tests (the lock itself is what proves it alive).
-            use std::io::Write;
-            let _ = lock.set_len(0);
-            let _ = writeln!(lock, "{}", std::process::id());
+        if let Some(lock) = try_lock()? {
             return Ok(Some(lock));
         }
         std::thread::sleep(Duration::from_millis(10));
