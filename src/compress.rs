@@ -139,12 +139,24 @@ impl Compression {
         }
     }
 
-    /// Wrap `r` in a decompressing reader.
+    /// Wrap `r` in a decompressing reader (of a backup stream: any number of zstd frames, as
+    /// a parallel compressor such as pzstd writes them).
     pub fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
             Compression::Bzip2 => Box::new(bzip2::read::BzDecoder::new(r)),
+        })
+    }
+
+    /// Wrap an object's payload in a decompressing reader. A zstd payload is one frame
+    /// (FORMAT.md, "What a reader checks"): only the first frame is decompressed, so every byte
+    /// handed over is covered by the checksum whose flag `payload_checks_itself` found in that
+    /// frame's header; a frame after it (never written by walship) is not output.
+    pub fn payload_decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?.single_frame()),
+            other => other.decoder(r)?,
         })
     }
 }

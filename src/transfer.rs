@@ -340,7 +340,7 @@ fn read_verified(
     {
         let mut decoder = header
             .compression
-            .decoder(&mut source)
+            .payload_decoder(&mut source)
             .map_err(|e| corrupt(e.to_string()))?;
         loop {
             let mut buf = match &original_hasher {
@@ -707,6 +707,23 @@ mod tests {
         };
         p.replace(&header, &unchecked);
         p.refused("no checksum of its own");
+    }
+
+    #[test]
+    fn regression_only_the_first_zstd_frame_of_a_payload_is_handed_over() {
+        // An empty frame with the checksum flag, then every byte in a frame without it: decoding
+        // past the first frame would hand over bytes that no checksum covered.
+        let p = pushed(Compression::Zstd);
+        let mut checked_empty = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        checked_empty.include_checksum(true).unwrap();
+        let mut payload = checked_empty.finish().unwrap();
+        payload.extend(zstd::encode_all(&p.original[..], 1).unwrap());
+        let header = ObjectHeader {
+            payload_digest: Some(payload_digest(&payload)),
+            ..p.header()
+        };
+        p.replace(&header, &payload);
+        p.refused("0 bytes after decompression");
     }
 
     #[test]
