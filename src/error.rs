@@ -108,9 +108,11 @@ impl Error {
     }
 
     /// An I/O error while doing `what` (e.g. "writing /repo/wal/...").
+    /// A file that is not found is `Unavailable` here, not `NotFound`: that kind (exit 1, "not
+    /// in the archive", which ends a point-in-time recovery) is only ever said on purpose, where
+    /// a storage backend found an object absent.
     pub fn io(what: impl fmt::Display, err: io::Error) -> Error {
         let kind = match err.kind() {
-            io::ErrorKind::NotFound => Kind::NotFound,
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => Kind::Corrupt,
             _ => Kind::Unavailable,
         };
@@ -185,6 +187,16 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         const { assert!(EXIT_ABORT_RECOVERY > 125 && EXIT_ABORT_RECOVERY != 255) };
+    }
+
+    #[test]
+    fn regression_an_io_not_found_is_not_not_in_the_archive() {
+        // e.g. %p's directory missing: exit 1 would end a point-in-time recovery early
+        let e = Error::io(
+            "creating pg_wal/x",
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert_eq!(e.kind, Kind::Unavailable);
     }
 
     #[test]

@@ -130,6 +130,44 @@ fn over_ssh_an_identical_repush_succeeds_and_different_content_is_refused() {
 }
 
 #[test]
+fn regression_a_damaged_repository_path_is_not_reported_as_not_in_the_archive() {
+    // sftp-server answers ENOTDIR and ELOOP with "no such file"; exit 1 ("not in the archive")
+    // would end a point-in-time recovery early instead of stopping it.
+    let env = Env::new();
+    let pg_wal = env.pgdata.join("pg_wal");
+    write_segment(&pg_wal, "000000010000000000000010", SYSID, 1);
+    assert_eq!(env.push("000000010000000000000010").0, 0);
+    let wal = env.repo.join("wal");
+    fs::write(wal.join("0000000100000001"), "not a directory").unwrap();
+    std::os::unix::fs::symlink(
+        "000000010000000000000011",
+        wal.join("0000000100000000/000000010000000000000011"),
+    )
+    .unwrap();
+    let local = |name: &str| {
+        run(walship()
+            .arg("--repo")
+            .arg(&env.repo)
+            .current_dir(&env.pgdata)
+            .args(["fetch", name, "pg_wal/RECOVERYXLOG"]))
+    };
+    for (name, why) in [
+        ("000000010000000100000005", "not a directory"),
+        ("000000010000000000000011", "symlink"),
+    ] {
+        for (how, (code, err)) in [("ssh", env.fetch(name)), ("local", local(name))] {
+            assert_eq!(code, 3, "{how} {name}: {err}");
+            assert!(how == "local" || err.contains(why), "{how} {name}: {err}");
+        }
+    }
+    // really absent, in an existing directory and in one not made yet: not in the archive
+    for name in ["000000010000000000000012", "000000010000000200000001"] {
+        assert_eq!(env.fetch(name).0, 1, "ssh {name}");
+        assert_eq!(local(name).0, 1, "local {name}");
+    }
+}
+
+#[test]
 fn an_unknown_host_key_is_refused_with_the_fingerprint_and_how_to_trust_it() {
     let env = Env::new();
     write_segment(

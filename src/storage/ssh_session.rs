@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use ssh2::{CheckResult, ErrorCode, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
+use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
 
 use crate::error::{Error, Kind, Result};
 
@@ -88,12 +88,10 @@ pub struct SshOptions {
     pub timeout: Duration,
 }
 
+/// An SSH or SFTP failure while doing `what`: `Unavailable`, whatever the status ("no such file"
+/// included: the backend says an object is absent on purpose, see `Error::io`).
 pub(super) fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
-    let kind = match e.code() {
-        ErrorCode::SFTP(FX_NO_SUCH_FILE) => Kind::NotFound,
-        _ => Kind::Unavailable,
-    };
-    Error::new(kind, format!("{what}: {}", e.message()))
+    Error::new(Kind::Unavailable, format!("{what}: {}", e.message()))
 }
 
 fn key_type_name(t: HostKeyType) -> &'static str {
