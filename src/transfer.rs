@@ -309,6 +309,7 @@ fn read_verified(
 ) -> Result<ObjectHeader> {
     repo.require_identity()?;
     let Some((header, payload)) = repo.open_object(name)? else {
+        repo.confirm_absent(name)?;
         return Err(Error::not_found(format!(
             "{} is not in {}",
             name.as_str(),

@@ -87,6 +87,12 @@ impl Repository {
         Ok(self.open_object(name)?.map(|(h, _)| h))
     }
 
+    /// After `open_object` found nothing: fail if that was a damaged repository path, not an
+    /// absent object (`Storage::confirm_absent`).
+    pub fn confirm_absent(&self, name: &WalFileName) -> Result<()> {
+        self.storage.confirm_absent(&name.repo_path())
+    }
+
     /// Open the object archived under `name`: its checked header and a reader positioned at the
     /// start of the (still compressed) payload.
     pub fn open_object(

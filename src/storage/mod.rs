@@ -43,6 +43,14 @@ pub trait Storage {
     /// Open a file for reading; `None` if it does not exist.
     fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>>;
 
+    /// After `open_read` found nothing at `path`: fail if that was damage rather than absence (a
+    /// path through a file, a looping symlink). "Not in the archive" ends a point-in-time
+    /// recovery, so fetch asks this before saying it. A backend whose open already tells these
+    /// apart (the local one: ENOTDIR and ELOOP are errors there) needs nothing more.
+    fn confirm_absent(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Start writing a new file at `path`, creating missing directories (mode 0700, each fsynced
     /// into its parent). The file gets mode 0600.
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>>;

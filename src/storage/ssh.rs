@@ -109,40 +109,6 @@ impl SshStorage {
         }
     }
 
-    /// After "no such file" for `path` (relative): OpenSSH's sftp-server reports ENOTDIR and
-    /// ELOOP with that status too, and "not in the archive" ends a point-in-time recovery early,
-    /// so `path` counts as absent only if it does not exist at all and the nearest thing that
-    /// exists above it is a directory. Anything else is a damaged repository.
-    fn check_absent(&self, path: &str) -> Result<()> {
-        let mut rel = Some(path);
-        while let Some(r) = rel {
-            let full = self.full(r);
-            let found = match self.sftp.lstat(&full) {
-                Ok(s) => Some(s),
-                Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => None,
-                Err(e) => return Err(ssh_err(format!("stat {}", full.display()), e)),
-            };
-            match found {
-                None => rel = r.rsplit_once('/').map(|(parent, _)| parent),
-                Some(_) if r == path => {
-                    return Err(Error::unavailable(format!(
-                        "{} exists but cannot be opened (a dangling or looping symlink?)",
-                        full.display()
-                    )));
-                }
-                // a symlinked directory is a directory: stat follows it
-                Some(_) if self.stat(&full)?.is_some_and(|s| s.is_dir()) => return Ok(()),
-                Some(_) => {
-                    return Err(Error::unavailable(format!(
-                        "{} is not a directory; the repository is damaged",
-                        full.display()
-                    )));
-                }
-            }
-        }
-        Ok(()) // up to the root, which `check_root` found to be a directory
-    }
-
     fn stat(&self, path: &Path) -> Result<Option<FileStat>> {
         match self.sftp.stat(path) {
             Ok(s) => Ok(Some(s)),
@@ -247,12 +213,42 @@ impl Storage for SshStorage {
                 file: Some(file),
                 failed: false,
             }))),
-            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => {
-                self.check_absent(path)?;
-                Ok(None)
-            }
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => Ok(None),
             Err(e) => Err(ssh_err(format!("opening {}", full.display()), e)),
         }
+    }
+
+    /// OpenSSH's sftp-server answers ENOTDIR and ELOOP with "no such file" too, so `path` counts
+    /// as absent only if nothing exists there and the nearest thing that exists above it is a
+    /// directory. Anything else is a damaged repository.
+    fn confirm_absent(&self, path: &str) -> Result<()> {
+        let mut rel = Some(path);
+        while let Some(r) = rel {
+            let full = self.full(r);
+            let found = match self.sftp.lstat(&full) {
+                Ok(s) => Some(s),
+                Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => None,
+                Err(e) => return Err(ssh_err(format!("stat {}", full.display()), e)),
+            };
+            match found {
+                None => rel = r.rsplit_once('/').map(|(parent, _)| parent),
+                Some(_) if r == path => {
+                    return Err(Error::unavailable(format!(
+                        "{} exists but cannot be opened (a dangling or looping symlink?)",
+                        full.display()
+                    )));
+                }
+                // a symlinked directory is a directory: stat follows it
+                Some(_) if self.stat(&full)?.is_some_and(|s| s.is_dir()) => return Ok(()),
+                Some(_) => {
+                    return Err(Error::unavailable(format!(
+                        "{} is not a directory; the repository is damaged",
+                        full.display()
+                    )));
+                }
+            }
+        }
+        Ok(()) // up to the root, which `check_root` found to be a directory
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
