@@ -113,6 +113,23 @@ impl Spool {
         self.try_lock("worker.serving.lock")
     }
 
+    /// Become the worker for this spool, waiting briefly (`wait_for_lock`). The PID goes into the
+    /// lock file, for people, tests and `stop_workers_and_clear` (the lock itself is what proves
+    /// the worker alive).
+    pub fn acquire_worker_lock(&self) -> Result<Option<File>> {
+        let lock = wait_for_lock(|| self.try_lock_worker())?;
+        if let Some(mut lock) = lock.as_ref() {
+            let _ = lock.set_len(0);
+            let _ = writeln!(lock, "{}", std::process::id());
+        }
+        Ok(lock)
+    }
+
+    /// `try_lock_serving`, waiting briefly (`wait_for_lock`).
+    pub fn acquire_serving_lock(&self) -> Result<Option<File>> {
+        wait_for_lock(|| self.try_lock_serving())
+    }
+
     fn try_lock(&self, name: &str) -> Result<Option<File>> {
         let path = self.dir.join(name);
         let f = OpenOptions::new()
@@ -357,6 +374,18 @@ mod tests {
         assert!(!spool.serving());
         drop(worker);
     }
+}
+
+/// Take a spool lock, trying for 200 ms: a foreground call probing whether it is held holds it
+/// for an instant. `None` if someone else really holds it.
+fn wait_for_lock(try_lock: impl Fn() -> Result<Option<File>>) -> Result<Option<File>> {
+    for _ in 0..20 {
+        if let Some(lock) = try_lock()? {
+            return Ok(Some(lock));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(None)
 }
 
 /// Stop every walship worker whose spool is in `pg_wal` (their PIDs are in their lock files;

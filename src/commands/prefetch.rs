@@ -17,7 +17,6 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::push_ahead::{acquire_worker_lock, wait_for_lock};
 use crate::config::Config;
 use crate::error::{Kind, Result};
 use crate::pg::walname::segment_name;
@@ -40,7 +39,7 @@ const MISSING_RETRY: Duration = Duration::from_millis(500);
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let spool = Spool::open(pg_wal, SpoolKind::Fetch, config.location())?;
-    let Some(lock) = acquire_worker_lock(&spool)? else {
+    let Some(lock) = spool.acquire_worker_lock()? else {
         return Ok(());
     };
     spool.remove_temporaries();
@@ -50,7 +49,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         }
     }
     // Only now may calls take files from the spool: what is in it from here on is this worker's.
-    let Some(_serving) = wait_for_lock(|| spool.try_lock_serving())? else {
+    let Some(_serving) = spool.acquire_serving_lock()? else {
         // held past the probes' instant only by an older worker whose lock file was replaced,
         // which stops at its next still_owns check; the next call starts a worker again
         return Ok(());

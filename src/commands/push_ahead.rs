@@ -50,30 +50,6 @@ pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
     names
 }
 
-/// Become the worker for this spool, waiting briefly (`wait_for_lock`).
-pub fn acquire_worker_lock(spool: &Spool) -> Result<Option<fs::File>> {
-    let lock = wait_for_lock(|| spool.try_lock_worker())?;
-    if let Some(mut lock) = lock.as_ref() {
-        // Who holds it, for people and tests (the lock itself is what proves it alive).
-        use std::io::Write;
-        let _ = lock.set_len(0);
-        let _ = writeln!(lock, "{}", std::process::id());
-    }
-    Ok(lock)
-}
-
-/// Take a spool lock, trying for 200 ms: a foreground call probing whether it is held holds it
-/// for an instant. `None` if someone else really holds it.
-pub fn wait_for_lock(try_lock: impl Fn() -> Result<Option<fs::File>>) -> Result<Option<fs::File>> {
-    for _ in 0..20 {
-        if let Some(lock) = try_lock()? {
-            return Ok(Some(lock));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(None)
-}
-
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     if !pg_wal.join("archive_status").is_dir() {
         return Err(Error::usage(format!(
@@ -84,7 +60,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let spool = Spool::open(pg_wal, SpoolKind::Push, config.location())?;
     let pg_wal = spool.pg_wal.clone();
     let pg_wal = pg_wal.as_path();
-    let Some(lock) = acquire_worker_lock(&spool)? else {
+    let Some(lock) = spool.acquire_worker_lock()? else {
         return Ok(()); // another worker is at it
     };
     spool.remove_temporaries();
