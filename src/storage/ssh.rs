@@ -238,6 +238,7 @@ impl Storage for SshStorage {
                         full.display()
                     )));
                 }
+                Some(s) if s.is_dir() => return Ok(()),
                 // a symlinked directory is a directory: stat follows it
                 Some(_) if self.stat(&full)?.is_some_and(|s| s.is_dir()) => return Ok(()),
                 Some(_) => {
