@@ -715,9 +715,12 @@ mod tests {
         // An empty frame with the checksum flag, then every byte in a frame without it: decoding
         // past the first frame would hand over bytes that no checksum covered.
         let p = pushed(Compression::Zstd);
-        let mut checked_empty = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
-        checked_empty.include_checksum(true).unwrap();
-        let mut payload = checked_empty.finish().unwrap();
+        let mut payload = Compression::Zstd
+            .stream_encoder(Vec::new(), 1, 1)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(Compression::Zstd.payload_checks_itself(&payload));
         payload.extend(zstd::encode_all(&p.original[..], 1).unwrap());
         let header = ObjectHeader {
             payload_digest: Some(payload_digest(&payload)),
