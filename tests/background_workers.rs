@@ -74,11 +74,12 @@ impl Env {
 
     /// What PostgreSQL's archiver does for one file: call, and on exit 0 mark it done.
     fn archive(&self, name: &str) -> (i32, String) {
-        let r = run(self
-            .cmd()
-            .arg("push")
-            .arg(format!("pg_wal/{name}"))
-            .arg(name));
+        self.archive_with(self.cmd(), name)
+    }
+
+    /// `archive`, with the call's options (repository, worker settings) given by `cmd`.
+    fn archive_with(&self, mut cmd: Command, name: &str) -> (i32, String) {
+        let r = run(cmd.arg("push").arg(format!("pg_wal/{name}")).arg(name));
         if r.0 == 0 {
             let st = self.pg_wal.join("archive_status");
             fs::rename(
@@ -158,17 +159,25 @@ impl Env {
 fn the_push_ahead_worker_archives_the_backlog_and_each_call_takes_its_acknowledgement() {
     let env = Env::new(12);
     let mut by_worker = 0;
+    let mut workers = Vec::new();
     for i in 1..=12 {
         let (code, err) = env.archive(&seg(i));
         assert_eq!(code, 0, "{err}");
         if err.contains("by the push-ahead worker") {
             by_worker += 1;
         }
+        workers.extend(env.worker_pid("push-"));
     }
     assert!(
         by_worker >= 11,
         "only {by_worker} of 12 calls were served by the worker"
     );
+    // Regression: between a call taking its acknowledgement and PostgreSQL renaming the `.ready`,
+    // the worker pushed the file again (hashing it for nothing) and left an acknowledgement
+    // nobody took, which then made it stop as if PostgreSQL archived elsewhere. One worker
+    // serves the whole backlog.
+    workers.dedup();
+    assert_eq!(workers.len(), 1, "workers: {workers:?}");
     env.assert_archive_complete(12);
     env.wait_workers_gone("push-");
     // acknowledgements do not pile up
@@ -180,6 +189,98 @@ fn the_push_ahead_worker_archives_the_backlog_and_each_call_takes_its_acknowledg
         .filter(|n| n.to_string_lossy().ends_with(".ok"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Regression: after archive_command moved to another repository, the old repository's
+/// push-ahead worker went on pushing every new `.ready` file into the old repository until it had
+/// nothing to do for `worker_idle_timeout`, which on a busy primary is never: twice the work, and
+/// writes into a repository the DBA had moved away from. bench/run.sh showed it (the local line's
+/// worker hashed the whole corpus again while the SSH line was being timed). The worker must stop
+/// once PostgreSQL marks a file archived without taking that worker's acknowledgement.
+#[test]
+fn regression_a_push_ahead_worker_stops_once_postgresql_archives_elsewhere() {
+    let env = Env::new(12);
+    let new_repo = env.root.join("new-repo");
+    fs::create_dir(&new_repo).unwrap();
+    let old_calls = || {
+        let mut c = walship();
+        c.arg("--repo")
+            .arg(&env.repo)
+            .args(["--worker-idle-timeout", "60"])
+            .current_dir(env.root.join("pgdata"));
+        c
+    };
+    let new_calls = || {
+        let mut c = walship();
+        c.arg("--repo")
+            .arg(&new_repo)
+            .args(["--push-ahead", "0"])
+            .current_dir(env.root.join("pgdata"));
+        c
+    };
+    for i in 1..=4 {
+        let (code, err) = env.archive_with(old_calls(), &seg(i));
+        assert_eq!(code, 0, "{err}");
+    }
+    let old_worker = env.worker_pid("push-").unwrap_or_else(|| {
+        panic!(
+            "the old repository's worker does not run: {:?}",
+            env.spool_dirs("push-")
+                .iter()
+                .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
+                .collect::<Vec<_>>()
+        )
+    });
+    // archive_command now names the new repository
+    for i in 5..=12 {
+        let (code, err) = env.archive_with(new_calls(), &seg(i));
+        assert_eq!(code, 0, "{err}");
+    }
+    let start = Instant::now();
+    while env.worker_pid("push-") == Some(old_worker) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the old repository's worker still runs 10 s after PostgreSQL archived elsewhere"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = env
+        .spool_dirs("push-")
+        .iter()
+        .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        log.contains("without taking this worker's acknowledgement"),
+        "the worker did not say why it stopped: {log}"
+    );
+    // new WAL goes to the new repository only
+    for i in 13..=16 {
+        write_segment(&env.pg_wal, &seg(i), SYSID, i);
+        fs::write(
+            env.pg_wal.join(format!("archive_status/{}.ready", seg(i))),
+            "",
+        )
+        .unwrap();
+        let (code, err) = env.archive_with(new_calls(), &seg(i));
+        assert_eq!(code, 0, "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let in_old: Vec<String> = names_below(&env.repo)
+        .into_iter()
+        .filter(|n| (13..=16).any(|i| n.ends_with(&seg(i))))
+        .collect();
+    assert!(
+        in_old.is_empty(),
+        "pushed into the old repository: {in_old:?}"
+    );
+    assert_eq!(env.worker_pid("push-"), None);
+    for i in 1..=4 {
+        assert!(
+            names_below(&env.repo).iter().any(|n| n.ends_with(&seg(i))),
+            "{} missing from the old repository",
+            seg(i)
+        );
+    }
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //! Nothing here weakens the push contract: a worker killed at any point leaves at worst a
 //! temporary file (never a published partial object, see FORMAT.md) and a missing
 //! acknowledgement, and the foreground call then pushes the file itself. The worker exits after
-//! `worker_idle_timeout` without work.
+//! `worker_idle_timeout` without work, and as soon as PostgreSQL marks a file archived without
+//! taking this worker's acknowledgement for it: archive_command then names another repository
+//! (or gave up waiting), and pushing on would double the work and keep writing into a repository
+//! the DBA has moved away from.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -32,6 +35,12 @@ use crate::transfer::{PushOptions, PushOutcome, push_file};
 const SCAN_INTERVAL: Duration = Duration::from_millis(10);
 /// A file whose acknowledgement could not be written is pushed again after this long.
 const ACK_RETRY: Duration = Duration::from_secs(10);
+/// A file acknowledged and taken is not pushed again while its `.ready` lingers this long: a call
+/// takes its acknowledgement and exits 0, and only then does PostgreSQL rename the `.ready`.
+/// Pushing it again in between would hash the file once more for nothing, and leave an
+/// acknowledgement that nobody takes. After this long (PostgreSQL restarted before the rename?)
+/// the file is pushed again (found already archived) so that the next call is answered.
+const ACK_TAKEN_GRACE: Duration = Duration::from_secs(2);
 
 /// The `.ready` files of `pg_wal/archive_status`, in the order PostgreSQL archives them.
 pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
@@ -78,8 +87,8 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         Pool::new(
             threads,
             move |conn: &mut Option<(Repository, Identity)>, name: WalFileName| {
-                let acked = push_one(&config, &spool, &opts, conn, &name);
-                (name.as_str().to_string(), acked)
+                let ack = push_one(&config, &spool, &opts, conn, &name);
+                (name.as_str().to_string(), ack)
             },
         )
     };
@@ -87,16 +96,23 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let mut in_flight: HashSet<String> = HashSet::new();
     // Files whose acknowledgement could not be written (pg_wal full?): not retried at once.
     let mut unacked: HashMap<String, Instant> = HashMap::new();
+    // Files this worker acknowledged whose `.ready` was still there at the last scan: when, and
+    // whether the acknowledgement said done.
+    let mut acked: HashMap<String, (Instant, bool)> = HashMap::new();
     let mut last_work = Instant::now();
     loop {
         for done in pool.finished() {
-            settle(done, &mut in_flight, &mut unacked);
+            settle(done, &mut in_flight, &mut unacked, &mut acked);
         }
         unacked.retain(|_, at| at.elapsed() < ACK_RETRY);
+        // archive_status before the spool: a call takes its acknowledgement before it exits 0,
+        // and PostgreSQL removes the `.ready` only after that, so an acknowledgement seen after
+        // its `.ready` vanished was never taken.
         let ready = ready_files(pg_wal);
         // Acknowledgements whose .ready is gone were taken, or PostgreSQL archived the file
         // another way: nobody will ask for them again.
         let ready_names: HashSet<&str> = ready.iter().map(|n| n.as_str()).collect();
+        let mut archived_elsewhere = None;
         for entry in spool.entries() {
             if let Some(n) = entry
                 .strip_suffix(".ok")
@@ -104,8 +120,21 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
                 && !ready_names.contains(n)
                 && !in_flight.contains(n)
             {
+                if acked.contains_key(n) {
+                    archived_elsewhere = Some(n.to_string());
+                }
                 let _ = fs::remove_file(spool.dir.join(&entry));
             }
+        }
+        acked.retain(|n, _| ready_names.contains(n.as_str()));
+        if let Some(name) = archived_elsewhere {
+            crate::log_line!(
+                "walship push-ahead: {name} was marked archived without taking this worker's \
+                 acknowledgement: archive_command no longer pushes to {} (or stopped waiting \
+                 for this worker). Stopping; the next call to this repository starts a worker again.",
+                config.location()
+            );
+            break;
         }
         // Keep the queue short so the oldest files always go first.
         for name in ready {
@@ -114,6 +143,9 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             }
             if in_flight.contains(name.as_str())
                 || unacked.contains_key(name.as_str())
+                || acked
+                    .get(name.as_str())
+                    .is_some_and(|(at, done)| *done && at.elapsed() < ACK_TAKEN_GRACE)
                 || spool.has_ack(name.as_str())
             {
                 continue;
@@ -130,7 +162,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             break;
         }
         if let Some(done) = pool.wait_done(SCAN_INTERVAL) {
-            settle(done, &mut in_flight, &mut unacked);
+            settle(done, &mut in_flight, &mut unacked, &mut acked);
         }
     }
     pool.close();
@@ -139,17 +171,36 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
 
 /// Book-keeping for a finished push.
 fn settle(
-    (name, acked): (String, bool),
+    (name, ack): (String, AckWritten),
     in_flight: &mut HashSet<String>,
     unacked: &mut HashMap<String, Instant>,
+    acked: &mut HashMap<String, (Instant, bool)>,
 ) {
     in_flight.remove(&name);
-    if !acked {
-        unacked.insert(name, Instant::now());
+    match ack {
+        AckWritten::Done => {
+            acked.insert(name, (Instant::now(), true));
+        }
+        AckWritten::Failed => {
+            acked.insert(name, (Instant::now(), false));
+        }
+        AckWritten::No => {
+            unacked.insert(name, Instant::now());
+        }
     }
 }
 
-/// Push one file and acknowledge it; false if the acknowledgement could not be written. A connection that failed is dropped and made again for the
+/// What a push left in the spool for the call that asks for the file.
+enum AckWritten {
+    /// "Durable in the repository."
+    Done,
+    /// The error, for the call to report (the call is retried, so the file is pushed again).
+    Failed,
+    /// Nothing: the acknowledgement could not be written.
+    No,
+}
+
+/// Push one file and acknowledge it. A connection that failed is dropped and made again for the
 /// next file.
 fn push_one(
     config: &Config,
@@ -157,7 +208,7 @@ fn push_one(
     opts: &PushOptions,
     conn: &mut Option<(Repository, Identity)>,
     name: &WalFileName,
-) -> bool {
+) -> AckWritten {
     let path = spool.pg_wal.join(name.as_str());
     let result = (|| -> Result<(SourceStamp, String)> {
         let stamp = SourceStamp::of(&path)?;
@@ -182,21 +233,30 @@ fn push_one(
         };
         Ok((stamp, summary))
     })();
-    let acked = match result {
-        Ok((stamp, summary)) => spool.ack_ok(name.as_str(), &stamp, &summary),
+    let (written, kind) = match result {
+        Ok((stamp, summary)) => (
+            spool.ack_ok(name.as_str(), &stamp, &summary),
+            AckWritten::Done,
+        ),
         Err(e) => {
             if e.kind == Kind::Unavailable {
                 *conn = None;
             }
             crate::log_line!("walship push-ahead: {}: ERROR: {e}", name.as_str());
-            spool.ack_error(name.as_str(), e.exit_code(), &e.to_string())
+            (
+                spool.ack_error(name.as_str(), e.exit_code(), &e.to_string()),
+                AckWritten::Failed,
+            )
         }
     };
-    if let Err(e) = &acked {
-        crate::log_line!(
-            "walship push-ahead: {}: cannot write the acknowledgement: {e}",
-            name.as_str()
-        );
+    match written {
+        Ok(()) => kind,
+        Err(e) => {
+            crate::log_line!(
+                "walship push-ahead: {}: cannot write the acknowledgement: {e}",
+                name.as_str()
+            );
+            AckWritten::No
+        }
     }
-    acked.is_ok()
 }
