@@ -31,8 +31,15 @@ use crate::repo::{Identity, Repository};
 use crate::spool::{SourceStamp, Spool, SpoolKind};
 use crate::transfer::{PushOptions, PushOutcome, push_file};
 
-/// How often the worker looks at archive_status when it has nothing in flight.
+/// How often the worker looks at archive_status when it has nothing in flight: often while WAL
+/// flows (a call waits for the worker to notice its file), ...
 const SCAN_INTERVAL: Duration = Duration::from_millis(10);
+/// ... and less often once nothing has come for `QUIET_AFTER`: a worker on a primary that writes
+/// a segment now and then lives on between them, and scanning a large archive_status 100 times a
+/// second cost it 2 % of a core (measured: 39 ticks in 20 s with 65 entries). The first file
+/// after a quiet spell waits at most this much longer.
+const QUIET_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// A file whose acknowledgement could not be written is pushed again after this long.
 const ACK_RETRY: Duration = Duration::from_secs(10);
 /// A file acknowledged and taken is not pushed again while its `.ready` lingers this long: a call
@@ -161,7 +168,12 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         if !spool.still_owns(&lock) {
             break;
         }
-        if let Some(done) = pool.wait_done(SCAN_INTERVAL) {
+        let interval = if last_work.elapsed() < QUIET_AFTER {
+            SCAN_INTERVAL
+        } else {
+            QUIET_SCAN_INTERVAL
+        };
+        if let Some(done) = pool.wait_done(interval) {
             settle(done, &mut in_flight, &mut unacked, &mut acked);
         }
     }
