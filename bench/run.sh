@@ -51,7 +51,10 @@ grep -q 'push walship-ssh' "$SCRATCH/peers.sh" || { echo "could not add the SSH 
 TSVS=()
 for ((round = 1; round <= ROUNDS; round++)); do
     echo "## round $round of $ROUNDS"
-    WALSHIP_CONFIG=/dev/null WALSHIP_BIN=$BIN bash "$SCRATCH/peers.sh"
+    # The worker idles 30 s by default; peers.sh's wait_quiet does not see it (its command line
+    # names pg_wal, not the line's work directory), so it would still be polling during the
+    # next lines. 1 s lets it go before the next line starts, as pgBackRest's async helper does.
+    WALSHIP_CONFIG=/dev/null WALSHIP_WORKER_IDLE_TIMEOUT=1 WALSHIP_BIN=$BIN bash "$SCRATCH/peers.sh"
     TSVS+=("$(ls -t /srv/walship-bench/results/peers-*.tsv | head -1)")
 done
 
