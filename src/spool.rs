@@ -195,11 +195,6 @@ impl Spool {
         self.write_atomic(&format!("{name}.error"), &format!("{exit_code}\n{message}"))
     }
 
-    pub fn has_ack(&self, name: &str) -> bool {
-        self.dir.join(format!("{name}.ok")).exists()
-            || self.dir.join(format!("{name}.error")).exists()
-    }
-
     /// Take (read and remove) the acknowledgement for `name`, if there is one that belongs to
     /// this exact source file. An acknowledgement for another file of the same name (the stamp
     /// differs) is removed and ignored.

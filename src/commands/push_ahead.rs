@@ -42,18 +42,29 @@ const QUIET_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// A file whose acknowledgement could not be written is pushed again after this long.
 const ACK_RETRY: Duration = Duration::from_secs(10);
-/// A file acknowledged and taken is not pushed again while its `.ready` lingers this long: a call
-/// takes its acknowledgement and exits 0, and only then does PostgreSQL rename the `.ready`.
-/// Pushing it again in between would hash the file once more for nothing, and leave an
-/// acknowledgement that nobody takes. After this long (PostgreSQL restarted before the rename?)
-/// the file is pushed again (found already archived) so that the next call is answered.
+/// A file whose "done" acknowledgement was taken is not pushed again while its `.ready` lingers
+/// this long after the worker noticed the take: a call takes its acknowledgement and exits 0, and
+/// only then does PostgreSQL rename the `.ready` (after fsyncs, or after the next command of an
+/// `A && B` archive_command). Pushing it again in between would hash the file once more for
+/// nothing. After this long (PostgreSQL restarted before the rename? it retries?) the file is
+/// pushed again, found already archived, so that the next call is answered.
 const ACK_TAKEN_GRACE: Duration = Duration::from_secs(2);
 
+/// What the worker knows of a file it acknowledged, while the file's `.ready` is there.
+struct Acked {
+    /// The acknowledgement said done, not an error.
+    done: bool,
+    /// When a scan first found the acknowledgement gone and the `.ready` still there: a call
+    /// took it, and PostgreSQL has not renamed the `.ready` yet.
+    taken_at: Option<Instant>,
+    /// An acknowledgement of this file was taken before. One written after that (the file pushed
+    /// again) may rightly be left untaken, so it says nothing about where PostgreSQL archives.
+    taken_before: bool,
+}
+
 /// The `.ready` files of `pg_wal/archive_status`, in the order PostgreSQL archives them.
-pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
-    let mut names: Vec<WalFileName> = fs::read_dir(pg_wal.join("archive_status"))
-        .into_iter()
-        .flatten()
+pub fn ready_files(pg_wal: &Path) -> std::io::Result<Vec<WalFileName>> {
+    let mut names: Vec<WalFileName> = fs::read_dir(pg_wal.join("archive_status"))?
         .flatten()
         .filter_map(|e| {
             e.file_name()
@@ -63,7 +74,7 @@ pub fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
         })
         .collect();
     names.sort_by_key(|n| (n.kind() != WalKind::TimelineHistory, n.as_str().to_string()));
-    names
+    Ok(names)
 }
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
@@ -103,9 +114,8 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     let mut in_flight: HashSet<String> = HashSet::new();
     // Files whose acknowledgement could not be written (pg_wal full?): not retried at once.
     let mut unacked: HashMap<String, Instant> = HashMap::new();
-    // Files this worker acknowledged whose `.ready` was still there at the last scan: when, and
-    // whether the acknowledgement said done.
-    let mut acked: HashMap<String, (Instant, bool)> = HashMap::new();
+    // Files this worker acknowledged whose `.ready` was still there at the last scan.
+    let mut acked: HashMap<String, Acked> = HashMap::new();
     let mut last_work = Instant::now();
     loop {
         for done in pool.finished() {
@@ -114,26 +124,45 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         unacked.retain(|_, at| at.elapsed() < ACK_RETRY);
         // archive_status before the spool: a call takes its acknowledgement before it exits 0,
         // and PostgreSQL removes the `.ready` only after that, so an acknowledgement seen after
-        // its `.ready` vanished was never taken.
-        let ready = ready_files(pg_wal);
-        // Acknowledgements whose .ready is gone were taken, or PostgreSQL archived the file
-        // another way: nobody will ask for them again.
+        // its `.ready` vanished was not taken.
+        let ready = match ready_files(pg_wal) {
+            Ok(ready) => ready,
+            Err(e) => {
+                // Not "no .ready files": that would make every acknowledgement look untaken.
+                crate::log_line!(
+                    "walship push-ahead: cannot read {}/archive_status: {e}; stopping (calls push their files themselves)",
+                    pg_wal.display()
+                );
+                break;
+            }
+        };
         let ready_names: HashSet<&str> = ready.iter().map(|n| n.as_str()).collect();
+        let mut acks: HashSet<String> = HashSet::new();
         let mut archived_elsewhere = None;
         for entry in spool.entries() {
-            if let Some(n) = entry
+            let Some(n) = entry
                 .strip_suffix(".ok")
                 .or_else(|| entry.strip_suffix(".error"))
-                && !ready_names.contains(n)
-                && !in_flight.contains(n)
-            {
-                if acked.contains_key(n) {
-                    archived_elsewhere = Some(n.to_string());
-                }
-                let _ = fs::remove_file(spool.dir.join(&entry));
+            else {
+                continue;
+            };
+            if ready_names.contains(n) || in_flight.contains(n) {
+                acks.insert(n.to_string());
+                continue;
             }
+            // Its .ready is gone: nobody will ask for it again.
+            if acked.get(n).is_some_and(|a| !a.taken_before) {
+                archived_elsewhere = Some(n.to_string());
+            }
+            let _ = fs::remove_file(spool.dir.join(&entry));
         }
         acked.retain(|n, _| ready_names.contains(n.as_str()));
+        for (name, a) in acked.iter_mut() {
+            if !acks.contains(name) && !in_flight.contains(name) {
+                a.taken_before = true;
+                a.taken_at.get_or_insert_with(Instant::now);
+            }
+        }
         if let Some(name) = archived_elsewhere {
             crate::log_line!(
                 "walship push-ahead: {name} was marked archived without taking this worker's \
@@ -150,10 +179,10 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             }
             if in_flight.contains(name.as_str())
                 || unacked.contains_key(name.as_str())
-                || acked
-                    .get(name.as_str())
-                    .is_some_and(|(at, done)| *done && at.elapsed() < ACK_TAKEN_GRACE)
-                || spool.has_ack(name.as_str())
+                || acks.contains(name.as_str())
+                || acked.get(name.as_str()).is_some_and(|a| {
+                    a.done && a.taken_at.is_some_and(|at| at.elapsed() < ACK_TAKEN_GRACE)
+                })
             {
                 continue;
             }
@@ -186,20 +215,24 @@ fn settle(
     (name, ack): (String, AckWritten),
     in_flight: &mut HashSet<String>,
     unacked: &mut HashMap<String, Instant>,
-    acked: &mut HashMap<String, (Instant, bool)>,
+    acked: &mut HashMap<String, Acked>,
 ) {
     in_flight.remove(&name);
-    match ack {
-        AckWritten::Done => {
-            acked.insert(name, (Instant::now(), true));
-        }
-        AckWritten::Failed => {
-            acked.insert(name, (Instant::now(), false));
-        }
+    let done = match ack {
+        AckWritten::Done => true,
+        AckWritten::Failed => false,
         AckWritten::No => {
             unacked.insert(name, Instant::now());
+            return;
         }
-    }
+    };
+    let a = acked.entry(name).or_insert(Acked {
+        done,
+        taken_at: None,
+        taken_before: false,
+    });
+    a.done = done;
+    a.taken_at = None;
 }
 
 /// What a push left in the spool for the call that asks for the file.
