@@ -226,13 +226,19 @@ fn settle(
             return;
         }
     };
-    let a = acked.entry(name).or_insert(Acked {
-        done,
-        taken_at: None,
-        taken_before: false,
-    });
-    a.done = done;
-    a.taken_at = None;
+    // A file pushed again keeps `taken_before`: its earlier acknowledgement was taken, so this
+    // one may rightly stay untaken (see `Acked`).
+    acked
+        .entry(name)
+        .and_modify(|a| {
+            a.done = done;
+            a.taken_at = None;
+        })
+        .or_insert(Acked {
+            done,
+            taken_at: None,
+            taken_before: false,
+        });
 }
 
 /// What a push left in the spool for the call that asks for the file.
