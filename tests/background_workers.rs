@@ -225,11 +225,8 @@ fn regression_a_push_ahead_worker_stops_once_postgresql_archives_elsewhere() {
     }
     let old_worker = env.worker_pid("push-").unwrap_or_else(|| {
         panic!(
-            "the old repository's worker does not run: {:?}",
-            env.spool_dirs("push-")
-                .iter()
-                .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
-                .collect::<Vec<_>>()
+            "the old repository's worker does not run: {}",
+            worker_logs(&env.pg_wal, "push-")
         )
     });
     // archive_command now names the new repository
@@ -245,11 +242,7 @@ fn regression_a_push_ahead_worker_stops_once_postgresql_archives_elsewhere() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = env
-        .spool_dirs("push-")
-        .iter()
-        .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
-        .collect::<String>();
+    let log = worker_logs(&env.pg_wal, "push-");
     assert!(
         log.contains("without taking this worker's acknowledgement"),
         "the worker did not say why it stopped: {log}"
@@ -265,13 +258,11 @@ fn regression_a_push_ahead_worker_stops_once_postgresql_archives_elsewhere() {
 
 /// No push-ahead worker of `env` said it stopped because PostgreSQL archived elsewhere.
 fn assert_no_stop_for_archiving_elsewhere(env: &Env) {
-    for d in env.spool_dirs("push-") {
-        let log = fs::read_to_string(d.join("worker.log")).unwrap_or_default();
-        assert!(
-            !log.contains("without taking"),
-            "the worker stopped as if PostgreSQL archived elsewhere: {log}"
-        );
-    }
+    let log = worker_logs(&env.pg_wal, "push-");
+    assert!(
+        !log.contains("without taking"),
+        "the worker stopped as if PostgreSQL archived elsewhere: {log}"
+    );
 }
 
 /// Regression (review of the stop rule): with `archive_command = 'walship push ... && other'`,

@@ -93,14 +93,11 @@ fn primary_and_standby(ws: &Workspace, walship_args: &str, segsize_mb: u32, repo
     );
     // PostgreSQL's archiver takes every acknowledgement, so no worker ever stops as if archiving
     // had moved to another repository.
-    for spool in std::fs::read_dir(primary.data.join("pg_wal/walship")).unwrap() {
-        let worker_log =
-            std::fs::read_to_string(spool.unwrap().path().join("worker.log")).unwrap_or_default();
-        assert!(
-            !worker_log.contains("without taking"),
-            "a push-ahead worker stopped under PostgreSQL's archiver: {worker_log}"
-        );
-    }
+    let worker_log = worker_logs(&primary.data.join("pg_wal"), "push-");
+    assert!(
+        !worker_log.contains("without taking"),
+        "a push-ahead worker stopped under PostgreSQL's archiver: {worker_log}"
+    );
     let log = std::fs::read_to_string(&standby.log).unwrap();
     assert!(
         log.contains("walship: fetched"),

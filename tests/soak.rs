@@ -1,5 +1,6 @@
 //! Issue 3's end-to-end measurements, on real PostgreSQL 15 and a real sshd (ignored by default:
-//! about 7 minutes). Run:
+//! about 7 minutes; the disk needs about twice the WAL it writes free, and says so before the
+//! replay half). Run:
 //!   cargo test --release --test soak -- --ignored --nocapture
 //! Knobs: WALSHIP_SOAK_SECONDS (300), WALSHIP_SOAK_CLIENTS (4), WALSHIP_SOAK_SCALE (20),
 //! WALSHIP_SOAK_INSERT_ROWS (200: each client alternates TPC-B transactions with inserts of this
@@ -83,7 +84,34 @@ fn recover(ws: &Workspace, base: &Path, name: &str, restore_command: &str) -> f6
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
     c.stop().unwrap();
+    // The recovered cluster is as large as the primary was; the next replay needs the space.
+    fs::remove_dir_all(&data).unwrap();
     secs
+}
+
+/// Bytes used below `dir` (allocated blocks, as `du` counts them).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// Bytes free for an unprivileged user on the file system holding `dir`.
+fn disk_free(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df {}: {:?}", dir.display(), out))
 }
 
 #[test]
@@ -212,15 +240,27 @@ fn archiving_over_ssh_keeps_up_with_pgbench_and_recovery_through_walship_keeps_p
 
     // Replay: the same WAL through walship (SSH, prefetch) and through cp from a local directory.
     let plain = ws.mkdir("plain");
-    let segments: Vec<String> = tree(&repo.join("wal"))
+    let segments: Vec<String> = names_below(&repo.join("wal"))
         .into_iter()
-        .filter_map(|(rel, _)| {
-            Path::new(&rel)
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-        })
         .filter(|n| n.len() == 24)
         .collect();
+    // Replay needs the WAL once more uncompressed (for cp) and one recovered cluster at a time,
+    // as large as the primary. A full disk would stop every PostgreSQL on the machine and the
+    // shell with it, so check before writing, and free the primary first.
+    let cluster_bytes = disk_usage(&primary.data);
+    let primary_data = primary.data.clone();
+    drop(primary);
+    fs::remove_dir_all(&primary_data).unwrap();
+    let need = segments.len() as u64 * (16 << 20) + cluster_bytes + (2 << 30);
+    let free = disk_free(ws.path());
+    assert!(
+        free >= need,
+        "the replay half needs {:.1} GiB free ({} segments uncompressed, a {:.1} GiB cluster, 2 GiB to spare) and {:.1} GiB are: shorten WALSHIP_SOAK_SECONDS",
+        need as f64 / (1u64 << 30) as f64,
+        segments.len(),
+        cluster_bytes as f64 / (1u64 << 30) as f64,
+        free as f64 / (1u64 << 30) as f64
+    );
     for s in &segments {
         let (code, err) = run(walship()
             .arg("--config")

@@ -219,6 +219,23 @@ pub fn worker_pid(pg_wal: &Path, prefix: &str) -> Option<i32> {
     None
 }
 
+/// The `worker.log` of every walship spool in `pg_wal` whose name starts with `prefix`, one
+/// after the other (empty when there is none).
+pub fn worker_logs(pg_wal: &Path, prefix: &str) -> String {
+    let mut spools: Vec<_> = fs::read_dir(pg_wal.join("walship"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    spools.sort();
+    spools
+        .iter()
+        .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
+        .collect()
+}
+
 /// Give `path` and everything below it to the PostgreSQL user (the SSH login user in the
 /// tests), when running as root.
 pub fn chown_to_pg_user(ws: &Workspace, path: &Path) {
