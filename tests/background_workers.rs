@@ -91,17 +91,6 @@ impl Env {
         r
     }
 
-    fn spool_dirs(&self, prefix: &str) -> Vec<PathBuf> {
-        fs::read_dir(self.pg_wal.join("walship"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The PID of the live worker of this kind, if any.
     fn worker_pid(&self, prefix: &str) -> Option<i32> {
         worker_pid(&self.pg_wal, prefix)
@@ -182,8 +171,7 @@ fn the_push_ahead_worker_archives_the_backlog_and_each_call_takes_its_acknowledg
     env.assert_archive_complete(12);
     env.wait_workers_gone("push-");
     // acknowledgements do not pile up
-    let left: Vec<_> = env
-        .spool_dirs("push-")
+    let left: Vec<_> = spool_dirs(&env.pg_wal, "push-")
         .iter()
         .flat_map(|d| fs::read_dir(d).unwrap().flatten())
         .map(|e| e.file_name())

@@ -100,20 +100,6 @@ fn disk_usage(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Bytes free for an unprivileged user on the file system holding `dir`.
-fn disk_free(dir: &Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("df {}: {:?}", dir.display(), out))
-}
-
 #[test]
 #[ignore]
 fn archiving_over_ssh_keeps_up_with_pgbench_and_recovery_through_walship_keeps_pace_with_cp() {
@@ -252,7 +238,7 @@ fn archiving_over_ssh_keeps_up_with_pgbench_and_recovery_through_walship_keeps_p
     drop(primary);
     fs::remove_dir_all(&primary_data).unwrap();
     let need = segments.len() as u64 * (16 << 20) + cluster_bytes + (2 << 30);
-    let free = disk_free(ws.path());
+    let free = walship::spool::free_bytes(ws.path()).expect("statvfs of the workspace");
     assert!(
         free >= need,
         "the replay half needs {:.1} GiB free ({} segments uncompressed, a {:.1} GiB cluster, 2 GiB to spare) and {:.1} GiB are: shorten WALSHIP_SOAK_SECONDS",

@@ -201,14 +201,25 @@ pub fn names_below(dir: &Path) -> Vec<String> {
     out
 }
 
-/// The PID of the live walship worker whose spool in `pg_wal` starts with `prefix` ("push-",
-/// "fetch-", or "" for any), read from its lock file while it holds it.
+/// The walship spool directories in `pg_wal` whose names start with `prefix` ("push-",
+/// "fetch-", or "" for any), sorted; none when `pg_wal/walship` does not exist.
+pub fn spool_dirs(pg_wal: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(pg_wal.join("walship"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The PID of the live walship worker whose spool in `pg_wal` starts with `prefix`, read from
+/// its lock file while it holds it.
 pub fn worker_pid(pg_wal: &Path, prefix: &str) -> Option<i32> {
-    for e in fs::read_dir(pg_wal.join("walship")).ok()?.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(prefix) {
-            continue;
-        }
-        let lock = e.path().join("worker.lock");
+    for dir in spool_dirs(pg_wal, prefix) {
+        let lock = dir.join("worker.lock");
         let Ok(f) = fs::File::open(&lock) else {
             continue;
         };
@@ -222,15 +233,7 @@ pub fn worker_pid(pg_wal: &Path, prefix: &str) -> Option<i32> {
 /// The `worker.log` of every walship spool in `pg_wal` whose name starts with `prefix`, one
 /// after the other (empty when there is none).
 pub fn worker_logs(pg_wal: &Path, prefix: &str) -> String {
-    let mut spools: Vec<_> = fs::read_dir(pg_wal.join("walship"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path())
-        .collect();
-    spools.sort();
-    spools
+    spool_dirs(pg_wal, prefix)
         .iter()
         .map(|d| fs::read_to_string(d.join("worker.log")).unwrap_or_default())
         .collect()
