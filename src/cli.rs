@@ -50,6 +50,8 @@ CONFIGURATION
                                                                tables tablespace_map and settings
   pg_bin             (file only)                               /usr/lib/postgresql/<PG_VERSION>/bin
   on_promote         (file only) list of commands              run (sh -c) after a promotion
+  on_failover_refused (file only) list of commands             run when automatic failover
+                                                               refuses to promote this standby
   hook_timeout       (file only)                               30 seconds, then a hook is killed
   smart_timeout      (file only)                               300 seconds a smart promotion waits
                                                                for the archive to be replayed

@@ -39,6 +39,7 @@ pub struct ConfigFile {
     pub pg: Option<String>,
     pub pg_bin: Option<PathBuf>,
     pub on_promote: Option<Vec<String>>,
+    pub on_failover_refused: Option<Vec<String>>,
     pub hook_timeout: Option<u64>,
     pub trigger_file: Option<PathBuf>,
     pub watch_interval: Option<u64>,
@@ -103,6 +104,8 @@ pub struct Config {
     pub pg_bin: Option<PathBuf>,
     /// Commands run (sh -c) after a promotion, in order.
     pub on_promote: Vec<String>,
+    /// Commands run (sh -c) when automatic failover refuses to promote this standby.
+    pub on_failover_refused: Vec<String>,
     /// Seconds a hook (on_promote, fence, witness) may run before it is killed.
     pub hook_timeout: Duration,
     /// The file whose appearance makes `watch` promote.
@@ -208,6 +211,7 @@ impl Config {
             pg: flags.pg.clone().or(file.pg),
             pg_bin: file.pg_bin,
             on_promote: file.on_promote.unwrap_or_default(),
+            on_failover_refused: file.on_failover_refused.unwrap_or_default(),
             hook_timeout: Duration::from_secs(file.hook_timeout.unwrap_or(30)),
             trigger_file: file.trigger_file,
             watch_interval: Duration::from_secs(file.watch_interval.unwrap_or(1).max(1)),

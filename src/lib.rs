@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod hooks;
+pub mod os;
 pub mod pg;
 pub mod pool;
 pub mod progress;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::compress::Compression;
 use crate::error::{Context, Error, Result};
 use crate::hashing::HashPipe;
-use crate::pg::{WalFileName, WalHeader};
+use crate::pg::{WalFileName, WalHeader, WalKind};
 use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
 use crate::repo::{Identity, ObjectHeader, Repository};
 use crate::storage::{Publish, read_full};
@@ -128,6 +128,9 @@ pub fn push_file(
         header_from_wal_dir(dir)?
     };
     check_identity(&header, identity, name.as_str(), &repo.describe())?;
+    if name.kind() == WalKind::Segment {
+        refuse_past_fork(repo, name, identity.wal_segment_size)?;
+    }
 
     if let Some(existing) = repo.object_header(name)? {
         let (len, sha) = hash_file(&mut file, &what)?;
@@ -198,6 +201,29 @@ pub fn push_file(
             ))),
         },
     }
+}
+
+/// The archive's fence (FORMAT.md, "Promotions"): a segment of a timeline that lies wholly past
+/// the point where a newer timeline forked off it was written by a primary that should no
+/// longer exist, a demoted one that came back or a second one. Refused, touching nothing.
+fn refuse_past_fork(repo: &Repository, name: &WalFileName, segment_size: u32) -> Result<()> {
+    let start = name.segment_number(segment_size)? * u64::from(segment_size);
+    let read = |h: &WalFileName| read_small_object(repo, h, 1 << 20);
+    if let Some((newer, switch)) = repo.fork_past(name.timeline(), start, &read)? {
+        return Err(Error::conflict(format!(
+            "{} lies past the point where timeline {newer} forked off timeline {} (at {}): this \
+             server's timeline ended there, and another server was promoted",
+            name.as_str(),
+            name.timeline(),
+            crate::pg::timeline::format_lsn(switch)
+        ))
+        .with_hint(
+            "This server must not run as a primary any more: stop it and make it a standby of \
+             the new primary (walship rejoin). Its WAL past the fork is kept in its pg_wal, \
+             nothing was written to the repository.",
+        ));
+    }
+    Ok(())
 }
 
 fn compare_existing(

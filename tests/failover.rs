@@ -266,7 +266,8 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     assert!(!fenced.exists(), "nothing was fenced: {text}");
     assert_eq!(s.psql("SELECT pg_is_in_recovery()").unwrap(), "t");
 
-    // another node already decided the promotion to timeline 2: this standby must not follow
+    // another node already decided the promotion to timeline 2 (a record of the earlier
+    // format, named after the new timeline): this standby must not follow
     fs::create_dir_all(repo.join("promotions")).unwrap();
     fs::write(
         repo.join("promotions/00000002.toml"),
@@ -277,7 +278,9 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     let (code, text) = output(walship_for(&ws, &cfg, &s.data).args(["promote", "--fast"]));
     assert_eq!(code, 4, "{text}");
     assert!(
-        text.contains("timeline 2 was already promoted: /srv/pg on elsewhere"),
+        text.contains(
+            "/srv/pg on elsewhere (automatic failover) already decided a promotion off timeline 1"
+        ),
         "{text}"
     );
     assert_eq!(
@@ -287,11 +290,14 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
     );
 
     // a watcher killed after recording its decision and before promoting: the record is its
-    // own (this host, this data directory), so the restarted watcher goes on and promotes
+    // own (this data directory's node id), so the restarted watcher goes on and promotes
+    fs::remove_file(repo.join("promotions/00000002.toml")).unwrap();
+    let node_id = fs::read_to_string(s.data.join("pg_wal/walship/node-id")).unwrap();
+    let node_id = node_id.lines().next().unwrap();
     fs::write(
-        repo.join("promotions/00000002.toml"),
+        repo.join("promotions/off-00000001.toml"),
         format!(
-            "new_timeline = 2\nhost = \"{}\"\npgdata = \"{}\"\nreason = \"trigger file\"\ndecided_at = 1\n",
+            "new_timeline = 2\nfrom_timeline = 1\nnode_id = \"{node_id}\"\nhost = \"{}\"\npgdata = \"{}\"\nreason = \"trigger file\"\ndecided_at = 1\n",
             walship::repo::lock::hostname(),
             s.data.display()
         ),

@@ -655,3 +655,50 @@ fn regression_a_log_on_a_full_disk_does_not_turn_a_failure_into_an_abort() {
         Some(2)
     );
 }
+
+#[test]
+fn regression_a_demoted_primary_cannot_archive_past_the_fork_of_a_newer_timeline() {
+    let env = Env::new();
+    let seg = |n: u32| format!("000000010000000000000{n:03X}");
+    for n in 1..=6 {
+        fs::write(
+            env.pg_wal.join(seg(n)),
+            segment_bytes(&seg(n), SYSID, MIB, n.into()),
+        )
+        .unwrap();
+    }
+    for n in 1..=2 {
+        let (code, err) = env.push(&seg(n));
+        assert_eq!(code, 0, "{err}");
+    }
+    // a standby was promoted to timeline 2 at 0/380000, inside segment 3 (1 MiB segments)
+    fs::write(
+        env.pg_wal.join("00000002.history"),
+        "1\t0/380000\tno recovery target specified\n",
+    )
+    .unwrap();
+    let (code, err) = env.push("00000002.history");
+    assert_eq!(code, 0, "{err}");
+    // the old primary comes back: what precedes the fork (and the segment holding it) is
+    // still its own timeline's past; everything after is refused, touching nothing
+    let (code, err) = env.push(&seg(3));
+    assert_eq!(code, 0, "{err}");
+    for n in [4, 6] {
+        let (code, err) = env.push(&seg(n));
+        assert_eq!(code, 4, "{err}");
+        assert!(
+            err.contains("forked off timeline 1 (at 0/380000)") && err.contains("walship rejoin"),
+            "{err}"
+        );
+        assert!(!env.object(&seg(n)).exists());
+    }
+    // the new timeline's own segments are welcome
+    let t2 = "000000020000000000000004";
+    fs::write(env.pg_wal.join(t2), segment_bytes(t2, SYSID, MIB, 9)).unwrap();
+    let (code, err) = env.push(t2);
+    assert_eq!(code, 0, "{err}");
+    // a damaged history file fences instead of opening the gate
+    fs::create_dir_all(env.repo.join("wal/history")).unwrap();
+    let (code, err) = env.push(&seg(5));
+    assert_eq!(code, 4, "{err}");
+}

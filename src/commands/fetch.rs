@@ -100,6 +100,20 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
                 String::new()
             };
             match mode {
+                RecoveryMode::Standby
+                    if name.ends_with(".history")
+                        && super::promote::promotion_under_way(&pgdata).is_some() =>
+                {
+                    // PostgreSQL chooses its new timeline from the history files it finds: an
+                    // error read as "absent" could make it pick a number already archived.
+                    e.message = format!(
+                        "{}{tries}; stopping the promotion on purpose (exit 254): PostgreSQL \
+                         would read this as \"no such timeline\" and could choose a timeline \
+                         that is already archived",
+                        e.message
+                    );
+                    e.abort_recovery = true;
+                }
                 RecoveryMode::Standby => {
                     e.message = format!("{}{tries}; the standby will ask again", e.message);
                 }

@@ -15,6 +15,7 @@ pub mod rejoin;
 pub mod restore;
 pub mod status;
 pub mod switchover;
+pub mod trigger;
 pub mod verify;
 pub mod watch;
 

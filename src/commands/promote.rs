@@ -1,8 +1,15 @@
-//! `walship promote`: make this standby a primary now, and the promotion procedure `watch` uses
-//! too: refuse on a primary; record the decision in the repository (one promotion per new
-//! timeline, see repo/promotion.rs); for a smart promotion wait until every archived segment is
-//! replayed, for a fast one stop restoring; pg_promote(); wait until the server accepts writes;
-//! run the `on_promote` hooks.
+//! `walship promote`: make this standby a primary now, and the promotion procedure `watch` and
+//! `switchover` use too. In order:
+//! 1. refuse on a primary; find the timeline the standby replays (the one it promotes off);
+//! 2. automatic failover only: replay the whole archive first, and refuse (publishing nothing)
+//!    when replay cannot reach its end: a primary without committed transactions that are in the
+//!    archive is worse than no failover;
+//! 3. refuse when the repository knows a newer timeline or another node's decision to leave
+//!    this timeline; publish the decision (`promotions/off-T.toml`, one per branch point, see
+//!    repo/promotion.rs); a person's smart promotion replays the archive now;
+//! 4. check the repository again, mark the promotion for `fetch` (tied to this process and this
+//!    postmaster, so a marker left by a killed walship is recognised as stale), pg_promote();
+//! 5. check that PostgreSQL chose the timeline the record names, then run the `on_promote` hooks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,14 +20,18 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::run_hook;
 use crate::pg::client::PgClient;
-use crate::pg::server::LocalServer;
+use crate::pg::server::{LocalServer, Postmaster};
+use crate::pg::timeline::format_lsn;
+use crate::pg::walname::segment_name;
 use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::parse_lsn;
 use crate::repo::lock::{hostname, now};
 use crate::repo::promotion::PromotionRecord;
 
-/// The marker that tells `walship fetch` a fast promotion is under way: restore no more segments.
-pub const FAST_MARKER: &str = "pg_wal/walship/promote-fast";
+/// The marker that tells `walship fetch` a promotion is under way (FORMAT.md is not concerned:
+/// it lives in the data directory): `MODE WALSHIP_PID WALSHIP_START POSTMASTER_PID
+/// POSTMASTER_START`.
+pub const PROMOTION_MARKER: &str = "pg_wal/walship/promoting";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -35,13 +46,35 @@ pub struct PromoteArgs {
     /// Promote now, without replaying the rest of the archive first (default: smart)
     #[arg(long)]
     pub fast: bool,
+    /// Promote even when the archive cannot be replayed to its end or the repository says
+    /// another server was promoted (the message says what is lost or at risk)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Who asks for a promotion, which decides what may be overridden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// `watch` failing over by itself: every check must pass, the record is required.
+    Automatic,
+    /// A person (`promote`, a trigger file, `switchover`): goes on when the repository cannot
+    /// be reached, with a warning.
+    Person,
+    /// A person with `--force`: every refusal becomes a warning.
+    PersonForcing,
 }
 
 pub fn run(config: &Config, args: &PromoteArgs) -> Result<()> {
     let pgdata = pgdata_of(config);
-    let server = LocalServer::open(&pgdata, config.pg_bin.as_deref())?;
+    let server =
+        LocalServer::open(&pgdata, config.pg_bin.as_deref())?.with_pg(config.pg.as_deref());
     let mode = if args.fast { Mode::Fast } else { Mode::Smart };
-    promote(config, &server, mode, "walship promote", false).map(|_| ())
+    let asker = if args.force {
+        Asker::PersonForcing
+    } else {
+        Asker::Person
+    };
+    promote(config, &server, mode, "walship promote", asker).map(|_| ())
 }
 
 /// The data directory: `pgdata`, else the working directory.
@@ -49,15 +82,32 @@ pub fn pgdata_of(config: &Config) -> PathBuf {
     config.pgdata.clone().unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Promote the standby `server`; returns its new timeline. With `decision_required` (automatic
-/// failover) the promotion record must be published first; a person's `promote` goes ahead
-/// with a warning when the repository cannot be reached.
+/// Where a standby's replay is: the timeline it replays (and would promote off) and the
+/// position. The timeline is the newest of the last restartpoint's, the minimum recovery
+/// point's and the one the WAL receiver streams: pg_walfile_name() cannot be asked in recovery.
+pub fn replay_position(client: &PgClient) -> Result<(u32, u64)> {
+    let r = client.row(
+        "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), \
+         (SELECT timeline_id FROM pg_control_checkpoint()), \
+         (SELECT min_recovery_end_timeline FROM pg_control_recovery()), \
+         coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0)",
+        4,
+    )?;
+    let timeline = r[1..]
+        .iter()
+        .filter_map(|t| t.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((timeline, parse_lsn(&r[0]).unwrap_or(0)))
+}
+
+/// Promote the standby `server`; returns its new timeline.
 pub fn promote(
     config: &Config,
     server: &LocalServer,
     mode: Mode,
     reason: &str,
-    decision_required: bool,
+    asker: Asker,
 ) -> Result<u32> {
     let started = Instant::now();
     if server.running_pid().is_none() {
@@ -74,24 +124,30 @@ pub fn promote(
             server.pgdata.display()
         )));
     }
-    record_decision(config, server, reason, decision_required)?;
-    match mode {
-        Mode::Smart => replay_archive(config, &client)?,
-        Mode::Fast => {
-            let marker = server.pgdata.join(FAST_MARKER);
-            if let Some(dir) = marker.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            }
-            std::fs::write(&marker, "")
-                .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
-            crate::log_line!(
-                "walship: fast promotion: segments not replayed yet will not be restored"
-            );
-        }
+    let node_id = server.node_id()?;
+    if asker == Asker::Automatic {
+        // Before deciding: a standby that cannot replay the archive must leave the branch point
+        // to one that can.
+        replay_archive(config, &client, asker)?;
+    }
+    let (timeline, replay_lsn) = replay_position(&client)?;
+    let decided = record_decision(
+        config, server, &node_id, timeline, replay_lsn, reason, asker,
+    )?;
+    if asker != Asker::Automatic && mode == Mode::Smart {
+        replay_archive(config, &client, asker)?;
+    }
+    if decided {
+        // The last look before the point of no return: nothing newer may have appeared while
+        // the archive was replayed.
+        check_blockers(config, &node_id, timeline, asker)?;
+    }
+    let marker = PromotionMarker::write(server, mode)?;
+    if mode == Mode::Fast {
+        crate::log_line!("walship: fast promotion: segments not replayed yet will not be restored");
     }
     let promoted = client.row("SELECT pg_promote(true, 120)", 1);
-    let _ = std::fs::remove_file(server.pgdata.join(FAST_MARKER));
+    marker.remove();
     if promoted?[0] != "t" {
         return Err(Error::unavailable(format!(
             "{} did not finish promoting within 120 s",
@@ -100,90 +156,148 @@ pub fn promote(
         .with_hint("See the PostgreSQL log; the promotion may still complete."));
     }
     let current = client.row("SELECT pg_walfile_name(pg_current_wal_lsn())", 1)?[0].clone();
-    let timeline = WalFileName::parse(&current)
+    let new_timeline = WalFileName::parse(&current)
         .map(|n| n.timeline())
         .unwrap_or(0);
+    if decided && new_timeline != timeline + 1 {
+        return Err(Error::conflict(format!(
+            "{} was promoted to timeline {new_timeline}, but its promotion record says timeline {}: \
+             another timeline entered the archive while it promoted",
+            server.pgdata.display(),
+            timeline + 1
+        ))
+        .with_hint(
+            "Check now that no other server is a primary (walship status lists the repository's \
+             timelines and promotion records). If another one is, stop this one and rejoin it \
+             as a standby (walship rejoin); if not, this server is the only primary and its \
+             archiving goes on normally.",
+        ));
+    }
     crate::log_line!(
-        "walship: promoted {}: a primary on timeline {timeline}, accepting writes ({:.1} s)",
+        "walship: promoted {}: a primary on timeline {new_timeline}, accepting writes ({:.1} s)",
         server.pgdata.display(),
         started.elapsed().as_secs_f64()
     );
-    run_on_promote(config, &server.pgdata, timeline, reason);
-    Ok(timeline)
+    run_on_promote(config, &server.pgdata, new_timeline, reason);
+    Ok(new_timeline)
 }
 
-/// Publish the promotion record. Someone else's record for the same new timeline means another
-/// standby was promoted off this one's timeline: promoting too would make two primaries.
+/// Refuse (or, for a forcing person, warn) when the repository forbids promoting off `timeline`.
+fn check_blockers(config: &Config, node_id: &str, timeline: u32, asker: Asker) -> Result<()> {
+    let found = config
+        .open_repository()
+        .and_then(|repo| repo.promotion_blocker(timeline, node_id));
+    match (found, asker) {
+        (Ok(None), _) => Ok(()),
+        (Ok(Some(why)), Asker::PersonForcing) => {
+            crate::log_line!("walship: WARNING: {why}; promoting anyway (--force)");
+            Ok(())
+        }
+        (Ok(Some(why)), _) => Err(Error::conflict(format!("not promoting: {why}")).with_hint(
+            "Promoting this standby too would make two primaries. Make it a standby of the new \
+             primary (walship rejoin) instead. If you know the other promotion never happened \
+             (walship status shows the records), walship promote --force overrides this.",
+        )),
+        (Err(e), Asker::Automatic) => Err(e.context("automatic failover needs the repository")),
+        (Err(e), _) => {
+            crate::log_line!(
+                "walship: WARNING: could not check the repository before promoting ({e}); promoting anyway, as asked"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Publish the promotion record keyed on `timeline`, the one this standby leaves. `Ok(true)`:
+/// the decision is recorded (ours); `Ok(false)`: a person promotes without a record (the
+/// repository cannot be reached, or --force over someone else's record).
 fn record_decision(
     config: &Config,
     server: &LocalServer,
+    node_id: &str,
+    timeline: u32,
+    replay_lsn: u64,
     reason: &str,
-    required: bool,
-) -> Result<()> {
-    let attempt = (|| {
-        let repo = config.open_repository()?;
-        let record = PromotionRecord {
-            new_timeline: repo.newest_timeline()? + 1,
-            host: hostname(),
-            pgdata: server.pgdata.display().to_string(),
-            reason: reason.to_string(),
-            decided_at: now(),
-        };
-        Ok::<_, Error>((repo.record_promotion(&record)?, record))
-    })();
-    match attempt {
-        Ok((None, record)) => {
+    asker: Asker,
+) -> Result<bool> {
+    if timeline == 0 {
+        return Err(Error::unavailable(format!(
+            "cannot tell which timeline {} replays",
+            server.pgdata.display()
+        )));
+    }
+    check_blockers(config, node_id, timeline, asker)?;
+    let record = PromotionRecord {
+        new_timeline: timeline + 1,
+        from_timeline: Some(timeline),
+        replay_lsn: Some(format_lsn(replay_lsn)),
+        node_id: Some(node_id.to_string()),
+        host: hostname(),
+        pgdata: server.pgdata.display().to_string(),
+        reason: reason.to_string(),
+        decided_at: now(),
+    };
+    let published = config
+        .open_repository()
+        .and_then(|repo| repo.record_promotion(&record));
+    match published {
+        Ok(None) => {
             crate::log_line!(
-                "walship: recorded the promotion to timeline {} in the repository",
-                record.new_timeline
+                "walship: recorded the promotion off timeline {timeline} (to timeline {}) in the repository",
+                timeline + 1
             );
-            Ok(())
+            Ok(true)
         }
-        Ok((Some(existing), record))
-            if existing.host == record.host && existing.pgdata == record.pgdata =>
-        {
+        Ok(Some(existing)) if existing.is_from(node_id) => {
             // Our own record: a watcher restarted in the middle of its promotion.
             crate::log_line!(
-                "walship: the promotion to timeline {} was decided here before; going on",
-                record.new_timeline
+                "walship: the promotion off timeline {timeline} was decided here before; going on"
             );
-            Ok(())
+            Ok(true)
         }
-        Ok((Some(existing), _)) => Err(Error::conflict(format!(
-            "timeline {} was already promoted: {} on {} ({}) decided it {} s ago",
-            existing.new_timeline,
-            existing.pgdata,
-            existing.host,
-            existing.reason,
-            now() - existing.decided_at
-        ))
-        .with_hint(
-            "Promoting this standby too would make two primaries. Make it a standby of the new \
-             primary (walship rejoin) instead.",
-        )),
-        Err(e) if !required => {
+        Ok(Some(existing)) => {
+            let why = format!(
+                "{} on {} ({}) already decided the promotion off timeline {timeline} {} s ago",
+                existing.pgdata,
+                existing.host,
+                existing.reason,
+                now() - existing.decided_at
+            );
+            if asker == Asker::PersonForcing {
+                crate::log_line!("walship: WARNING: {why}; promoting anyway (--force)");
+                return Ok(false);
+            }
+            Err(Error::conflict(format!("not promoting: {why}")).with_hint(
+                "Promoting this standby too would make two primaries. Make it a standby of the \
+                 new primary (walship rejoin) instead.",
+            ))
+        }
+        Err(e) if asker != Asker::Automatic => {
             crate::log_line!(
                 "walship: WARNING: could not record the promotion in the repository ({e}); promoting anyway, as asked"
             );
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(e.context("automatic failover needs its promotion record")),
     }
 }
 
-/// Wait until the standby has replayed every segment the repository has (smart promotion): its
-/// replay position is in or past the newest archived segment and has stopped moving.
-fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
+/// Wait until the standby has replayed every segment the repository has: its replay position
+/// is in or past the newest archived segment and has stopped moving. When it cannot get there
+/// within `smart_timeout` (a damaged or missing segment), refuse, naming what is missing; a
+/// forcing person gets a warning instead.
+fn replay_archive(config: &Config, client: &PgClient, asker: Asker) -> Result<()> {
     let repo = config.open_repository()?;
     let Some(identity) = repo.identity().cloned() else {
         return Ok(());
     };
-    let seg = u64::from(identity.wal_segment_size);
+    let seg_size = identity.wal_segment_size;
+    let seg = u64::from(seg_size);
     let started = Instant::now();
     let mut last_pos = None;
     let mut logged = Instant::now() - Duration::from_secs(60);
     loop {
-        let newest = repo.newest_segment(identity.wal_segment_size)?;
+        let newest = repo.newest_segment(seg_size)?;
         let replay =
             client.row("SELECT coalesce(pg_last_wal_replay_lsn()::text, '')", 1)?[0].clone();
         let pos = parse_lsn(&replay);
@@ -197,13 +311,26 @@ fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
             return Ok(());
         }
         if started.elapsed() > config.smart_timeout {
-            crate::log_line!(
-                "walship: WARNING: smart promotion: after {} s replay is at {replay}, the archive \
-                 goes to segment {newest}; promoting anyway (PostgreSQL replays what it can \
-                 restore before it finishes promoting)",
-                config.smart_timeout.as_secs()
+            let missing = format!(
+                "after {} s replay is at {replay} (segment {}), but the archive goes to segment {}: \
+                 {} archived segments are not replayed (a damaged or missing segment stops replay; \
+                 walship verify finds it)",
+                config.smart_timeout.as_secs(),
+                &segment_name(1, p / seg, seg_size)[8..],
+                &segment_name(1, newest, seg_size)[8..],
+                newest.saturating_sub(p / seg)
             );
-            return Ok(());
+            if asker == Asker::PersonForcing {
+                crate::log_line!(
+                    "walship: WARNING: smart promotion: {missing}; promoting anyway (--force): \
+                     transactions in those segments will not be on the new primary"
+                );
+                return Ok(());
+            }
+            return Err(Error::unavailable(format!("not promoting: {missing}")).with_hint(
+                "Repair the archive (walship verify) and promote again, or promote with --force \
+                 and lose the transactions in the segments not replayed.",
+            ));
         }
         if logged.elapsed() > Duration::from_secs(5) {
             crate::log_line!(
@@ -215,6 +342,89 @@ fn replay_archive(config: &Config, client: &PgClient) -> Result<()> {
         last_pos = pos;
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The marker that tells `fetch` a promotion is under way. It names this walship process and
+/// the postmaster it was written for; [`promotion_under_way`] treats any other as stale.
+struct PromotionMarker {
+    path: PathBuf,
+}
+
+impl PromotionMarker {
+    fn write(server: &LocalServer, mode: Mode) -> Result<PromotionMarker> {
+        let me = std::process::id();
+        let pm = Postmaster::of(&server.pgdata).ok_or_else(|| {
+            Error::unavailable(format!(
+                "PostgreSQL stopped running in {}",
+                server.pgdata.display()
+            ))
+        })?;
+        let dir = server.pgdata.join("pg_wal/walship");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let text = format!(
+            "{} {me} {} {} {}\n",
+            match mode {
+                Mode::Fast => "fast",
+                Mode::Smart => "smart",
+            },
+            crate::os::process_start_ticks(me).unwrap_or(0),
+            pm.pid,
+            pm.started
+        );
+        server.write_file(PROMOTION_MARKER, &text)?;
+        Ok(PromotionMarker {
+            path: server.pgdata.join(PROMOTION_MARKER),
+        })
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The promotion under way in `pgdata`, if a live walship is promoting its running postmaster.
+/// A marker left by a walship that died, or written for an earlier postmaster, is removed and
+/// logged: trusting it would make every later fetch answer "not in the archive".
+pub fn promotion_under_way(pgdata: &Path) -> Option<Mode> {
+    let path = pgdata.join(PROMOTION_MARKER);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+    let live = match (f.first(), num(1), num(2), num(3), num(4)) {
+        (Some(_), Some(pid), Some(ticks), Some(pm_pid), Some(pm_started)) => {
+            crate::os::process_start_ticks(pid as u32).map(|t| t as i64) == Some(ticks)
+                && Postmaster::of(pgdata)
+                    == Some(Postmaster {
+                        pid: pm_pid as u32,
+                        started: pm_started,
+                    })
+        }
+        _ => false,
+    };
+    if !live {
+        let _ = std::fs::remove_file(&path);
+        crate::log_line!(
+            "walship: removed a stale promotion marker {} ({:?}): the walship that wrote it, or its \
+             postmaster, is gone",
+            path.display(),
+            text.trim()
+        );
+        return None;
+    }
+    Some(if f[0] == "fast" {
+        Mode::Fast
+    } else {
+        Mode::Smart
+    })
+}
+
+/// Whether `fetch` must answer "not in the archive" for `name`: a fast promotion is under way
+/// in `pgdata` and `name` is WAL (history files are still served: PostgreSQL needs them to
+/// choose its new timeline).
+pub fn fast_promotion_skips(pgdata: &Path, name: &WalFileName) -> bool {
+    matches!(name.kind(), WalKind::Segment | WalKind::Partial)
+        && promotion_under_way(pgdata) == Some(Mode::Fast)
 }
 
 /// Run the on_promote hooks in order; a failing or hanging hook is logged and the next one runs.
@@ -234,26 +444,73 @@ fn run_on_promote(config: &Config, pgdata: &Path, timeline: u32, reason: &str) {
     }
 }
 
-/// Whether `fetch` must answer "not in the archive" for `name`: a fast promotion is under way
-/// in `pgdata` and `name` is WAL (history files are still served: PostgreSQL needs them to
-/// choose its new timeline).
-pub fn fast_promotion_skips(pgdata: &Path, name: &WalFileName) -> bool {
-    matches!(name.kind(), WalKind::Segment | WalKind::Partial) && pgdata.join(FAST_MARKER).exists()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A data directory whose "postmaster" is this test process, started at `started`.
+    fn data_dir(started: i64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("postmaster.pid"),
+            format!(
+                "{}\n{}\n{started}\n5432\n",
+                std::process::id(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("pg_wal/walship")).unwrap();
+        dir
+    }
+
+    fn marker(dir: &Path, mode: &str, pid: u32, ticks: u64, pm_started: i64) {
+        std::fs::write(
+            dir.join(PROMOTION_MARKER),
+            format!("{mode} {pid} {ticks} {} {pm_started}\n", std::process::id()),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn a_fast_promotion_stops_restoring_wal_but_not_history_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = data_dir(1000);
+        let me = std::process::id();
+        let ticks = crate::os::process_start_ticks(me).unwrap();
         let seg = WalFileName::parse("000000010000000000000005").unwrap();
         let history = WalFileName::parse("00000002.history").unwrap();
         assert!(!fast_promotion_skips(dir.path(), &seg));
-        std::fs::create_dir_all(dir.path().join("pg_wal/walship")).unwrap();
-        std::fs::write(dir.path().join(FAST_MARKER), "").unwrap();
+        marker(dir.path(), "fast", me, ticks, 1000);
         assert!(fast_promotion_skips(dir.path(), &seg));
         assert!(!fast_promotion_skips(dir.path(), &history));
+        marker(dir.path(), "smart", me, ticks, 1000);
+        assert!(!fast_promotion_skips(dir.path(), &seg));
+        assert_eq!(promotion_under_way(dir.path()), Some(Mode::Smart));
+    }
+
+    #[test]
+    fn regression_a_stale_fast_marker_is_removed_and_segments_are_restored_again() {
+        let me = std::process::id();
+        let ticks = crate::os::process_start_ticks(me).unwrap();
+        let seg = WalFileName::parse("000000010000000000000005").unwrap();
+        // the walship that wrote it died (another process's start time under its PID)
+        let dir = data_dir(1000);
+        marker(dir.path(), "fast", me, ticks + 1, 1000);
+        assert!(!fast_promotion_skips(dir.path(), &seg));
+        assert!(!dir.path().join(PROMOTION_MARKER).exists(), "removed");
+        // written for an earlier postmaster (the standby restarted since)
+        marker(dir.path(), "fast", me, ticks, 999);
+        assert!(!fast_promotion_skips(dir.path(), &seg));
+        assert!(!dir.path().join(PROMOTION_MARKER).exists());
+        // garbage, and the marker of the earlier format (an empty file)
+        for text in ["fast", ""] {
+            std::fs::write(dir.path().join(PROMOTION_MARKER), text).unwrap();
+            assert!(!fast_promotion_skips(dir.path(), &seg), "{text:?}");
+        }
+        // no postmaster at all
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pg_wal/walship")).unwrap();
+        marker(dir.path(), "fast", me, ticks, 1000);
+        assert!(!fast_promotion_skips(dir.path(), &seg));
     }
 }

@@ -13,6 +13,7 @@ use crate::pg::client::{PgClient, PgView};
 use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::{Backup, catalog};
 use crate::repo::inventory::{TimelineSummary, summarize};
+use crate::repo::promotion::{PromotionRecord, WatcherBeat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -36,6 +37,10 @@ pub struct StatusReport {
     /// Base backups `walship basebackup` stored (with a manifest), oldest first.
     pub stored_backups: Vec<StoredBackup>,
     pub strays: Vec<String>,
+    /// Promotion records: who decided to promote off which timeline.
+    pub promotions: Vec<PromotionRecord>,
+    /// The newest heartbeat of every `walship watch` sharing this repository.
+    pub watchers: Vec<WatcherBeat>,
     /// Present when a PostgreSQL connection is configured.
     pub postgres: Option<PostgresStatus>,
 }
@@ -126,6 +131,8 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         damaged_backup_records: damaged.into_iter().map(|e| e.message).collect(),
         stored_backups,
         strays: listing.strays,
+        promotions: repo.promotion_records()?,
+        watchers: repo.watcher_beats()?,
         postgres,
     })
 }
@@ -253,8 +260,59 @@ fn print_table(r: &StatusReport) {
     for s in &r.strays {
         println!("not a walship object: {s}");
     }
+    print_failover(r);
     if let Some(pg) = &r.postgres {
         print_postgres(pg);
+    }
+}
+
+fn print_failover(r: &StatusReport) {
+    let mut promotions: Vec<&PromotionRecord> = r
+        .promotions
+        .iter()
+        .filter(|p| p.from_timeline.is_some())
+        .collect();
+    // a record of the earlier format stands alone only where no new one names its timeline
+    promotions.extend(r.promotions.iter().filter(|p| {
+        p.from_timeline.is_none()
+            && !r
+                .promotions
+                .iter()
+                .any(|q| q.from_timeline.is_some() && q.new_timeline == p.new_timeline)
+    }));
+    for p in promotions {
+        println!(
+            "promotion to timeline {}: {} on {} ({}, at {}), decided at {}",
+            p.new_timeline,
+            p.pgdata,
+            p.host,
+            p.reason,
+            p.replay_lsn.as_deref().unwrap_or("?"),
+            p.decided_at
+        );
+    }
+    let now = crate::repo::lock::now();
+    for w in &r.watchers {
+        println!(
+            "watcher {} on {} ({}): {}{}, timeline {} at {}, heartbeat {} s ago{}",
+            w.pgdata,
+            w.host,
+            &w.node_id[..w.node_id.len().min(8)],
+            w.state,
+            if w.willing {
+                ", fails over automatically"
+            } else {
+                ""
+            },
+            w.timeline,
+            crate::pg::timeline::format_lsn(w.replay_lsn),
+            now - w.updated_at,
+            if w.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", w.detail)
+            }
+        );
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::promote::{Mode, pgdata_of, promote};
+use super::promote::{Asker, Mode, pgdata_of, promote};
 use super::rejoin::rejoin;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -40,7 +40,8 @@ pub struct SwitchoverArgs {
 
 pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
     let timeout = Duration::from_secs(args.timeout);
-    let standby = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?;
+    let standby = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?
+        .with_pg(config.pg.as_deref());
     let old_primary = match (&args.primary_pgdata, &args.primary_stop_command) {
         (Some(d), None) => Some(LocalServer::open(d, config.pg_bin.as_deref())?),
         (None, Some(_)) => None,
@@ -153,7 +154,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
     crate::log_line!("walship: switchover: the standby has replayed everything");
 
     // 5. promote; 6. the old primary follows
-    promote(config, &standby, Mode::Fast, "switchover", false)?;
+    promote(config, &standby, Mode::Fast, "switchover", Asker::Person)?;
     let new_primary = standby.client()?.describe().to_string();
     match &old_primary {
         Some(server) => {

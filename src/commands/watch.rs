@@ -1,22 +1,33 @@
 //! `walship watch`: a long-running watcher beside a standby (a systemd unit is in
 //! `contrib/`). It promotes the standby when the trigger file appears (inotify through notify,
-//! a check at start-up, and a poll every `watch_interval` for network file systems), and, with
-//! `failover_primary` set, when the primary has failed its health checks for `failover_after`:
-//! then only after the witness (if any) cannot reach the primary either, the fence command has
-//! succeeded, and a last health check still fails. It exits 0 once its standby is a primary.
+//! a check at start-up, and a poll every `watch_interval` for network file systems; see
+//! trigger.rs for what makes a trigger file trustworthy), and, with `failover_primary` set, when
+//! the primary has been *down* for `failover_after`: then only if no live watcher of a standby
+//! that replayed further is willing to promote instead, the witness (if any) says it cannot
+//! reach the primary either, the fence command has succeeded, and a last health check still
+//! finds the primary down. Every check fails closed: an answer walship cannot read is never a
+//! reason to promote. It exits 0 once its standby is a primary.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::promote::{Mode, pgdata_of, promote};
+use super::promote::{Asker, Mode, pgdata_of, promote, replay_position};
+use super::trigger::{self, Trigger};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::hooks::run_hook;
-use crate::pg::client::PgClient;
+use crate::hooks::{HookEnd, run_hook};
+use crate::pg::client::{Health, PgClient};
 use crate::pg::server::LocalServer;
+use crate::repo::Repository;
+use crate::repo::lock::{hostname, now};
+use crate::repo::promotion::WatcherBeat;
+
+/// The whole health check of the primary, connecting included.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -26,13 +37,14 @@ pub struct WatchArgs {
     /// The primary to health-check, as a libpq connection string (automatic failover)
     #[arg(long, env = "WALSHIP_FAILOVER_PRIMARY", value_name = "CONNINFO")]
     pub failover_primary: Option<String>,
-    /// Seconds the primary must fail its health checks before failing over
+    /// Seconds the primary must be down before failing over
     #[arg(long, env = "WALSHIP_FAILOVER_AFTER", value_name = "SECONDS")]
     pub failover_after: Option<u64>,
     /// Command that must succeed (exit 0) to fence the old primary before a failover
     #[arg(long, env = "WALSHIP_FENCE_COMMAND", value_name = "COMMAND")]
     pub fence_command: Option<String>,
-    /// Command that exits 0 when the witness still reaches the primary (blocks failover)
+    /// Command asking a witness about the primary: exit 0 = it reaches the primary (no
+    /// failover), 1 = it cannot (failover allowed), anything else = unknown (no failover)
     #[arg(long, env = "WALSHIP_WITNESS_COMMAND", value_name = "COMMAND")]
     pub witness_command: Option<String>,
     /// Seconds between checks
@@ -66,7 +78,8 @@ impl WatchArgs {
 
 pub fn run(config: &Config) -> Result<()> {
     let pgdata = pgdata_of(config);
-    let server = LocalServer::open(&pgdata, config.pg_bin.as_deref())?;
+    let server =
+        LocalServer::open(&pgdata, config.pg_bin.as_deref())?.with_pg(config.pg.as_deref());
     let primary = match &config.failover_primary {
         Some(c) => {
             if config.fence_command.is_none() {
@@ -84,6 +97,9 @@ pub fn run(config: &Config) -> Result<()> {
         return Err(Error::usage("watch has nothing to watch").with_hint(
             "Set trigger_file (--trigger-file) and/or failover_primary with fence_command.",
         ));
+    }
+    if let Some(t) = &config.trigger_file {
+        trigger::check_path(t, server.owner_uid)?;
     }
     let events = config.trigger_file.as_deref().and_then(watch_file);
     crate::log_line!(
@@ -103,80 +119,153 @@ pub fn run(config: &Config) -> Result<()> {
             ))
             .unwrap_or_default()
     );
+    let mut w = Watcher {
+        config,
+        server: &server,
+        node_id: server.node_id()?,
+        repo: None,
+        seq: 0,
+        peers: HashMap::new(),
+        said: HashMap::new(),
+    };
     let mut down_since: Option<Instant> = None;
-    let mut said_not_running = false;
     loop {
         if server.running_pid().is_none() {
-            if !said_not_running {
-                crate::log_line!(
+            w.say_once(
+                "standby",
+                format!(
                     "walship: the standby in {} is not running; waiting for it",
                     pgdata.display()
-                );
-                said_not_running = true;
-            }
+                ),
+            );
+            w.beat(
+                "blind",
+                primary.is_some(),
+                (0, 0),
+                "the standby is not running",
+            );
             wait(&events, config.watch_interval);
             continue;
         }
-        said_not_running = false;
-        let in_recovery = match server
-            .client()
-            .and_then(|c| c.row("SELECT pg_is_in_recovery()", 1))
-        {
-            Ok(r) => r[0] == "t",
+        let observed = server.client().and_then(|c| {
+            let in_recovery = c.row("SELECT pg_is_in_recovery()", 1)?[0] == "t";
+            let pos = if in_recovery {
+                replay_position(&c)?
+            } else {
+                (0, 0)
+            };
+            Ok((in_recovery, pos))
+        });
+        let (in_recovery, position) = match observed {
+            Ok(o) => o,
             Err(e) => {
-                crate::log_line!("walship: cannot ask the standby: {e}");
+                // Loud: a watcher that cannot see its standby can neither fail over nor obey
+                // the trigger file, and nobody would know.
+                w.say_once(
+                    "standby",
+                    format!(
+                        "walship: ERROR: cannot observe the standby: {e}; this watcher is blind: \
+                         neither the trigger file nor automatic failover can promote until it \
+                         can connect (set `pg` to the standby's connection string if its role \
+                         is not the data directory's owner)"
+                    ),
+                );
+                w.beat("blind", primary.is_some(), (0, 0), &e.to_string());
+                down_since = None;
                 wait(&events, config.watch_interval);
                 continue;
             }
         };
+        w.said.remove("standby");
         if !in_recovery {
             // Promoted (by us before a restart, or by someone else): a trigger file left over
             // must not promote anything later.
             if let Some(t) = &config.trigger_file
-                && t.exists()
+                && trigger::read(t, server.owner_uid) != Trigger::Absent
             {
-                remove_trigger(t);
+                trigger::remove(t);
                 crate::log_line!(
                     "walship: {} is already a primary; removed the trigger file",
                     pgdata.display()
                 );
             }
+            w.beat("primary", false, (0, 0), "");
             crate::log_line!(
                 "walship: {} is a primary: nothing left to watch",
                 pgdata.display()
             );
             return Ok(());
         }
-        if let Some(t) = &config.trigger_file
-            && let Some(mode) = read_trigger(t)
-        {
-            crate::log_line!(
-                "walship: trigger file {} appeared: {mode:?} promotion",
-                t.display()
-            );
-            let result = promote(config, &server, mode, "trigger file", false);
-            // Removed only once the server is promoted: after a failure the file stays, and
-            // the next round tries again.
-            if result.is_ok() {
-                remove_trigger(t);
-            }
-            return result.map(|_| ());
-        }
-        if let Some(p) = &primary {
-            match p.row("SELECT 1", 1) {
-                Ok(_) => {
-                    if down_since.take().is_some() {
-                        crate::log_line!("walship: the primary answers again; no failover");
+        if let Some(t) = &config.trigger_file {
+            match trigger::read(t, server.owner_uid) {
+                Trigger::Absent => {}
+                Trigger::Refused(why) => w.say_once(
+                    "trigger",
+                    format!(
+                        "walship: ERROR: not obeying the trigger file {}: {why}",
+                        t.display()
+                    ),
+                ),
+                Trigger::Promote(mode) => {
+                    crate::log_line!(
+                        "walship: trigger file {} appeared: {mode:?} promotion",
+                        t.display()
+                    );
+                    w.beat("promoting", primary.is_some(), position, "trigger file");
+                    let result = promote(config, &server, mode, "trigger file", Asker::Person);
+                    // Removed only once the server is promoted: after a failure the file
+                    // stays, and the next round tries again.
+                    if result.is_ok() {
+                        trigger::remove(t);
                     }
+                    return result.map(|_| ());
                 }
-                Err(e) => {
-                    let since = *down_since.get_or_insert_with(|| {
-                        crate::log_line!("walship: the primary does not answer: {e}");
-                        Instant::now()
-                    });
-                    if since.elapsed() >= config.failover_after && try_failover(config, &server, p)?
-                    {
-                        return Ok(());
+            }
+        }
+        let Some(p) = &primary else {
+            w.beat("watching", false, position, "");
+            wait(&events, config.watch_interval);
+            continue;
+        };
+        match p.probe(HEALTH_TIMEOUT) {
+            Health::Up => {
+                if down_since.take().is_some() {
+                    crate::log_line!("walship: the primary answers again; no failover");
+                }
+                w.said.remove("unknown");
+                w.beat("watching", true, position, "");
+            }
+            Health::Unknown(why) => {
+                // Alive as far as anyone can tell: the streak of "down" answers ends.
+                if down_since.take().is_some() {
+                    crate::log_line!("walship: the primary is no longer down: {why}");
+                }
+                w.say_once(
+                    "unknown",
+                    format!(
+                        "walship: the primary's health is unknown ({why}); not counted as down"
+                    ),
+                );
+                w.beat("watching", true, position, "");
+            }
+            Health::Down(why) => {
+                let since = *down_since.get_or_insert_with(|| {
+                    crate::log_line!("walship: the primary does not answer: {why}");
+                    Instant::now()
+                });
+                w.beat("watching", true, position, "the primary is down");
+                w.observe_peers();
+                if since.elapsed() >= config.failover_after {
+                    match w.try_failover(p, position)? {
+                        Failover::Promoted => return Ok(()),
+                        Failover::NotNow => {}
+                        Failover::Refused(why) => {
+                            w.beat("refused", true, position, &why);
+                            run_refused_hooks(config, &pgdata, &why);
+                            // Watching goes on, but the streak starts again, so the alert is
+                            // not repeated every round.
+                            down_since = None;
+                        }
                     }
                 }
             }
@@ -185,62 +274,203 @@ pub fn run(config: &Config) -> Result<()> {
     }
 }
 
-/// The failover decision, in order; `Ok(false)`: not now (logged why), the watch goes on.
-fn try_failover(config: &Config, server: &LocalServer, primary: &PgClient) -> Result<bool> {
-    let env = [("WALSHIP_PGDATA", server.pgdata.display().to_string())];
-    if let Some(w) = &config.witness_command {
-        let end = run_hook("witness", w, &env, config.hook_timeout);
-        if end.ok() {
-            crate::log_line!(
-                "walship: the witness still reaches the primary: no failover (a network split, not a dead primary)"
-            );
-            return Ok(false);
-        }
-    }
-    let fence = config.fence_command.as_deref().expect("checked at start");
-    let end = run_hook("fence", fence, &env, config.hook_timeout);
-    if !end.ok() {
-        crate::log_line!(
-            "walship: ERROR: fencing the old primary failed ({end}): not promoting; trying again"
-        );
-        return Ok(false);
-    }
-    if primary.row("SELECT 1", 1).is_ok() {
-        crate::log_line!("walship: ERROR: the primary answers after it was fenced: not promoting");
-        return Ok(false);
-    }
-    crate::log_line!(
-        "walship: the primary has not answered for {} s and is fenced: failing over",
-        config.failover_after.as_secs()
-    );
-    promote(config, server, Mode::Smart, "automatic failover", true)?;
-    Ok(true)
+/// What an attempt to fail over came to.
+enum Failover {
+    Promoted,
+    /// A check said no (logged); the next round asks again.
+    NotNow,
+    /// This standby must not be promoted automatically (it cannot replay the archive, or the
+    /// repository says another one was promoted): alert, keep watching.
+    Refused(String),
 }
 
-/// The promotion the trigger file asks for: "fast", or "smart" (also empty, as pg_standby).
-/// Anything else is read as smart, the mode that loses nothing, with a warning.
-fn read_trigger(path: &Path) -> Option<Mode> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(match text.trim().to_ascii_lowercase().as_str() {
-        "fast" => Mode::Fast,
-        "smart" | "" => Mode::Smart,
-        other => {
-            crate::log_line!(
-                "walship: WARNING: trigger file says {other:?}; expected smart or fast; promoting smart"
-            );
-            Mode::Smart
-        }
-    })
+/// The watcher's state between rounds.
+struct Watcher<'a> {
+    config: &'a Config,
+    server: &'a LocalServer,
+    node_id: String,
+    /// The repository, kept open between rounds (an SSH session per round would be costly).
+    repo: Option<Repository>,
+    seq: u64,
+    /// Other watchers' heartbeats: the newest seen, and when (our clock) its sequence moved.
+    peers: HashMap<String, (WatcherBeat, Instant)>,
+    /// Messages said once until the condition clears.
+    said: HashMap<&'static str, String>,
 }
 
-fn remove_trigger(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+impl Watcher<'_> {
+    fn say_once(&mut self, key: &'static str, message: String) {
+        if self.said.get(key) != Some(&message) {
+            crate::log_line!("{message}");
+            self.said.insert(key, message);
+        }
+    }
+
+    fn repo(&mut self) -> Result<&Repository> {
+        if self.repo.is_none() {
+            self.repo = Some(self.config.open_repository()?);
+        }
+        Ok(self.repo.as_ref().expect("just opened"))
+    }
+
+    /// Publish this watcher's heartbeat (FORMAT.md, "Watchers"). A repository that cannot be
+    /// reached costs only the heartbeat, and is reopened next round.
+    fn beat(&mut self, state: &str, willing: bool, (timeline, lsn): (u32, u64), detail: &str) {
+        self.seq += 1;
+        let beat = WatcherBeat {
+            node_id: self.node_id.clone(),
+            seq: self.seq,
+            host: hostname(),
+            pgdata: self.server.pgdata.display().to_string(),
+            willing,
+            state: state.to_string(),
+            timeline,
+            replay_lsn: lsn,
+            updated_at: now(),
+            detail: detail.to_string(),
+        };
+        let result = self.repo().and_then(|r| r.publish_beat(&beat));
+        if let Err(e) = result {
+            self.repo = None;
+            self.say_once(
+                "beat",
+                format!("walship: cannot publish the watcher heartbeat: {e}"),
+            );
+        } else {
+            self.said.remove("beat");
+        }
+    }
+
+    /// Read the other watchers' heartbeats, noting when each one's sequence last moved.
+    fn observe_peers(&mut self) {
+        let beats = match self.repo().and_then(|r| r.watcher_beats()) {
+            Ok(b) => b,
+            Err(_) => {
+                self.repo = None;
+                return;
+            }
+        };
+        for b in beats {
+            if b.node_id == self.node_id {
+                continue;
+            }
+            let moved = self
+                .peers
+                .get(&b.node_id)
+                .is_none_or(|(seen, _)| seen.seq != b.seq);
+            if moved {
+                self.peers.insert(b.node_id.clone(), (b, Instant::now()));
+            }
+        }
+    }
+
+    /// A live watcher, willing to fail over, whose standby has replayed further (or as far,
+    /// with the smaller node id: one of two equals must give way), and that has not refused.
+    fn better_peer(&self, ours: (u32, u64)) -> Option<&WatcherBeat> {
+        let stale_after = (self.config.watch_interval * 4).max(Duration::from_secs(5));
+        self.peers
+            .values()
+            .filter(|(b, moved)| {
+                moved.elapsed() < stale_after && b.willing && b.state == "watching"
+            })
+            .map(|(b, _)| b)
+            .filter(|b| {
+                let theirs = (b.timeline, b.replay_lsn);
+                theirs > ours || (theirs == ours && b.node_id < self.node_id)
+            })
+            .max_by_key(|b| (b.timeline, b.replay_lsn))
+    }
+
+    /// The failover decision, in order.
+    fn try_failover(&mut self, primary: &PgClient, position: (u32, u64)) -> Result<Failover> {
+        let config = self.config;
+        if let Some(peer) = self.better_peer(position) {
+            self.say_once(
+                "peer",
+                format!(
+                    "walship: not failing over: the standby {} on {} has replayed to {} on \
+                     timeline {} (this one: {} on timeline {}) and is willing to promote",
+                    peer.pgdata,
+                    peer.host,
+                    crate::pg::timeline::format_lsn(peer.replay_lsn),
+                    peer.timeline,
+                    crate::pg::timeline::format_lsn(position.1),
+                    position.0
+                ),
+            );
+            return Ok(Failover::NotNow);
+        }
+        self.said.remove("peer");
+        let env = [("WALSHIP_PGDATA", self.server.pgdata.display().to_string())];
+        if let Some(w) = &config.witness_command {
+            match run_hook("witness", w, &env, config.hook_timeout) {
+                HookEnd::Exited(1) => {}
+                HookEnd::Exited(0) => {
+                    crate::log_line!(
+                        "walship: the witness still reaches the primary: no failover (a network split, not a dead primary)"
+                    );
+                    return Ok(Failover::NotNow);
+                }
+                other => {
+                    crate::log_line!(
+                        "walship: ERROR: the witness gave no answer ({other}; exit 0 means it \
+                         reaches the primary, 1 that it does not): no failover"
+                    );
+                    return Ok(Failover::NotNow);
+                }
+            }
+        }
+        let fence = config.fence_command.as_deref().expect("checked at start");
+        let end = run_hook("fence", fence, &env, config.hook_timeout);
+        if !end.ok() {
+            crate::log_line!(
+                "walship: ERROR: fencing the old primary failed ({end}): not promoting; trying again"
+            );
+            return Ok(Failover::NotNow);
+        }
+        match primary.probe(HEALTH_TIMEOUT) {
+            Health::Down(_) => {}
+            other => {
+                crate::log_line!(
+                    "walship: ERROR: the primary is not down after it was fenced ({other:?}): not promoting"
+                );
+                return Ok(Failover::NotNow);
+            }
+        }
         crate::log_line!(
-            "walship: WARNING: could not remove the trigger file {}: {e}; remove it by hand",
-            path.display()
+            "walship: the primary has been down for {} s and is fenced: failing over",
+            config.failover_after.as_secs()
         );
+        self.beat("promoting", true, position, "automatic failover");
+        match promote(
+            config,
+            self.server,
+            Mode::Smart,
+            "automatic failover",
+            Asker::Automatic,
+        ) {
+            Ok(_) => Ok(Failover::Promoted),
+            Err(e) if e.message.starts_with("not promoting") => {
+                crate::log_line!("walship: ERROR: automatic failover refused: {e}");
+                Ok(Failover::Refused(e.message.clone()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Tell someone that automatic failover would have promoted this standby but refused to: the
+/// `on_failover_refused` hooks, with the reason.
+fn run_refused_hooks(config: &Config, pgdata: &Path, why: &str) {
+    let env = [
+        ("WALSHIP_PGDATA", pgdata.display().to_string()),
+        ("WALSHIP_REASON", why.to_string()),
+    ];
+    for hook in &config.on_failover_refused {
+        let end = run_hook("on_failover_refused", hook, &env, config.hook_timeout);
+        if !end.ok() {
+            crate::log_line!("walship: WARNING: on_failover_refused hook `{hook}` failed ({end})");
+        }
     }
 }
 

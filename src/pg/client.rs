@@ -4,8 +4,11 @@
 //! found from a data directory's postmaster.pid. Passwords are refused in `pg`: it ends up in
 //! psql's argv, which every user of the machine can read.
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -19,6 +22,75 @@ const RECORD: char = '\u{1e}';
 pub struct PgClient {
     pub(crate) psql: PathBuf,
     pub(crate) conninfo: String,
+    /// PGCONNECT_TIMEOUT for this client's connections (default 10 s).
+    connect_timeout: Option<u64>,
+}
+
+/// How long one statement of `status`, `check`, `promote` may take, connecting included.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// What a health check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// It answered.
+    Up,
+    /// No connection could be made: refused, unreachable, timed out, no socket.
+    Down(String),
+    /// Anything else: the server answered with an error (so it is alive), the check hung after
+    /// connecting, or the failure is one walship does not know. Never a reason to fail over.
+    Unknown(String),
+}
+
+/// How a psql run ended.
+enum Answer {
+    Rows(Vec<Vec<String>>),
+    Failed { code: Option<i32>, stderr: String },
+    TimedOut,
+}
+
+/// libpq's messages (LC_ALL=C) for a connection that could not be made at all. A message from
+/// the server itself carries a severity (`FATAL:`), which rules "down" out whatever it says.
+const CANNOT_CONNECT: &[&str] = &[
+    "Connection refused",
+    "timeout expired",
+    "Connection timed out",
+    "No route to host",
+    "Network is unreachable",
+    "Host is unreachable",
+    "No such file or directory",
+];
+
+/// psql's failure as a health answer: exit 2 ("connection to the server was lost or could not be
+/// made") with one of libpq's own connect errors and nothing from the server is down.
+fn classify_failure(code: Option<i32>, stderr: &str) -> Health {
+    let from_server = ["FATAL:", "ERROR:", "PANIC:"]
+        .iter()
+        .any(|s| stderr.contains(s));
+    if code == Some(2) && !from_server && CANNOT_CONNECT.iter().any(|m| stderr.contains(m)) {
+        Health::Down(stderr.to_string())
+    } else {
+        Health::Unknown(format!(
+            "psql exit {}: {stderr}",
+            code.map(|c| c.to_string())
+                .unwrap_or_else(|| "by a signal".into())
+        ))
+    }
+}
+
+/// Read a pipe to its end on a thread of its own (bounded: a runaway notice cannot fill memory).
+/// A thread that cannot be started (a task limit) is an error, not a panic.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> Result<std::thread::JoinHandle<Vec<u8>>> {
+    std::thread::Builder::new()
+        .name("psql-pipe".into())
+        .spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.by_ref().take(16 << 20).read_to_end(&mut buf);
+                let _ = std::io::copy(&mut p, &mut std::io::sink());
+            }
+            buf
+        })
+        .map_err(|e| Error::io("starting a thread to read psql's output", e))
 }
 
 impl PgClient {
@@ -34,10 +106,12 @@ impl PgClient {
         Ok(PgClient {
             psql: find_psql()?,
             conninfo: conninfo.to_string(),
+            connect_timeout: None,
         })
     }
 
-    /// The connection `status` and `check` use: `pg`, else `pgdata`'s server, else none.
+    /// The connection `status`, `check`, `promote`, `watch`, `rejoin` and `switchover` use for
+    /// the local server: `pg`, else `pgdata`'s server, else none.
     pub fn for_config(config: &crate::config::Config) -> Result<Option<PgClient>> {
         match (&config.pg, &config.pgdata) {
             (Some(c), _) => PgClient::from_conninfo(c).map(Some),
@@ -84,10 +158,12 @@ impl PgClient {
                 .trim()
                 .to_string(),
         };
-        let user = owner_name(pgdata)?;
-        PgClient::from_conninfo(&format!(
-            "host='{host}' port={port} user='{user}' dbname=postgres"
-        ))
+        // The role: libpq's PGUSER when set, else the directory's owner (initdb's default).
+        let user = match std::env::var("PGUSER") {
+            Ok(u) if !u.is_empty() => String::new(),
+            _ => format!(" user='{}'", owner_name(pgdata)?),
+        };
+        PgClient::from_conninfo(&format!("host='{host}' port={port}{user} dbname=postgres"))
     }
 
     /// For messages: the connection string (which never holds a password).
@@ -97,8 +173,51 @@ impl PgClient {
 
     /// Run one statement and return its rows, each a list of fields (NULL reads as "").
     pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
-        let out = Command::new(&self.psql)
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        match self.run(sql, QUERY_TIMEOUT)? {
+            Answer::Rows(rows) => Ok(rows),
+            Answer::Failed { stderr, .. } => Err(Error::unavailable(format!(
+                "PostgreSQL ({}): {stderr}",
+                self.conninfo
+            ))),
+            Answer::TimedOut => Err(Error::unavailable(format!(
+                "PostgreSQL ({}) did not answer within {} s",
+                self.conninfo,
+                QUERY_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The health check of automatic failover: `SELECT 1` with `timeout` for the whole check,
+    /// connecting included. Fails closed: only a connection that could not be made (refused,
+    /// unreachable, timed out while connecting, no socket) is [`Health::Down`]; an error the
+    /// server sent (authentication, too many clients, starting up) proves it is alive, and
+    /// anything walship cannot classify is [`Health::Unknown`]. Neither of those may fence it.
+    pub fn probe(&self, timeout: Duration) -> Health {
+        let connect = timeout.as_secs().clamp(1, 3600);
+        let mut c = self.clone();
+        // libpq's own connection timeout must end before ours, so that a connection that cannot
+        // be made reads as "timeout expired" (down) and not as a check we had to kill (unknown).
+        c.connect_timeout = Some((connect / 2).max(1));
+        match c.run("SELECT 1", timeout) {
+            Ok(Answer::Rows(r))
+                if r.first().and_then(|f| f.first()).map(String::as_str) == Some("1") =>
+            {
+                Health::Up
+            }
+            Ok(Answer::Rows(r)) => Health::Unknown(format!("SELECT 1 answered {r:?}")),
+            Ok(Answer::Failed { code, stderr }) => classify_failure(code, &stderr),
+            Ok(Answer::TimedOut) => Health::Unknown(format!(
+                "the check did not finish within {} s (connected, but no answer)",
+                timeout.as_secs_f64()
+            )),
+            Err(e) => Health::Unknown(e.to_string()),
+        }
+    }
+
+    /// Run psql for `sql`, killing it after `timeout`.
+    fn run(&self, sql: &str, timeout: Duration) -> Result<Answer> {
+        let mut cmd = Command::new(&self.psql);
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
             .arg("-F")
             .arg(FIELD.to_string())
             .arg("-R")
@@ -107,25 +226,59 @@ impl PgClient {
             .arg(&self.conninfo)
             .arg("-c")
             .arg(sql)
-            .env("PGCONNECT_TIMEOUT", "10")
+            .env(
+                "PGCONNECT_TIMEOUT",
+                self.connect_timeout.unwrap_or(10).to_string(),
+            )
             .env("PGAPPNAME", "walship")
+            // libpq's own messages in English: the health check reads them
+            .env("LC_ALL", "C")
+            .env_remove("LANGUAGE")
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
             .map_err(|e| Error::io(format!("running {}", self.psql.display()), e))?;
-        if !out.status.success() {
-            return Err(Error::unavailable(format!(
-                "PostgreSQL ({}): {}",
-                self.conninfo,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        let (out, err) = match (drain(child.stdout.take()), drain(child.stderr.take())) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if started.elapsed() >= timeout => {
+                    // SAFETY: psql leads its own process group (process_group(0) above).
+                    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                    let _ = child.wait();
+                    return Ok(Answer::TimedOut);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(Error::io(format!("waiting for {}", self.psql.display()), e)),
+            }
+        };
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        if !status.success() {
+            return Ok(Answer::Failed {
+                code: status.code(),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            });
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .trim_end_matches('\n')
-            .split(RECORD)
-            .filter(|r| !r.is_empty())
-            .map(|r| r.split(FIELD).map(str::to_string).collect())
-            .collect())
+        let text = String::from_utf8_lossy(&stdout);
+        Ok(Answer::Rows(
+            text.trim_end_matches('\n')
+                .split(RECORD)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.split(FIELD).map(str::to_string).collect())
+                .collect(),
+        ))
     }
 
     /// One row of `width` fields, or an error.
@@ -263,6 +416,47 @@ impl PgView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_only_a_connection_that_cannot_be_made_counts_as_down() {
+        let down = [
+            "psql: error: connection to server at \"127.0.0.1\", port 5999 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?",
+            "psql: error: connection to server on socket \"/tmp/.s.PGSQL.5999\" failed: No such file or directory",
+            "psql: error: connection to server at \"10.0.0.9\", port 5432 failed: timeout expired",
+        ];
+        for e in down {
+            assert!(
+                matches!(classify_failure(Some(2), e), Health::Down(_)),
+                "{e}"
+            );
+        }
+        let alive = [
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"x\"",
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  sorry, too many clients already",
+            "psql: error: connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: FATAL:  the database system is starting up",
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"127.0.0.1\", user \"x\", database \"postgres\", no encryption",
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  role \"x\" does not exist (No such file or directory)",
+            "psql: error: could not translate host name \"db1\" to address: Temporary failure in name resolution",
+            "server closed the connection unexpectedly",
+            "garbage",
+            "",
+        ];
+        for e in alive {
+            assert!(
+                matches!(classify_failure(Some(2), e), Health::Unknown(_)),
+                "{e}"
+            );
+        }
+        // a refused connection with another exit code is not psql's "could not connect"
+        assert!(matches!(
+            classify_failure(Some(1), down[0]),
+            Health::Unknown(_)
+        ));
+        assert!(matches!(
+            classify_failure(None, down[0]),
+            Health::Unknown(_)
+        ));
+    }
 
     #[test]
     fn passwords_are_refused_in_the_connection_string() {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod cluster;
 pub mod server;
 pub mod session;
+pub mod timeline;
 pub mod walheader;
 pub mod walname;
 

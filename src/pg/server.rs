@@ -13,7 +13,30 @@ use crate::error::{Error, Result};
 pub struct LocalServer {
     pub pgdata: PathBuf,
     pub owner: String,
+    pub owner_uid: u32,
     pub tools: PgTools,
+    /// `pg`: how to connect to this server, when postmaster.pid and the owner's name are not it.
+    conninfo: Option<String>,
+}
+
+/// The postmaster of a data directory as postmaster.pid names it: its PID and start time (line
+/// 3, seconds since the epoch). The pair tells a restarted server from the one a marker was
+/// written for, even when the PID was reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Postmaster {
+    pub pid: u32,
+    pub started: i64,
+}
+
+impl Postmaster {
+    /// The live postmaster of `pgdata`, if one runs.
+    pub fn of(pgdata: &Path) -> Option<Postmaster> {
+        let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+        let mut lines = text.lines();
+        let pid: u32 = lines.next()?.trim().parse().ok()?;
+        let started: i64 = lines.nth(1)?.trim().parse().ok()?;
+        crate::repo::lock::process_alive(pid).then_some(Postmaster { pid, started })
+    }
 }
 
 impl LocalServer {
@@ -45,8 +68,16 @@ impl LocalServer {
         Ok(LocalServer {
             pgdata: pgdata.to_path_buf(),
             owner,
+            owner_uid: uid,
             tools,
+            conninfo: None,
         })
+    }
+
+    /// Connect with `pg` (role, host, port) instead of what postmaster.pid and the owner say.
+    pub fn with_pg(mut self, pg: Option<&str>) -> LocalServer {
+        self.conninfo = pg.map(str::to_string);
+        self
     }
 
     /// The postmaster's PID if one runs on this data directory.
@@ -57,7 +88,10 @@ impl LocalServer {
     }
 
     pub fn client(&self) -> Result<PgClient> {
-        PgClient::from_pgdata(&self.pgdata)
+        match &self.conninfo {
+            Some(c) => PgClient::from_conninfo(c),
+            None => PgClient::from_pgdata(&self.pgdata),
+        }
     }
 
     /// Run a PostgreSQL program (pg_ctl, pg_rewind...) as the owner; its stderr is in the error.
@@ -76,14 +110,16 @@ impl LocalServer {
     /// Write a file in the data directory (atomically, fsynced), owned by the server's owner.
     pub fn write_file(&self, name: &str, contents: &str) -> Result<()> {
         let path = self.pgdata.join(name);
-        let tmp = self.pgdata.join(format!(".{name}.walship.tmp"));
+        let dir = path.parent().expect("a file in the data directory");
+        let file = path.file_name().expect("a file name").to_string_lossy();
+        let tmp = dir.join(format!(".{file}.walship.tmp"));
         std::fs::write(&tmp, contents)
             .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
             .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         self.tools.chown(&tmp)?;
         std::fs::rename(&tmp, &path)
             .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
-        crate::storage::local::sync_dir(&self.pgdata)
+        crate::storage::local::sync_dir(dir)
     }
 }
 
@@ -100,4 +136,54 @@ pub fn append_auto_conf(pgdata: &Path, text: &str) -> Result<PathBuf> {
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(path)
+}
+
+/// Where the node id lives: under pg_wal, which neither pg_basebackup nor `walship basebackup`
+/// copies, so a new standby never inherits its source's id.
+const NODE_ID_FILE: &str = "pg_wal/walship/node-id";
+
+impl LocalServer {
+    /// This data directory's persistent node id, made once (FORMAT.md, "Promotions"). The file
+    /// also records where it was made (host, path, device and inode of the data directory): a
+    /// copy that arrived some other way (pg_rewind copies pg_wal files, a cloned disk) does not
+    /// match and gets an id of its own, so two nodes never take each other's records as theirs.
+    pub fn node_id(&self) -> Result<String> {
+        let path = self.pgdata.join(NODE_ID_FILE);
+        let place = node_place(&self.pgdata)?;
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Some((id, recorded)) = text.split_once('\n')
+            && recorded.trim_end() == place
+            && id.len() == 32
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Ok(id.to_string());
+        }
+        let mut raw = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+            .map_err(|e| Error::io("reading /dev/urandom for a node id", e))?;
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = path.parent().expect("has a parent");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        self.tools.chown(dir)?;
+        self.write_file(NODE_ID_FILE, &format!("{id}\n{place}\n"))?;
+        Ok(id)
+    }
+}
+
+/// Host, canonical path, device and inode of a data directory, as one line.
+fn node_place(pgdata: &Path) -> Result<String> {
+    let canonical = pgdata
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", pgdata.display()), e))?;
+    let m = std::fs::metadata(&canonical)
+        .map_err(|e| Error::io(format!("stat {}", canonical.display()), e))?;
+    Ok(format!(
+        "{} {} {}:{}",
+        crate::repo::lock::hostname(),
+        canonical.display(),
+        m.dev(),
+        m.ino()
+    ))
 }

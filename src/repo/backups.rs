@@ -124,13 +124,7 @@ pub fn parse_record(name: &str, text: &str, modified: Option<i64>) -> Result<Bac
 }
 
 /// `X/Y` as PostgreSQL prints an LSN.
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    Some(
-        (u64::from(u32::from_str_radix(hi, 16).ok()?) << 32)
-            | u64::from(u32::from_str_radix(lo, 16).ok()?),
-    )
-}
+pub use crate::pg::timeline::parse_lsn;
 
 /// `YYYY-MM-DD HH:MM:SS ZONE` as PostgreSQL writes backup times, for the zones whose offset the
 /// text itself gives (UTC, GMT, Z, +HH, -HH, +HHMM, +HH:MM). Other abbreviations (CET, EST...)

@@ -55,7 +55,12 @@ pub fn primary(ws: &Workspace, config: &Path) -> Cluster {
 /// A standby from a base backup of `p`: restores through walship, archives through walship once
 /// promoted, streams from `p` when `stream`.
 pub fn standby(ws: &Workspace, p: &Cluster, config: &Path, stream: bool) -> Cluster {
-    let dir = ws.path().join("standby");
+    standby_in(ws, p, config, stream, "standby")
+}
+
+/// The same, in the workspace directory `name` (for several standbys of one primary).
+pub fn standby_in(ws: &Workspace, p: &Cluster, config: &Path, stream: bool, name: &str) -> Cluster {
+    let dir = ws.path().join(name);
     p.base_backup(&dir).unwrap();
     let s = Cluster::existing(&ws.tools, &dir, free_port().unwrap()).unwrap();
     let bin = ws.walship_bin();
