@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::error::{Error, Kind};
+use crate::error::{EXIT_ABORT_RECOVERY, Error, Kind};
 
 const CONFIG_HELP: &str = "\
 CONFIGURATION
@@ -242,18 +242,35 @@ impl Command {
 /// Run walship with these arguments and return the process exit code. Errors are printed here,
 /// once, with their hint.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                Kind::Usage.exit_code()
-            } else {
-                0
+            if !e.use_stderr() {
+                return 0; // --help, --version
+            }
+            return match called_as(&args) {
+                // A worker's exit code reaches whoever reaps it: in a container that is the
+                // postmaster (PID 1), which takes anything but 0 or 1 for a crashed backend.
+                Called::Worker => 0,
+                Called::FetchInArchiveRecovery => {
+                    crate::log_line!(
+                        "walship: fetch: stopping recovery on purpose (exit {EXIT_ABORT_RECOVERY}): a \
+                         usage error here must not read as \"not in the archive\", which would end \
+                         recovery early"
+                    );
+                    EXIT_ABORT_RECOVERY
+                }
+                Called::Other => Kind::Usage.exit_code(),
             };
         }
     };
     let label = cli.command.label();
+    let worker = matches!(
+        cli.command,
+        Command::PushAhead { .. } | Command::Prefetch { .. }
+    );
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
@@ -262,8 +279,35 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             if !(e.kind == Kind::NotFound && label.starts_with("fetch")) {
                 crate::log_line!("walship: {label}: ERROR: {e}");
             }
-            e.exit_code()
+            if worker {
+                // The error is in the worker's log; its exit code must not restart a server
+                // whose postmaster reaps orphans (see above).
+                0
+            } else {
+                e.exit_code()
+            }
         }
+    }
+}
+
+/// How walship was called, as far as arguments that did not parse still tell.
+enum Called {
+    Worker,
+    FetchInArchiveRecovery,
+    Other,
+}
+
+fn called_as(args: &[std::ffi::OsString]) -> Called {
+    let has = |w: &str| args.iter().skip(1).any(|a| a == w);
+    if has("push-ahead") || has("prefetch") {
+        Called::Worker
+    } else if has("fetch")
+        && crate::commands::fetch::RecoveryMode::detect(std::path::Path::new("."))
+            == crate::commands::fetch::RecoveryMode::ArchiveRecovery
+    {
+        Called::FetchInArchiveRecovery
+    } else {
+        Called::Other
     }
 }
 

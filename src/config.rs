@@ -335,18 +335,29 @@ fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<St
 }
 
 fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
-    // SAFETY: getpwuid returns a pointer to static storage or null; we copy the string out at once
-    // and walship is single-threaded when it calls this.
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        if pw.is_null() {
-            return None;
+    // getpwuid_r with a buffer of our own: pool threads look users up while opening SSH
+    // sessions, and getpwuid's static result would be shared between them.
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: every pointer is to storage we own and that outlives the call; the result
+        // points into `pw` and `buf`, which we copy out of before they go away.
+        unsafe {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || result.is_null() {
+                return None;
+            }
+            let p = field(&pw);
+            if p.is_null() {
+                return None;
+            }
+            return Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
         }
-        let p = field(&*pw);
-        if p.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
     }
 }
 
@@ -354,6 +365,22 @@ fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char)
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn regression_user_lookups_from_many_threads_at_once_agree() {
+        let me = unsafe { libc::geteuid() };
+        let name = user_name(me);
+        assert!(name.is_some());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || (0..200).map(|_| user_name(me)).collect::<Vec<_>>())
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().iter().all(|n| *n == name));
+        }
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
 
     fn resolve(args: &[&str]) -> Result<Config> {
         let cli = crate::cli::Cli::try_parse_from(args).unwrap();

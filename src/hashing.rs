@@ -15,7 +15,10 @@ pub struct HashPipe {
 }
 
 impl HashPipe {
-    pub fn new(chunk_size: usize) -> HashPipe {
+    /// A thread that cannot be started (a task limit such as systemd's TasksMax) is an
+    /// "unavailable" error, never a panic: with panic = abort, a restore_command dying of a
+    /// signal stops recovery.
+    pub fn new(chunk_size: usize) -> crate::error::Result<HashPipe> {
         // Two chunks in flight: enough to overlap, little memory (2 x chunk_size).
         let (chunks, rx) = sync_channel::<Vec<u8>>(2);
         let (back, returned) = sync_channel::<Vec<u8>>(4);
@@ -31,13 +34,13 @@ impl HashPipe {
                 }
                 (len, hasher.finalize().into())
             })
-            .expect("spawning the hashing thread");
-        HashPipe {
+            .map_err(|e| crate::error::Error::io("starting the hashing thread", e))?;
+        Ok(HashPipe {
             chunks: Some(chunks),
             returned,
             worker: Some(worker),
             chunk_size,
-        }
+        })
     }
 
     /// An empty buffer of `chunk_size` capacity, reused when the hasher has returned one.
@@ -85,7 +88,7 @@ mod tests {
     #[test]
     fn hashes_like_sha256_of_the_concatenation() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let pipe = HashPipe::new(1 << 20);
+        let pipe = HashPipe::new(1 << 20).unwrap();
         for chunk in data.chunks(1 << 20) {
             let mut b = pipe.buffer();
             b.extend_from_slice(chunk);

@@ -13,36 +13,51 @@ pub struct Pool<J, R> {
 }
 
 impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
-    /// `threads` threads, each starting from `S::default()` and calling `work` for each job.
+    /// Up to `threads` threads, each starting from `S::default()` and calling `work` for each
+    /// job. Fewer start when the system refuses more (a task limit); none at all is an error,
+    /// never a panic (which, with panic = abort, would kill the process by a signal).
     pub fn new<S: Default>(
         threads: u32,
         work: impl Fn(&mut S, J) -> R + Send + Clone + 'static,
-    ) -> Pool<J, R> {
+    ) -> crate::error::Result<Pool<J, R>> {
         let (jobs, job_rx) = mpsc::channel::<J>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done) = mpsc::channel::<R>();
-        let threads = (0..threads.max(1))
-            .map(|_| {
-                let (job_rx, done_tx, work) = (job_rx.clone(), done_tx.clone(), work.clone());
-                std::thread::spawn(move || {
-                    let mut state = S::default();
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let Ok(job) = job_rx.lock().expect("job queue").recv() else {
-                            break;
-                        };
-                        if done_tx.send(work(&mut state, job)).is_err() {
-                            break;
-                        }
+        let mut started = Vec::new();
+        for _ in 0..threads.max(1) {
+            let (job_rx, done_tx, work) = (job_rx.clone(), done_tx.clone(), work.clone());
+            let spawned = std::thread::Builder::new().spawn(move || {
+                let mut state = S::default();
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let Ok(job) = job_rx.lock().expect("job queue").recv() else {
+                        break;
+                    };
+                    if done_tx.send(work(&mut state, job)).is_err() {
+                        break;
                     }
-                })
-            })
-            .collect();
-        Pool {
+                }
+            });
+            match spawned {
+                Ok(t) => started.push(t),
+                Err(e) if started.is_empty() => {
+                    return Err(crate::error::Error::io("starting a worker thread", e));
+                }
+                Err(e) => {
+                    crate::log_line!(
+                        "walship: WARNING: started {} of {threads} threads ({e}); going on with fewer",
+                        started.len()
+                    );
+                    break;
+                }
+            }
+        }
+        let threads = started;
+        Ok(Pool {
             jobs: Some(jobs),
             done,
             threads,
-        }
+        })
     }
 
     pub fn submit(&self, job: J) {
@@ -79,7 +94,8 @@ mod tests {
         let pool: Pool<u32, (u32, u32)> = Pool::new(3, |calls: &mut u32, job: u32| {
             *calls += 1;
             (job, *calls)
-        });
+        })
+        .unwrap();
         for j in 0..50 {
             pool.submit(j);
         }

@@ -141,7 +141,7 @@ pub fn push_file(
     let writing = format!("writing {} to {}", name.as_str(), repo.describe());
     // Placeholder header: an object is only trusted once the real one is written last (below).
     object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
-    let hasher = HashPipe::new(CHUNK);
+    let hasher = HashPipe::new(CHUNK)?;
     let mut payload = DigestWriter {
         inner: &mut object,
         digest: Sha256::new(),
@@ -357,7 +357,8 @@ fn read_verified(
         .clamp(4096, CHUNK);
     // The SHA-256 of the original runs on a helper thread, and only when it is asked for.
     let original_hasher = (checks == Checks::Everything || header.payload_digest.is_none())
-        .then(|| HashPipe::new(chunk));
+        .then(|| HashPipe::new(chunk))
+        .transpose()?;
     let mut spare = vec![0u8; chunk];
     let mut len = 0u64;
     let corrupt = |why: String| {

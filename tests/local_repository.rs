@@ -702,3 +702,118 @@ fn regression_a_demoted_primary_cannot_archive_past_the_fork_of_a_newer_timeline
     let (code, err) = env.push(&seg(5));
     assert_eq!(code, 4, "{err}");
 }
+
+#[test]
+fn regression_a_usage_error_in_archive_recovery_stops_recovery_instead_of_ending_it() {
+    let env = Env::new();
+    let pgdata = env.root.join("pgdata");
+    fs::write(pgdata.join("recovery.signal"), "").unwrap();
+    let dest = env.pg_wal.join("RECOVERYXLOG");
+    // clap's own errors (a bad WALSHIP_* value, an unknown flag) would exit 2: "not there"
+    let (code, err) = run(env
+        .cmd()
+        .env("WALSHIP_FETCH_RETRIES", "abc")
+        .arg("fetch")
+        .arg(SEG)
+        .arg(&dest));
+    assert_eq!(code, 254, "{err}");
+    assert!(err.contains("stopping recovery on purpose"), "{err}");
+    let (code, err) = run(env.cmd().args(["fetch", "--no-such-flag", SEG]).arg(&dest));
+    assert_eq!(code, 254, "{err}");
+    // the working directory decides, even when the configured pgdata is another cluster's
+    let other = env.root.join("other");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("standby.signal"), "").unwrap();
+    let broken = env.root.join("broken-repo");
+    let (code, err) = run(walship()
+        .arg("--repo")
+        .arg(&broken)
+        .arg("--pgdata")
+        .arg(&other)
+        .args(["--fetch-retries", "0", "fetch", SEG])
+        .arg(&dest)
+        .current_dir(&pgdata));
+    assert_eq!(code, 254, "{err}");
+    // on a standby a usage error is an ordinary failure: the standby asks again
+    fs::remove_file(pgdata.join("recovery.signal")).unwrap();
+    fs::write(pgdata.join("standby.signal"), "").unwrap();
+    let (code, err) = run(env.cmd().args(["fetch", "--no-such-flag", SEG]).arg(&dest));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn regression_a_failing_background_worker_exits_0_so_a_postmaster_reaping_it_does_not_restart() {
+    let env = Env::new();
+    // the repository is missing: the prefetch worker fails, logs why, and exits 0
+    let missing = env.root.join("no-such-repo");
+    for worker in ["prefetch", "push-ahead"] {
+        let out = walship()
+            .arg("--repo")
+            .arg(&missing)
+            .arg(worker)
+            .arg("--pg-wal")
+            .arg(&env.pg_wal)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{worker}: {err}");
+        assert!(err.contains("ERROR"), "{worker}: {err}");
+        // a worker started with arguments it cannot parse exits 0 too
+        let out = walship().arg(worker).arg("--bogus").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{worker}");
+    }
+}
+
+#[test]
+fn regression_a_thread_limit_is_an_error_not_a_signal() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    fs::write(env.pg_wal.join(SEG), segment_bytes(SEG, SYSID, MIB, 1)).unwrap();
+    // everything readable and the repository writable by the unprivileged user below
+    for entry in walkdir::WalkDir::new(&env.root) {
+        let e = entry.unwrap();
+        let mode = if e.file_type().is_dir() { 0o777 } else { 0o644 };
+        fs::set_permissions(e.path(), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // RLIMIT_NPROC of 1: the user already has this process, so no thread can start
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=1",
+        ]);
+        c
+    } else {
+        let mut c = Command::new("prlimit");
+        c.arg("--nproc=1");
+        c
+    };
+    let out = cmd
+        .arg(env!("CARGO_BIN_EXE_walship"))
+        .args([
+            "--config",
+            "/dev/null",
+            "--push-ahead",
+            "0",
+            "--compress-threads",
+            "1",
+            "--repo",
+        ])
+        .arg(&env.repo)
+        .args(["push", &format!("pg_wal/{SEG}"), SEG])
+        .current_dir(env.root.join("pgdata"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "killed by a signal? {:?} {err}",
+        out.status
+    );
+    assert!(err.contains("starting the hashing thread"), "{err}");
+    assert!(!env.object(SEG).exists());
+}

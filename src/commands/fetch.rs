@@ -50,7 +50,13 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
         Err(_) => flags.pgdata.clone(),
     }
     .unwrap_or_else(|| PathBuf::from("."));
-    let mode = RecoveryMode::detect(&pgdata);
+    // The working directory first: PostgreSQL runs restore_command in the data directory of the
+    // server that is recovering, which need not be the configured one (a point-in-time restore
+    // elsewhere on the host).
+    let mode = match RecoveryMode::detect(Path::new(".")) {
+        RecoveryMode::Unknown => RecoveryMode::detect(&pgdata),
+        here => here,
+    };
     let mut retries = 0;
     let started = Instant::now();
     let result = (|| -> Result<Option<FetchReport>> {

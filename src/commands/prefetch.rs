@@ -79,7 +79,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
                 let failure = fetch_one(&config, &spool, repo, &name);
                 (name, failure)
             },
-        )
+        )?
     };
 
     let mut in_flight: HashSet<String> = HashSet::new();

@@ -108,7 +108,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
                 let ack = push_one(&config, &spool, &opts, conn, &name);
                 (name.as_str().to_string(), ack)
             },
-        )
+        )?
     };
 
     let mut in_flight: HashSet<String> = HashSet::new();

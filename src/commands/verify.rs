@@ -98,7 +98,7 @@ pub fn run(config: &Config) -> Result<()> {
                 }
                 (name, result)
             },
-        )
+        )?
     };
     let total = listing.objects.len();
     for o in &listing.objects {
