@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -179,5 +180,93 @@ fn the_demo_runs_the_whole_cycle() {
     assert!(
         stdout.contains("push 0000") && stdout.contains("-> exit 0"),
         "{stdout}"
+    );
+}
+
+/// Regression: in the common container images the postmaster is PID 1 and reaps every orphan;
+/// any exit code but 0 or 1 of a reaped process reads as a crashed backend and restarts the
+/// cluster. A prefetch worker that exited 3 with its repository unreachable restarted a standby
+/// at every retry. The standby here is PID 1 of its own PID namespace, and its repository is
+/// missing.
+#[test]
+fn regression_a_failing_worker_does_not_restart_a_standby_whose_postmaster_is_pid_1() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test makes a PID namespace: run it as root (tests/run does in CI)"
+    );
+    let ws = Workspace::new();
+    let mut p = Cluster::init(
+        &ws.tools,
+        &ws.path().join("primary"),
+        free_port().unwrap(),
+        1,
+    )
+    .unwrap();
+    p.start().unwrap();
+    let data = ws.path().join("standby");
+    p.base_backup(&data).unwrap();
+    p.stop().unwrap();
+    let s = Cluster::existing(&ws.tools, &data, free_port().unwrap()).unwrap();
+    let missing = ws.path().join("no-such-repo");
+    s.append_conf(&format!(
+        "port = {}\nunix_socket_directories = '{}'\nwal_retrieve_retry_interval = '200ms'\n\
+         restore_command = '{} --config /dev/null --repo {} --prefetch 4 fetch %f %p'\n",
+        s.port,
+        s.socket_dir.display(),
+        ws.walship_bin().display(),
+        missing.display()
+    ))
+    .unwrap();
+    ws.tools
+        .write_file(&data.join("standby.signal"), "")
+        .unwrap();
+    let run_as = ws
+        .tools
+        .run_as
+        .clone()
+        .expect("root runs PostgreSQL as another user");
+    let log = ws.path().join("pid1.log");
+    let mut pm = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "setpriv"])
+        .arg(format!("--reuid={}", run_as.uid))
+        .arg(format!("--regid={}", run_as.gid))
+        .arg("--clear-groups")
+        .arg(ws.tools.bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // long enough for dozens of restore_command calls, each starting a worker that fails
+    std::thread::sleep(Duration::from_secs(12));
+    let text = fs::read_to_string(&log).unwrap();
+    // unshare ignores SIGTERM while it waits; the postmaster is its only child, known here by
+    // its host PID: a fast shutdown (SIGINT), and unshare exits with it
+    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", pm.id())).unwrap();
+    let postmaster: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: the PID of the postmaster this test started (the child of its unshare).
+    unsafe { libc::kill(postmaster, libc::SIGINT) };
+    let _ = pm.wait();
+    wait_until(
+        Duration::from_secs(60),
+        "the namespace's postmaster to stop",
+        || Ok(!data.join("postmaster.pid").exists()),
+    )
+    .unwrap();
+    assert!(
+        text.contains("database system is ready to accept read-only connections")
+            || text.contains("entering standby mode"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prefetch") || text.contains("no-such-repo"),
+        "the fetches ran: {text}"
+    );
+    assert!(
+        !text.contains("terminating any other active server processes")
+            && !text.contains("exited with exit code"),
+        "a worker's exit restarted the standby:\n{text}"
     );
 }
