@@ -4,17 +4,19 @@
 //! fsyncs each directory after its removals, so that a prune killed at any point leaves a
 //! repository that `verify` accepts and that the next prune finishes.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::human_bytes;
+use crate::backup::catalog::{Catalog, check_restorable};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::pg::{WalFileName, WalKind};
-use crate::repo::backups::catalog;
 use crate::repo::lock::now;
 use crate::repo::retention::{KeepReason, Plan, Retention, plan};
+use crate::repo::{ListedObject, Repository};
 
 /// A prune lock older than this, held from another host, is taken over (a prune of a large
 /// repository over SSH takes seconds to minutes, never an hour).
@@ -62,42 +64,41 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
         Some(repo.lock("prune", "prune", STALE_LOCK)?)
     };
     let listing = repo.list_objects()?;
-    let (backups, damaged) = catalog(&repo, &listing.objects, identity.wal_segment_size)?;
-    if let Some(e) = damaged.into_iter().next() {
+    let segment_size = identity.wal_segment_size;
+    let mut catalog = Catalog::read(&repo, &listing.objects, segment_size)?;
+    if let Some(e) = catalog.damaged_records.drain(..).next() {
         // Retention computed without a backup could remove the WAL that backup needs.
         return Err(e.context("prune stops: every backup record must be readable"));
     }
-    let plan = plan(
-        &listing.objects,
-        &backups,
-        &retention,
-        identity.wal_segment_size,
-        now(),
-    )?;
-    let (stored, damaged) = crate::backup::stored_backups(&repo)?;
-    if let Some(e) = damaged.into_iter().next() {
+    if let Some(e) = catalog.damaged_manifests.drain(..).next() {
         return Err(e.context("prune stops: every backup manifest must be readable"));
     }
+    let (plan, damaged) = checked_plan(&repo, &listing.objects, &mut catalog, &retention)?;
     // A stored backup goes with its backup history file, and before it: never a listed backup
     // whose WAL is gone.
-    let expired: Vec<String> = stored
+    let expired: Vec<String> = catalog
+        .backups
         .iter()
-        .filter(|m| {
+        .filter(|b| {
             plan.backups
                 .iter()
-                .any(|b| b.name == m.backup_record && b.kept.is_none())
+                .any(|p| p.name == b.record.name && p.kept.is_none())
         })
-        .map(|m| m.id.clone())
+        .filter_map(|b| b.stored.clone())
         .collect();
     print_plan(&repo.describe(), &retention, &plan, args.dry_run);
+    for e in &damaged {
+        println!("  DAMAGED: {}: not counted as restorable", e.message);
+    }
     if !expired.is_empty() {
         println!(
             "  stored backups removed with their records: {}",
             expired.join(", ")
         );
     }
+    let outcome = damaged_outcome(&damaged);
     if args.dry_run || plan.remove.is_empty() {
-        return Ok(());
+        return outcome;
     }
     for id in &expired {
         remove_stored_backup(repo.storage(), id)?;
@@ -132,7 +133,77 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
         human_bytes(plan.freed_bytes),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    outcome
+}
+
+/// The plan, once every backup it keeps in place of older ones passed `check_restorable`. A
+/// backup that fails is not restorable: the plan is made again without it (so an older good
+/// backup is kept instead), and the failures are returned.
+fn checked_plan(
+    repo: &Repository,
+    objects: &[ListedObject],
+    catalog: &mut Catalog,
+    retention: &Retention,
+) -> Result<(Plan, Vec<Error>)> {
+    let segment_size = repo.require_identity()?.wal_segment_size;
+    let mut checked: HashSet<String> = HashSet::new();
+    let mut damaged = Vec::new();
+    loop {
+        let plan = plan(objects, &catalog.backups, retention, segment_size, now())?;
+        if plan.remove.is_empty() {
+            return Ok((plan, damaged));
+        }
+        let mut all_good = true;
+        for pb in &plan.backups {
+            if !matches!(pb.kept, Some(KeepReason::Newest | KeepReason::Window))
+                || !checked.insert(pb.name.clone())
+            {
+                continue;
+            }
+            let Some(i) = catalog
+                .backups
+                .iter()
+                .position(|b| b.record.name == pb.name)
+            else {
+                continue;
+            };
+            let b = &catalog.backups[i];
+            let result = match catalog.manifest_of(b) {
+                Some(m) => check_restorable(repo, b, m, segment_size),
+                None => Ok(()), // not stored: never restorable, so never kept for its own sake
+            };
+            if let Err(e) = result {
+                if e.kind == Kind::Unavailable {
+                    return Err(e);
+                }
+                catalog.backups[i].restorable = false;
+                damaged.push(e);
+                all_good = false;
+            }
+        }
+        if all_good {
+            return Ok((plan, damaged));
+        }
+    }
+}
+
+/// A prune that found damaged backups does what is safe without them, then fails, so that a
+/// cron job reports the damage.
+fn damaged_outcome(damaged: &[Error]) -> Result<()> {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<&str> = damaged.iter().map(|e| e.message.as_str()).collect();
+    Err(Error::corrupt(format!(
+        "{} backup(s) failed their check and do not count as restorable: {}",
+        damaged.len(),
+        what.join("; ")
+    ))
+    .with_hint(
+        "Prune kept older backups in their place. Run `walship verify` for the whole picture; take a \
+         new base backup with `walship basebackup`, and push missing or damaged WAL again from a server \
+         that still has it.",
+    ))
 }
 
 /// `--before` takes a segment name, as archive_cleanup_command's %r gives it.
@@ -182,6 +253,7 @@ fn print_plan(repo: &str, retention: &Retention, plan: &Plan, dry_run: bool) {
                 Some(KeepReason::Newest) => "keep    one of the newest",
                 Some(KeepReason::Window) => "keep    inside the keep-days window",
                 Some(KeepReason::AfterCutoff) => "keep    newer than the oldest kept backup",
+                Some(KeepReason::Stored) => "keep    stored (--before removes WAL only)",
                 None => "remove  expired",
             };
             println!(

@@ -263,8 +263,9 @@ fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
     let identity = repo.require_identity()?;
     let listing = repo.list_objects()?;
     let restorable: std::collections::HashSet<String> = {
-        catalog(repo, &listing.objects, identity.wal_segment_size)?
-            .0
+        let (mut backups, _) = catalog(repo, &listing.objects, identity.wal_segment_size)?;
+        backup::catalog::attach_stored(&mut backups, &stored);
+        backups
             .into_iter()
             .filter(|b| b.restorable)
             .map(|b| b.record.name)

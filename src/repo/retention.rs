@@ -8,6 +8,11 @@
 //! timeline, whatever it is. Before the cutoff, segments, partial segments and the backup
 //! history files of expired backups go. Timeline history files always stay: they are tiny, and
 //! recovery needs them to choose a timeline.
+//!
+//! Only a restorable backup (its data stored in the repository and all its WAL archived, see
+//! `backup::catalog`) is kept by retention. A record without stored data is no reason to keep
+//! WAL: it goes when it is older than the cutoff. `--before` alone removes WAL only: every stored
+//! backup stays, and so does the WAL from the oldest one's start on.
 
 use serde::Serialize;
 
@@ -24,13 +29,19 @@ pub struct Retention {
     /// stopped before that (so that any point in the window can be recovered to).
     pub keep_days: Option<u32>,
     /// archive_cleanup_command's %r: remove WAL before this segment (timeline ignored, as
-    /// pg_archivecleanup does). With a retention setting too, the earlier cutoff wins.
+    /// pg_archivecleanup does), never a stored backup or the WAL from its start on. With a
+    /// retention setting too, the earlier cutoff wins.
     pub before: Option<WalFileName>,
 }
 
 impl Retention {
     pub fn is_empty(&self) -> bool {
-        self.keep_backups.is_none() && self.keep_days.is_none() && self.before.is_none()
+        !self.retains() && self.before.is_none()
+    }
+
+    /// A setting that chooses backups to keep (and so lets the others expire).
+    pub fn retains(&self) -> bool {
+        self.keep_backups.is_some() || self.keep_days.is_some()
     }
 
     pub fn describe(&self) -> String {
@@ -58,6 +69,8 @@ pub enum KeepReason {
     Window,
     /// Starts after the cutoff (for example a backup whose WAL is still being archived).
     AfterCutoff,
+    /// A stored backup under `--before` alone, which removes WAL only.
+    Stored,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,8 +134,13 @@ pub fn plan(
             }
         }
     }
+    if !retention.retains() {
+        for b in backups.iter().filter(|b| b.stored.is_some()) {
+            kept.push((&b.record.name, KeepReason::Stored));
+        }
+    }
     let mut cutoff: Option<u64> = None;
-    if retention.keep_backups.is_some() || retention.keep_days.is_some() {
+    if retention.retains() {
         if restorable.is_empty() {
             plan.notes.push(if backups.is_empty() {
                 "no base backup in the repository: retention keeps all WAL".into()
@@ -141,7 +159,20 @@ pub fn plan(
         };
     }
     if let Some(before) = &retention.before {
-        let n = before.segment_number(segment_size)?;
+        let mut n = before.segment_number(segment_size)?;
+        if !retention.retains() {
+            let oldest_stored = backups
+                .iter()
+                .filter(|b| kept.iter().any(|(k, _)| *k == b.record.name))
+                .min_by_key(|b| b.start_segno);
+            if let Some(b) = oldest_stored.filter(|b| b.start_segno < n) {
+                plan.notes.push(format!(
+                    "--before removes WAL only: stored backups and their WAL stay (from {})",
+                    b.record.start_segment
+                ));
+                n = b.start_segno;
+            }
+        }
         cutoff = Some(cutoff.map_or(n, |c| c.min(n)));
     }
     let cutoff = cutoff.unwrap_or(0);
@@ -290,7 +321,10 @@ mod tests {
                 Some(b) if start >= b => 2,
                 _ => 1,
             };
-            let r = record(tli, start, stop, at);
+            let mut r = record(tli, start, stop, at);
+            if rng.chance(70) {
+                r.label = "stored".into(); // see `assessed`
+            }
             if !records.iter().any(|x| x.name == r.name) {
                 objects.push(object(&r.name));
                 records.push(r);
@@ -337,8 +371,20 @@ mod tests {
         )
     }
 
+    /// `assess`, then what `backup::catalog::attach_stored` does: the records labelled "stored"
+    /// have their data in the repository; the others (pg_basebackup, re-seeds) are never
+    /// restorable.
+    fn assessed(records: &[BackupRecord], objects: &[ListedObject]) -> Vec<Backup> {
+        let mut backups = assess(records.to_vec(), objects, SEG);
+        for b in &mut backups {
+            b.stored = (b.record.label == "stored").then(|| b.record.name.clone());
+            b.restorable &= b.stored.is_some();
+        }
+        backups
+    }
+
     fn run(objects: &[ListedObject], records: &[BackupRecord], r: &Retention, now: i64) -> Plan {
-        let backups = assess(records.to_vec(), objects, SEG);
+        let backups = assessed(records, objects);
         plan(objects, &backups, r, SEG, now).unwrap()
     }
 
@@ -361,10 +407,10 @@ mod tests {
             let r = retention(&mut rng, &objects);
             let now = 1_000_000 + rng.below(30 * 86_400) as i64;
             let ctx = format!("case {case}: {r:?}");
-            let before = assess(records.clone(), &objects, SEG);
+            let before = assessed(&records, &objects);
             let p = run(&objects, &records, &r, now);
             let (left, left_records) = apply(&objects, &records, &p.remove);
-            let after = assess(left_records.clone(), &left, SEG);
+            let after = assessed(&left_records, &left);
             let cutoff = p.cutoff.as_ref().map_or(0, |c| c.0);
 
             // kept backups are still listed and exactly as restorable as before
@@ -403,6 +449,11 @@ mod tests {
                     assert!(kept(newest), "{ctx}: the newest restorable backup stays");
                 }
             }
+            if !r.retains() {
+                for b in before.iter().filter(|b| b.stored.is_some()) {
+                    assert!(kept(b), "{ctx}: --before removed stored {}", b.record.name);
+                }
+            }
             // the cutoff is exactly where the oldest backup the settings protect starts:
             // nothing more is kept than they ask for
             let mut protect: Vec<&Backup> = Vec::new();
@@ -419,7 +470,18 @@ mod tests {
             }
             let by_retention = (r.keep_backups.is_some() || r.keep_days.is_some())
                 .then(|| protect.iter().map(|b| b.start_segno).min().unwrap_or(0));
-            let by_before = r.before.as_ref().map(|b| b.segment_number(SEG).unwrap());
+            let oldest_stored = before
+                .iter()
+                .filter(|b| b.stored.is_some())
+                .map(|b| b.start_segno)
+                .min();
+            let by_before = r.before.as_ref().map(|b| {
+                let n = b.segment_number(SEG).unwrap();
+                match oldest_stored {
+                    Some(s) if !r.retains() => n.min(s),
+                    _ => n,
+                }
+            });
             let expected = match (by_retention, by_before) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => a.or(b).unwrap(),
@@ -450,7 +512,7 @@ mod tests {
             );
             let k = rng.below(p.remove.len() as u64 + 1) as usize;
             let (mid, mid_records) = apply(&objects, &records, &p.remove[..k]);
-            let mid_after = assess(mid_records.clone(), &mid, SEG);
+            let mid_after = assessed(&mid_records, &mid);
             for b in &mid_after {
                 let was = before
                     .iter()
@@ -526,5 +588,61 @@ mod tests {
                 "000000020000000000000003"
             ]
         );
+    }
+
+    fn stored(mut r: BackupRecord) -> BackupRecord {
+        r.label = "stored".into();
+        r
+    }
+
+    #[test]
+    fn before_alone_as_archive_cleanup_command_keeps_every_stored_backup_and_its_wal() {
+        let mut objects: Vec<ListedObject> =
+            (1..=30).map(|n| object(&segment_name(1, n, SEG))).collect();
+        // a record without data at 3, stored backups at 5 and 12
+        let records = vec![
+            record(1, 3, 4, 1),
+            stored(record(1, 5, 6, 2)),
+            stored(record(1, 12, 13, 3)),
+        ];
+        objects.extend(records.iter().map(|r| object(&r.name)));
+        let r = Retention {
+            before: Some(WalFileName::parse(&segment_name(1, 20, SEG)).unwrap()),
+            ..Retention::default()
+        };
+        let p = run(&objects, &records, &r, 0);
+        assert_eq!(p.cutoff.as_ref().map(|c| c.0), Some(5), "{:?}", p.notes);
+        let removed: Vec<&str> = p.remove.iter().map(|o| o.name.as_str()).collect();
+        let mut expected = vec![records[0].name.clone()];
+        expected.extend((1..5).map(|n| segment_name(1, n, SEG)));
+        assert_eq!(removed, expected);
+        let fates: Vec<Option<KeepReason>> = p.backups.iter().map(|b| b.kept).collect();
+        assert_eq!(
+            fates,
+            [None, Some(KeepReason::Stored), Some(KeepReason::Stored)]
+        );
+        assert!(p.notes[0].contains("removes WAL only"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn a_reseed_record_without_stored_data_does_not_count_toward_keep_backups() {
+        let mut objects: Vec<ListedObject> =
+            (1..=30).map(|n| object(&segment_name(1, n, SEG))).collect();
+        // the only stored backup at 5; a re-seed (basebackup --to) left its record at 20
+        let records = vec![stored(record(1, 5, 6, 1)), record(1, 20, 21, 2)];
+        objects.extend(records.iter().map(|r| object(&r.name)));
+        let r = Retention {
+            keep_backups: Some(1),
+            ..Retention::default()
+        };
+        let p = run(&objects, &records, &r, 10);
+        assert_eq!(p.cutoff.as_ref().map(|c| c.0), Some(5));
+        assert_eq!(p.backups[0].kept, Some(KeepReason::Newest));
+        assert_eq!(p.backups[1].kept, Some(KeepReason::AfterCutoff));
+        assert!(!p.backups[1].restorable);
+        assert_eq!(p.remove.len(), 4, "segments 1..4 only");
+        // with only re-seed records there is no backup to keep WAL for, and nothing goes
+        let p = run(&objects, &records[1..], &r, 10);
+        assert!(p.remove.is_empty() && p.cutoff.is_none(), "{:?}", p.remove);
     }
 }
