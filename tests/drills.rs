@@ -746,6 +746,20 @@ fn drill_bad_input_corpus() {
             4,
             "ssh-keygen -R",
         ),
+        // destructive paths (issue 18): a root without walship.repo is unavailable for the
+        // commands a cron job runs, never "empty, nothing to do"
+        case(
+            "verify on a root without walship.repo",
+            &["--repo", &empty, "verify"],
+            3,
+            "walship.repo",
+        ),
+        case(
+            "prune on a root without walship.repo",
+            &["--repo", &empty, "prune", "--keep-backups", "1"],
+            3,
+            "walship.repo",
+        ),
     ];
     let before = tree(&repo);
     let mut survived = 0;

@@ -54,10 +54,8 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
         ));
     }
     let repo = config.open_repository()?;
-    let Some(identity) = repo.identity().cloned() else {
-        println!("repository {}: empty, nothing to prune", repo.describe());
-        return Ok(());
-    };
+    // As verify: "nothing to prune" on an unmounted mount point would read as success.
+    let identity = repo.require_identity()?.clone();
     let _lock = if args.dry_run {
         None
     } else {

@@ -18,10 +18,9 @@ use crate::transfer::verify_object;
 pub fn run(config: &Config) -> Result<()> {
     let started = Instant::now();
     let repo = config.open_repository()?;
-    let Some(identity) = repo.identity().cloned() else {
-        println!("repository {}: empty, nothing to verify", repo.describe());
-        return Ok(());
-    };
+    // A root without walship.repo is an unmounted file system or a wrong path: a check that
+    // passed there would hide that the archive is not where it should be.
+    let identity = repo.require_identity()?.clone();
     let listing = repo.list_objects()?;
     let mut problems: Vec<String> = Vec::new();
     for s in &listing.strays {
