@@ -164,6 +164,10 @@ pub enum Command {
         path: PathBuf,
         /// Its WAL file name (%f)
         name: String,
+        /// Replace an archived object whose stored bytes are damaged with this file, when its
+        /// header records exactly this file (by hand, never in archive_command)
+        #[arg(long)]
+        replace_damaged: bool,
     },
     /// Restore one WAL file (restore_command = 'walship fetch %f %p')
     Fetch {
@@ -267,9 +271,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Push { path, name } => {
-            crate::commands::push::run(&Config::resolve(&cli.global)?, &path, &name)
-        }
+        Command::Push {
+            path,
+            name,
+            replace_damaged,
+        } => crate::commands::push::run(
+            &Config::resolve(&cli.global)?,
+            &path,
+            &name,
+            replace_damaged,
+        ),
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
         Command::Status { json, prometheus } => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::hashing::HashPipe;
 use crate::pg::{WalFileName, WalHeader};
 use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
@@ -26,12 +26,17 @@ pub struct PushOptions {
     pub level: i32,
     /// Compression threads for this one file.
     pub threads: u32,
+    /// `push --replace-damaged`: an object of this name whose header records exactly this file
+    /// but whose stored bytes fail their checks is replaced by a new object of this file.
+    pub replace_damaged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
     /// Written, fsynced and published by this call.
     Stored,
+    /// Written by this call in place of a damaged object of the same content (`--replace-damaged`).
+    Replaced,
     /// The identical file was already in the repository; nothing was written.
     AlreadyArchived,
 }
@@ -129,9 +134,32 @@ pub fn push_file(
     };
     check_identity(&header, identity, name.as_str(), &repo.describe())?;
 
+    let mut replace = false;
     if let Some(existing) = repo.object_header(name)? {
         let (len, sha) = hash_file(&mut file, &what)?;
-        return compare_existing(&existing, len, &sha, repo, name, started, original_bytes);
+        match compare_existing(
+            &existing,
+            len,
+            &sha,
+            repo,
+            name,
+            &what,
+            started,
+            original_bytes,
+        ) {
+            // Corrupt here means: the header records this very file, the stored bytes are bad.
+            Err(e) if opts.replace_damaged && e.kind == Kind::Corrupt => {
+                crate::log_line!(
+                    "walship: push: {} in {} is damaged; replacing it with {what}, which its header records",
+                    name.as_str(),
+                    repo.describe()
+                );
+                file.seek(SeekFrom::Start(0))
+                    .context(format!("reading {what}"))?;
+                replace = true;
+            }
+            other => return other,
+        }
     }
 
     let mut object = BufWriter::with_capacity(CHUNK, repo.create_object(name)?);
@@ -180,6 +208,15 @@ pub fn push_file(
     let object = object
         .into_inner()
         .map_err(|e| Error::io(&writing, e.into_error()))?;
+    if replace {
+        object.commit_replacing()?;
+        return Ok(PushReport {
+            outcome: PushOutcome::Replaced,
+            original_bytes,
+            stored_bytes,
+            elapsed: started.elapsed(),
+        });
+    }
     match object.commit()? {
         Publish::Created => Ok(PushReport {
             outcome: PushOutcome::Stored,
@@ -189,9 +226,16 @@ pub fn push_file(
         }),
         // Another writer published the same name while we wrote: compare with what won.
         Publish::AlreadyExists => match repo.object_header(name)? {
-            Some(existing) => {
-                compare_existing(&existing, len, &sha, repo, name, started, original_bytes)
-            }
+            Some(existing) => compare_existing(
+                &existing,
+                len,
+                &sha,
+                repo,
+                name,
+                &what,
+                started,
+                original_bytes,
+            ),
             None => Err(Error::unavailable(format!(
                 "{} was reported as existing but cannot be read",
                 name.as_str()
@@ -200,16 +244,39 @@ pub fn push_file(
     }
 }
 
+/// An object named like the file being pushed is there: "already archived" only when its header
+/// records this file's length and SHA-256 and its stored bytes pass the checks fetch makes (an
+/// intact header over rotted or truncated bytes must not let PostgreSQL recycle the good copy).
+#[allow(clippy::too_many_arguments)]
 fn compare_existing(
     existing: &ObjectHeader,
     len: u64,
     sha: &[u8; 32],
     repo: &Repository,
     name: &WalFileName,
+    what: &str,
     started: Instant,
     original_bytes: u64,
 ) -> Result<PushReport> {
     if existing.original_len == len && existing.sha256 == *sha {
+        if let Err(e) = read_verified(repo, name, &mut io::sink(), "nowhere", Checks::Payload) {
+            if e.kind != Kind::Corrupt {
+                return Err(e);
+            }
+            return Err(Error::corrupt(format!(
+                "{} is archived in {} under a header that records this file, but the stored copy is \
+                 damaged ({}); nothing was acknowledged and {what} is kept",
+                name.as_str(),
+                repo.describe(),
+                e.message
+            ))
+            .with_hint(
+                "PostgreSQL keeps the file and retries, so the good copy is safe in pg_wal. Replace the damaged \
+                 object with it: run `walship push --replace-damaged pg_wal/NAME NAME` as the PostgreSQL user in \
+                 the data directory, with the same configuration; it replaces the object only if this file is \
+                 exactly what the damaged object's header records.",
+            ));
+        }
         // The writer of that object may have died between publishing it and syncing its
         // directory: make it durable before reporting it archived.
         repo.make_durable(name)?;
@@ -559,6 +626,7 @@ mod tests {
             compression: Compression::Zstd,
             level: 1,
             threads: 1,
+            replace_damaged: false,
         };
 
         let first = push_file(&repo, &identity, &src, &name, &opts).unwrap();
@@ -593,6 +661,7 @@ mod tests {
             compression,
             level: compression.default_level(),
             threads: 1,
+            replace_damaged: false,
         };
         push_file(
             &repo,
@@ -763,5 +832,100 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    impl Pushed {
+        fn push_again(&self, replace_damaged: bool) -> Result<PushReport> {
+            let identity = self.repo.identity().unwrap().clone();
+            let opts = PushOptions {
+                compression: Compression::Zstd,
+                level: 1,
+                threads: 1,
+                replace_damaged,
+            };
+            let src = self.dir.path().join(self.name.as_str());
+            push_file(&self.repo, &identity, &src, &self.name, &opts)
+        }
+    }
+
+    #[test]
+    fn a_repush_over_a_rotted_or_truncated_payload_under_an_intact_header_is_refused() {
+        // (compression, version 1 header, damage)
+        let rot = |p: &mut Vec<u8>| p[1000] ^= 1;
+        let cut = |p: &mut Vec<u8>| p.truncate(p.len() / 2);
+        type Spoil = fn(&mut Vec<u8>);
+        let cases: [(Compression, bool, Spoil); 5] = [
+            (Compression::None, false, rot),
+            (Compression::Zstd, false, rot),
+            (Compression::Zstd, false, cut),
+            (Compression::Bzip2, false, cut),
+            (Compression::None, true, rot),
+        ];
+        for (c, v1, spoil) in cases {
+            let ctx = format!("{c:?}, version 1 {v1}");
+            let p = pushed(c);
+            let mut payload = p.object()[HEADER_LEN..].to_vec();
+            spoil(&mut payload);
+            let header = ObjectHeader {
+                payload_digest: if v1 { None } else { p.header().payload_digest },
+                ..p.header()
+            };
+            p.replace(&header, &payload);
+            let damaged = p.object();
+            let e = p.push_again(false).unwrap_err();
+            assert_eq!(e.kind, Kind::Corrupt, "{ctx}: {}", e.message);
+            assert!(e.message.contains("stored copy is damaged"), "{ctx}: {e}");
+            assert!(e.hint.unwrap().contains("--replace-damaged"), "{ctx}");
+            assert_eq!(p.object(), damaged, "{ctx}: the object is untouched");
+            let src = p.dir.path().join(p.name.as_str());
+            assert_eq!(
+                std::fs::read(src).unwrap(),
+                p.original,
+                "{ctx}: the file is kept"
+            );
+
+            // the documented repair: the good local copy replaces the damaged object
+            let r = p.push_again(true).unwrap();
+            assert_eq!(r.outcome, PushOutcome::Replaced, "{ctx}");
+            assert_eq!(p.fetch().unwrap(), p.original, "{ctx}");
+            verify_object(&p.repo, &p.name).unwrap();
+            assert_eq!(
+                p.push_again(false).unwrap().outcome,
+                PushOutcome::AlreadyArchived,
+                "{ctx}"
+            );
+            // on a healthy object it is a no-op
+            let healthy = p.object();
+            let r = p.push_again(true).unwrap();
+            assert_eq!(r.outcome, PushOutcome::AlreadyArchived, "{ctx}");
+            assert_eq!(p.object(), healthy, "{ctx}");
+        }
+    }
+
+    #[test]
+    fn replace_damaged_never_replaces_other_content_or_an_object_with_a_damaged_header() {
+        let p = pushed(Compression::Zstd);
+        // a damaged payload under a header recording another file (split brain, a snapshot)
+        let mut payload = p.object()[HEADER_LEN..].to_vec();
+        payload[10] ^= 1;
+        let other = ObjectHeader {
+            sha256: [9; 32],
+            ..p.header()
+        };
+        p.replace(&other, &payload);
+        let before = p.object();
+        let e = p.push_again(true).unwrap_err();
+        assert_eq!(e.kind, Kind::Conflict, "{e}");
+        assert_eq!(p.object(), before);
+        // a damaged header: what the object held cannot be known, so it is not replaced
+        let mut bytes = before.clone();
+        bytes[30] ^= 1;
+        p.storage
+            .files
+            .borrow_mut()
+            .insert(p.name.repo_path(), bytes.clone());
+        let e = p.push_again(true).unwrap_err();
+        assert_eq!(e.kind, Kind::Corrupt, "{e}");
+        assert_eq!(p.object(), bytes);
     }
 }

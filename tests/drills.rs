@@ -363,6 +363,23 @@ fn drill_bad_input_corpus() {
     let snapshot = root.join("snapshot/pg_wal");
     write_segment(&snapshot, &seg(1), SYSID, 99);
     let snapshot_seg = snapshot.join(seg(1)).display().to_string();
+    // an archived copy of segment 2 whose payload rotted under an intact header
+    let rotted = root.join("rotted");
+    fs::create_dir(&rotted).unwrap();
+    let rotted_r = rotted.display().to_string();
+    for n in [1, 2] {
+        let (code, out) = run(walship()
+            .args(["--repo", &rotted_r, "push"])
+            .arg(format!("pg_wal/{}", seg(n)))
+            .arg(seg(n))
+            .current_dir(&pgdata));
+        assert_eq!(code, 0, "{out}");
+    }
+    let rotted_object = rotted.join(format!("wal/{}/{}", &seg(2)[..16], seg(2)));
+    let mut bytes = fs::read(&rotted_object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&rotted_object, bytes).unwrap();
     let s = |n: u64| seg(n);
     let p = |n: &str| format!("pg_wal/{n}");
     let names: Vec<String> = (1..=11).map(s).collect();
@@ -759,6 +776,25 @@ fn drill_bad_input_corpus() {
             &["--repo", &empty, "prune", "--keep-backups", "1"],
             3,
             "walship.repo",
+        ),
+        case(
+            "re-push over an archived copy whose payload rotted",
+            &["--repo", &rotted_r, "push", &p(&names[1]), &names[1]],
+            5,
+            "stored copy is damaged",
+        ),
+        case(
+            "--replace-damaged with other content than the archived copy",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "--replace-damaged",
+                &snapshot_seg,
+                &names[0],
+            ],
+            4,
+            "different content",
         ),
     ];
     let before = tree(&repo);

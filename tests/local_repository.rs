@@ -655,3 +655,52 @@ fn regression_a_log_on_a_full_disk_does_not_turn_a_failure_into_an_abort() {
         Some(2)
     );
 }
+
+#[test]
+fn a_repush_over_a_rotted_archived_copy_fails_keeps_the_segment_and_replace_damaged_repairs_it() {
+    let env = Env::new();
+    let seg = write_segment(&env.pg_wal, SEG, SYSID, 3);
+    let good = fs::read(&seg).unwrap();
+    assert_eq!(env.push(SEG).0, 0);
+    // bit rot in the stored payload, and then truncation, both under an intact header
+    let object = env.object(SEG);
+    let stored = fs::read(&object).unwrap();
+    let mut rotted = stored.clone();
+    rotted[stored.len() - 10] ^= 0x40;
+    let truncated = stored[..stored.len() / 2].to_vec();
+    for damaged in [rotted, truncated] {
+        fs::write(&object, &damaged).unwrap();
+        let (code, out) = env.push(SEG);
+        assert_eq!(code, 5, "{out}");
+        assert!(
+            out.contains("stored copy is damaged") && out.contains("--replace-damaged"),
+            "{out}"
+        );
+        assert_eq!(
+            fs::read(&seg).unwrap(),
+            good,
+            "the segment in pg_wal is kept"
+        );
+        assert_eq!(fs::read(&object).unwrap(), damaged, "nothing was written");
+    }
+    // the documented repair, as the hint gives it
+    let (code, out) = run(env
+        .cmd()
+        .args(["push", "--replace-damaged"])
+        .arg(format!("pg_wal/{SEG}"))
+        .arg(SEG));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("replaced the damaged object"), "{out}");
+    let dest = env.root.join("restored");
+    assert_eq!(env.fetch(SEG, &dest).0, 0);
+    assert_eq!(fs::read(&dest).unwrap(), good);
+    let (code, out) = verify(&env.repo);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(env.push(SEG).0, 0, "now already archived");
+    // no temporary file is left beside it
+    let dir: Vec<_> = fs::read_dir(object.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(dir.len(), 1, "{dir:?}");
+}

@@ -260,6 +260,22 @@ impl NewObject for LocalNewObject<'_> {
         storage.sync_dirs(&rel_dir)?;
         Ok(Publish::Created)
     }
+
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        let LocalNewObject {
+            storage,
+            temp,
+            target,
+            rel_dir,
+        } = *self;
+        temp.as_file()
+            .sync_all()
+            .context(format!("fsync of {}", temp.path().display()))?;
+        // rename(2) replaces the target atomically.
+        temp.persist(&target)
+            .map_err(|e| Error::io(format!("replacing {}", target.display()), e.error))?;
+        storage.sync_dirs(&rel_dir)
+    }
 }
 
 #[cfg(test)]

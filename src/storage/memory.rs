@@ -46,6 +46,14 @@ impl NewObject for MemoryObject {
         files.insert(self.path.clone(), self.bytes.into_inner());
         Ok(Publish::Created)
     }
+
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        self.storage
+            .files
+            .borrow_mut()
+            .insert(self.path.clone(), self.bytes.into_inner());
+        Ok(())
+    }
 }
 
 impl Storage for MemoryStorage {

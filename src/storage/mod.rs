@@ -30,6 +30,20 @@ pub enum Publish {
 pub trait NewObject: Write + Seek {
     /// fsync the file, publish it under the final name without clobbering, fsync the directory.
     fn commit(self: Box<Self>) -> Result<Publish>;
+
+    /// fsync the file, put it in place of the file at the final name in one atomic step (a
+    /// reader sees the old bytes or the new, never neither), fsync the directories. Only for
+    /// `push --replace-damaged`, which has proved the object there damaged and this file its
+    /// exact original. A backend without an atomic replace refuses.
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        Err(
+            Error::usage("this repository backend cannot replace an object in one atomic step")
+                .with_hint(
+                    "Over SSH, copy the good file to the repository host and run `walship --repo \
+             /path/of/the/repository push --replace-damaged FILE NAME` there.",
+                ),
+        )
+    }
 }
 
 /// A repository backend. Paths are relative to the repository root and use `/`.
