@@ -2,27 +2,25 @@
 //! temp file, fsync, no-clobber publish (renameat2 RENAME_NOREPLACE, or link + unlink where that
 //! is missing), fsync of the directory.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, NewObject, Publish, Storage, dir_chain, split_path};
+use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, split_path};
 use crate::error::{Context, Error, Result};
 
 pub struct LocalStorage {
     root: PathBuf,
-    /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
-    synced_ancestors: RefCell<HashSet<String>>,
+    /// Directories this connection has seen durable in their parents (see `sync_dirs`).
+    durable_dirs: DurableDirs,
 }
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
         LocalStorage {
             root: root.into(),
-            synced_ancestors: RefCell::default(),
+            durable_dirs: DurableDirs::default(),
         }
     }
 
@@ -34,22 +32,19 @@ impl LocalStorage {
         }
     }
 
-    /// fsync `dir` (relative) and every directory above it up to the root: a name is only
-    /// durable once every directory on its path is.
+    /// fsync `dir` (relative) and, where needed, its ancestors up to the root: a name is only
+    /// durable once every directory on its path is (see [`DurableDirs`]).
     fn sync_dirs(&self, dir: &str) -> Result<()> {
-        // The object's own directory every time (a name was just added there); the ancestors
-        // once per connection: they only change when a directory is created, and that is synced
-        // at once, unless its creator died first, which one sync per connection covers.
-        for (i, d) in dir_chain(dir).into_iter().enumerate() {
-            if i > 0 && self.synced_ancestors.borrow().contains(&d) {
-                continue;
-            }
-            sync_dir(&self.full(&d))?;
-            if i > 0 {
-                self.synced_ancestors.borrow_mut().insert(d);
-            }
-        }
-        Ok(())
+        self.durable_dirs.sync_path(
+            dir,
+            |d| sync_dir(&self.full(d)),
+            |d| {
+                use std::os::unix::fs::MetadataExt;
+                fs::symlink_metadata(self.full(d))
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()))
+            },
+        )
     }
 
     /// Create `dir` (relative) and any missing parents below the root, each mode 0700 and fsynced

@@ -156,6 +156,43 @@ pub(crate) fn dir_chain(dir: &str) -> Vec<String> {
     chain
 }
 
+/// What identifies a directory for [`DurableDirs`]: local, its device and inode (a directory
+/// removed and made again is another one); `None` where the backend cannot tell (SFTP).
+pub(crate) type DirId = Option<(u64, u64)>;
+
+/// The directories whose entries in their parents one connection has seen durable: it fsynced
+/// the parent after the directory existed. Keyed by the directory, not by the parent synced: a
+/// parent synced before another writer (thread or process) created a directory in it says
+/// nothing about that directory, which a crash can still lose with everything published in it.
+#[derive(Default)]
+pub(crate) struct DurableDirs(std::cell::RefCell<std::collections::HashMap<String, DirId>>);
+
+impl DurableDirs {
+    /// fsync `dir` (relative), and the parent of every directory on its path up to the root
+    /// whose entry this connection has not yet seen durable (or that was made again since, where
+    /// `id` can tell), so that a name published in `dir` is durable once this returns.
+    pub(crate) fn sync_path(
+        &self,
+        dir: &str,
+        sync: impl Fn(&str) -> Result<()>,
+        id: impl Fn(&str) -> DirId,
+    ) -> Result<()> {
+        let chain = dir_chain(dir);
+        sync(&chain[0])?;
+        for pair in chain.windows(2) {
+            let (child, parent) = (&pair[0], &pair[1]);
+            let now = id(child);
+            let seen = self.0.borrow().get(child).copied();
+            if seen.is_some_and(|s| s == now) {
+                continue;
+            }
+            sync(parent)?;
+            self.0.borrow_mut().insert(child.clone(), now);
+        }
+        Ok(())
+    }
+}
+
 /// A temporary name beside `name`: dot-prefixed so every reader ignores it (FORMAT.md).
 pub(crate) fn temp_name(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +224,46 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn regression_a_directory_another_writer_created_is_synced_into_its_parent_before_use() {
+        // T2 synced wal/ earlier (publishing into wal/A); T1 then creates wal/B and has not
+        // synced wal/ yet when T2 publishes into wal/B: T2 must sync wal/ itself.
+        let synced = RefCell::new(Vec::<String>::new());
+        let ids = RefCell::new(std::collections::HashMap::<String, DirId>::new());
+        let dirs = DurableDirs::default();
+        let sync = |d: &str| {
+            synced.borrow_mut().push(d.to_string());
+            Ok(())
+        };
+        let id = |d: &str| ids.borrow().get(d).copied().unwrap_or(Some((1, 1)));
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), ["wal/A", "wal", ""]);
+        synced.borrow_mut().clear();
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(
+            *synced.borrow(),
+            ["wal/A"],
+            "known durable: the directory only"
+        );
+        synced.borrow_mut().clear();
+        dirs.sync_path("wal/B", sync, id).unwrap();
+        assert_eq!(
+            *synced.borrow(),
+            ["wal/B", "wal"],
+            "wal/B is new to this connection"
+        );
+        // wal/A removed by prune and made again by another writer: a new inode
+        synced.borrow_mut().clear();
+        ids.borrow_mut().insert("wal/A".into(), Some((1, 2)));
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), ["wal/A", "wal"]);
+        // a file at the root: the root only
+        synced.borrow_mut().clear();
+        dirs.sync_path("", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), [""]);
+    }
 
     #[test]
     fn parses_locations() {
