@@ -203,6 +203,8 @@ pub enum Command {
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
     Prune(crate::commands::prune::PruneArgs),
+    /// A restored server's hold on the WAL it still needs (set up by restore: archive_cleanup_command, recovery_end_command)
+    Reader(crate::commands::reader::ReaderArgs),
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -228,6 +230,7 @@ impl Command {
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
+            Command::Reader(_) => "reader".into(),
             Command::Check(_) => "check".into(),
             Command::Basebackup(_) => "basebackup".into(),
             Command::Restore(_) => "restore".into(),
@@ -315,6 +318,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::restore::run(&Config::resolve(&cli.global)?, &args)
         }
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
+        Command::Reader(args) => {
+            crate::commands::reader::run(&Config::resolve(&cli.global)?, &args)
+        }
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
         }

@@ -506,3 +506,117 @@ fn prune_keeps_the_last_good_backup_when_the_newest_is_damaged() {
         );
     }
 }
+
+/// `walship reader ARGS` on `repo`.
+fn reader(repo: &Path, args: &[&str]) -> (i32, String) {
+    output(walship().arg("--repo").arg(repo).arg("reader").args(args))
+}
+
+fn readers(repo: &Path) -> Vec<String> {
+    names_below(&repo.join("readers"))
+}
+
+#[test]
+fn prune_keeps_the_wal_a_restore_in_progress_holds_until_it_ends_or_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let ids = stored(&repo);
+    // a point-in-time restore of the backup at 5 is replaying (its hold, as restore writes it
+    // and archive_cleanup_command renews it), while cron prunes to one backup
+    let (code, out) = reader(&repo, &["advance", "r-1", &segment_name(1, 5, SEG)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(readers(&repo).len(), 1);
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reader r-1"), "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 5, SEG)),
+        "{out}"
+    );
+    assert_eq!(stored(&repo), ids, "the backup being restored stays: {out}");
+    // a restartpoint moves the hold on; the end of recovery releases it
+    let (code, out) = reader(&repo, &["advance", "r-1", &segment_name(1, 12, SEG)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(readers(&repo).len(), 1, "one version of the hold");
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 12, SEG)),
+        "{out}"
+    );
+    let (code, out) = reader(&repo, &["end", "r-1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(readers(&repo).is_empty());
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 20, SEG)),
+        "{out}"
+    );
+    assert_eq!(stored(&repo), ids[1..]);
+    verify_ok(&repo);
+}
+
+#[test]
+fn a_crashed_readers_hold_expires_and_a_damaged_one_stops_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let now = walship::repo::lock::now();
+    let record = |id: &str, written: i64, expires: i64| {
+        format!(
+            "id = \"{id}\"\nhost = \"gone\"\npgdata = \"/srv/pitr\"\nbackup = \"b\"\n\
+             needs_from = \"{}\"\nwritten = {written}\nexpires = {expires}\n",
+            segment_name(1, 3, SEG)
+        )
+    };
+    fs::create_dir_all(repo.join("readers")).unwrap();
+    // damaged: prune stops, nothing removed
+    fs::write(repo.join("readers/bad.1.toml"), "id = [").unwrap();
+    let before = objects(&repo);
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains("every reader record must be readable"),
+        "{out}"
+    );
+    assert_eq!(objects(&repo), before);
+    fs::remove_file(repo.join("readers/bad.1.toml")).unwrap();
+    // a reader that died 8 days ago: its hold expired a day ago
+    let old = now - 8 * 86_400;
+    fs::write(
+        repo.join(format!("readers/dead.{old}.toml")),
+        record("dead", old, old + 7 * 86_400),
+    )
+    .unwrap();
+    let (code, out) = prune(&repo, &["--keep-backups", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("its hold expired"), "{out}");
+    assert_eq!(readers(&repo).len(), 1, "a dry run removes nothing");
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(readers(&repo).is_empty(), "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 20, SEG)),
+        "{out}"
+    );
+    // bad arguments to reader
+    for (args, says) in [
+        (
+            vec!["advance", "../x", "000000010000000000000005"],
+            "reader id",
+        ),
+        (
+            vec!["advance", "r", "00000002.history"],
+            "give a WAL segment name",
+        ),
+        (vec!["end", "a/b"], "reader id"),
+    ] {
+        let (code, out) = reader(&repo, &args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+}

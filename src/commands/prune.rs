@@ -71,7 +71,8 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     if let Some(e) = catalog.damaged_manifests.drain(..).next() {
         return Err(e.context("prune stops: every backup manifest must be readable"));
     }
-    let (plan, damaged) = checked_plan(&repo, &listing.objects, &mut catalog, &retention)?;
+    let holds = reader_holds(&repo, segment_size, !args.dry_run)?;
+    let (plan, damaged) = checked_plan(&repo, &listing.objects, &mut catalog, &retention, &holds)?;
     // A stored backup goes with its backup history file, and before it: never a listed backup
     // whose WAL is gone.
     let expired: Vec<String> = catalog
@@ -97,6 +98,17 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     let outcome = damaged_outcome(&damaged);
     if args.dry_run || plan.remove.is_empty() {
         return outcome;
+    }
+    // A restore that began while this prune planned: its hold was not in the plan.
+    let cutoff = plan.cutoff.as_ref().map_or(0, |c| c.0);
+    if let Some((_, who)) = reader_holds(&repo, segment_size, false)?
+        .into_iter()
+        .find(|(n, _)| *n < cutoff)
+    {
+        return Err(Error::unavailable(format!(
+            "prune stops before removing anything: {who}, which began while prune planned"
+        ))
+        .with_hint("Run prune again: the new plan keeps what that reader needs."));
     }
     for id in &expired {
         remove_stored_backup(repo.storage(), id)?;
@@ -142,12 +154,20 @@ fn checked_plan(
     objects: &[ListedObject],
     catalog: &mut Catalog,
     retention: &Retention,
+    holds: &[(u64, String)],
 ) -> Result<(Plan, Vec<Error>)> {
     let segment_size = repo.require_identity()?.wal_segment_size;
     let mut checked: HashSet<String> = HashSet::new();
     let mut damaged = Vec::new();
     loop {
-        let plan = plan(objects, &catalog.backups, retention, segment_size, now())?;
+        let plan = plan(
+            objects,
+            &catalog.backups,
+            retention,
+            segment_size,
+            now(),
+            holds,
+        )?;
         if plan.remove.is_empty() {
             return Ok((plan, damaged));
         }
@@ -183,6 +203,53 @@ fn checked_plan(
             return Ok((plan, damaged));
         }
     }
+}
+
+/// The holds of readers (restores in progress, FORMAT.md "Readers"): the segment number each
+/// holds WAL from, and who it is. Expired holds are reported, and removed when `remove_expired`
+/// (under the prune lock). A record that cannot be read stops prune: it may be the hold that
+/// matters.
+fn reader_holds(
+    repo: &Repository,
+    segment_size: u32,
+    remove_expired: bool,
+) -> Result<Vec<(u64, String)>> {
+    let (listed, damaged) = repo.list_readers()?;
+    if let Some(e) = damaged.into_iter().next() {
+        return Err(e
+            .context("prune stops: every reader record must be readable")
+            .with_hint(
+                "A reader record is a restore's hold on WAL. Remove the file if no restore or \
+                 recovering server uses it.",
+            ));
+    }
+    let t = now();
+    let mut holds = Vec::new();
+    for l in listed {
+        let r = &l.record;
+        if r.expires < t {
+            println!(
+                "  note: reader {} (restore of {} into {}:{}) was not renewed since {}: its hold expired",
+                r.id,
+                r.backup,
+                r.host,
+                r.pgdata,
+                crate::backup::id_for(r.written)
+            );
+            if remove_expired {
+                repo.storage().remove(&l.path)?;
+            }
+            continue;
+        }
+        holds.push((
+            r.segment_number(segment_size)?,
+            format!(
+                "reader {} (restore of {} into {}:{}) holds WAL from {}",
+                r.id, r.backup, r.host, r.pgdata, r.needs_from
+            ),
+        ));
+    }
+    Ok(holds)
 }
 
 /// A prune that found damaged backups does what is safe without them, then fails, so that a

@@ -87,7 +87,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         )
         .with_hint("Set `repo` in the configuration, WALSHIP_REPO, or --repo."));
     }
-    let recovery = recovery_settings(config, args)?;
+    let mut recovery = recovery_settings(config, args)?;
     let target = Target {
         pgdata: pgdata.clone(),
         tablespace_map: args
@@ -101,6 +101,31 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         force: args.force,
     };
+    // The reader hold of a restore from the repository, released if the restore fails.
+    let mut hold: Option<(Repository, String)> = None;
+    let result = restore_into(config, args, &pgdata, target, &mut recovery, &mut hold);
+    if result.is_err()
+        && let Some((repo, id)) = &hold
+        && let Err(e) = repo.remove_reader_versions(id, None)
+    {
+        crate::log_line!("walship: restore: WARNING: could not release reader {id}: {e}");
+    }
+    result?;
+    // From here on the directory is complete: its hold stays until its recovery ends.
+    if args.start {
+        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
+    }
+    Ok(())
+}
+
+fn restore_into(
+    config: &Config,
+    args: &RestoreArgs,
+    pgdata: &std::path::Path,
+    target: Target,
+    recovery: &mut Recovery,
+    hold: &mut Option<(Repository, String)>,
+) -> Result<()> {
     let restored = if args.from_stdin {
         let tablespaces = args
             .expect_tablespace
@@ -128,6 +153,10 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
     } else {
         let repo = config.open_repository()?;
         let m = choose(&repo, args)?;
+        let id = hold_wal(&repo, &m, pgdata)?;
+        recovery.settings.push_str(&reader_settings(config, &id)?);
+        *hold = Some((repo, id));
+        let repo = &hold.as_ref().expect("just set").0;
         let stored = m.stored.clone().expect("listed backups have a data object");
         let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
         let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
@@ -151,7 +180,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         r
     };
     // Recovery settings and signal file before pg_control: a startable directory is configured.
-    crate::pg::server::append_auto_conf(&pgdata, &recovery.settings)?;
+    crate::pg::server::append_auto_conf(pgdata, &recovery.settings)?;
     let signal = pgdata.join(recovery.signal);
     std::fs::write(&signal, b"")
         .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
@@ -164,10 +193,49 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         human_bytes(m.original_bytes),
         recovery.describe
     );
-    if args.start {
-        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
-    }
     Ok(())
+}
+
+/// Publish a reader hold for restoring `m` into `pgdata` (FORMAT.md, "Readers"), so that prune
+/// keeps the WAL from the backup's start while the restore and the recovery after it run; then
+/// check that the backup is still there (a prune may have removed it before it saw the hold).
+fn hold_wal(repo: &Repository, m: &Manifest, pgdata: &std::path::Path) -> Result<String> {
+    use crate::pg::WalFileName;
+    use crate::repo::readers::{ReaderRecord, new_id};
+    let id = new_id(&m.id);
+    let start = WalFileName::parse(&m.start_segment)?;
+    repo.write_reader(&ReaderRecord::new(
+        &id,
+        &pgdata.display().to_string(),
+        &m.id,
+        &start,
+    ))?;
+    let still_there = backup::stored_backups(repo)?.0.iter().any(|s| s.id == m.id)
+        && repo.object_header(&start)?.is_some();
+    if !still_there {
+        repo.remove_reader_versions(&id, None)?;
+        return Err(Error::unavailable(format!(
+            "backup {} was pruned while this restore began",
+            m.id
+        ))
+        .with_hint("Run the restore again: it chooses among the backups that are there now."));
+    }
+    crate::log_line!(
+        "walship: restore: reader {id} holds WAL from {} until recovery ends",
+        m.start_segment
+    );
+    Ok(id)
+}
+
+/// The restored server renews its hold at each restartpoint and releases it when recovery ends.
+fn reader_settings(config: &Config, id: &str) -> Result<String> {
+    Ok(format!(
+        "archive_cleanup_command = {}
+recovery_end_command = {}
+",
+        quote(&config.server_command(&format!("reader advance {id} %r"))?),
+        quote(&config.server_command(&format!("reader end {id}"))?)
+    ))
 }
 
 /// A restored copy that opens on a new timeline must not archive into the repository it came

@@ -98,13 +98,15 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-/// Compute the plan. `now` is seconds since the Unix epoch.
+/// Compute the plan. `now` is seconds since the Unix epoch. `holds` are readers' holds (a
+/// restore in progress): a segment number from which nothing is removed, and who holds it.
 pub fn plan(
     objects: &[ListedObject],
     backups: &[Backup],
     retention: &Retention,
     segment_size: u32,
     now: i64,
+    holds: &[(u64, String)],
 ) -> Result<Plan> {
     if retention.is_empty() {
         return Err(Error::usage("prune needs a retention setting").with_hint(
@@ -175,7 +177,14 @@ pub fn plan(
         }
         cutoff = Some(cutoff.map_or(n, |c| c.min(n)));
     }
-    let cutoff = cutoff.unwrap_or(0);
+    let mut cutoff = cutoff.unwrap_or(0);
+    for (n, who) in holds {
+        if *n < cutoff {
+            plan.notes
+                .push(format!("{who}: nothing from there on goes"));
+            cutoff = *n;
+        }
+    }
     plan.cutoff = (cutoff > 0).then(|| {
         let tli = backups
             .iter()
@@ -385,7 +394,7 @@ mod tests {
 
     fn run(objects: &[ListedObject], records: &[BackupRecord], r: &Retention, now: i64) -> Plan {
         let backups = assessed(records, objects);
-        plan(objects, &backups, r, SEG, now).unwrap()
+        plan(objects, &backups, r, SEG, now, &[]).unwrap()
     }
 
     fn gaps(objects: &[ListedObject]) -> BTreeMap<u32, u64> {
@@ -557,7 +566,7 @@ mod tests {
         let p = run(&objects, &[rec], &r, 0);
         assert!(p.remove.is_empty(), "{:?}", p.remove);
         assert!(p.notes[0].contains("restorable"));
-        assert!(plan(&objects, &[], &Retention::default(), SEG, 0).is_err());
+        assert!(plan(&objects, &[], &Retention::default(), SEG, 0, &[]).is_err());
     }
 
     #[test]
@@ -644,5 +653,36 @@ mod tests {
         // with only re-seed records there is no backup to keep WAL for, and nothing goes
         let p = run(&objects, &records[1..], &r, 10);
         assert!(p.remove.is_empty() && p.cutoff.is_none(), "{:?}", p.remove);
+    }
+
+    #[test]
+    fn a_readers_hold_keeps_its_wal_and_every_backup_after_it() {
+        let mut objects: Vec<ListedObject> =
+            (1..=30).map(|n| object(&segment_name(1, n, SEG))).collect();
+        let records = vec![stored(record(1, 5, 6, 1)), stored(record(1, 20, 21, 2))];
+        objects.extend(records.iter().map(|r| object(&r.name)));
+        let r = Retention {
+            keep_backups: Some(1),
+            ..Retention::default()
+        };
+        let backups = assessed(&records, &objects);
+        // a point-in-time restore of the backup at 5 is under way
+        let holds = [(5, "restore of b5".to_string())];
+        let p = plan(&objects, &backups, &r, SEG, 10, &holds).unwrap();
+        assert_eq!(p.cutoff.as_ref().map(|c| c.0), Some(5));
+        assert_eq!(p.remove.len(), 4, "segments 1..4 only: {:?}", p.remove);
+        assert_eq!(p.backups[0].kept, Some(KeepReason::AfterCutoff));
+        assert!(
+            p.notes.iter().any(|n| n.contains("restore of b5")),
+            "{:?}",
+            p.notes
+        );
+        // --before too
+        let r = Retention {
+            before: Some(WalFileName::parse(&segment_name(1, 25, SEG)).unwrap()),
+            ..Retention::default()
+        };
+        let p = plan(&objects, &backups, &r, SEG, 10, &[(3, "x".into())]).unwrap();
+        assert_eq!(p.cutoff.as_ref().map(|c| c.0), Some(3));
     }
 }
