@@ -796,6 +796,24 @@ fn drill_bad_input_corpus() {
             4,
             "different content",
         ),
+        case(
+            "reader hold with an id that is a path",
+            &["--repo", &r, "reader", "advance", "../wal", &names[0]],
+            2,
+            "reader id",
+        ),
+        case(
+            "reader hold from a history file",
+            &["--repo", &r, "reader", "advance", "r-1", "00000002.history"],
+            2,
+            "give a WAL segment name",
+        ),
+        case(
+            "reader end with an id that is a path",
+            &["--repo", &r, "reader", "end", "a/../b"],
+            2,
+            "reader id",
+        ),
     ];
     let before = tree(&repo);
     let mut survived = 0;
