@@ -315,6 +315,14 @@ fn drill_bad_input_corpus() {
     )
     .unwrap();
     let future = future.display().to_string();
+    let newer = root.join("newer");
+    fs::create_dir(&newer).unwrap();
+    fs::write(
+        newer.join("walship.repo"),
+        "format = \"walship\"\nversion = 2\nmin_reader_version = \"42.0.0\"\n",
+    )
+    .unwrap();
+    let newer = newer.display().to_string();
     let foreign = root.join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::write(
@@ -795,6 +803,12 @@ fn drill_bad_input_corpus() {
             ],
             4,
             "different content",
+        ),
+        case(
+            "repository that needs a newer walship",
+            &["--repo", &newer, "fetch", &names[0], "/tmp/walship-x"],
+            4,
+            "needs walship 42.0.0 or newer",
         ),
         case(
             "reader hold with an id that is a path",

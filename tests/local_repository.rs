@@ -385,7 +385,7 @@ fn an_unknown_repository_format_version_is_refused() {
     assert_eq!(env.push(SEG).0, 0);
     let id = env.repo.join("walship.repo");
     let text = fs::read_to_string(&id).unwrap();
-    fs::write(&id, text.replace("version = 1", "version = 7")).unwrap();
+    fs::write(&id, text.replace("\nversion = 2", "\nversion = 7")).unwrap();
     write_segment(&env.pg_wal, "000000010000000000000004", SYSID, 2);
     let (code, err) = env.push("000000010000000000000004");
     assert_eq!(code, 4, "{err}");
@@ -703,4 +703,35 @@ fn a_repush_over_a_rotted_archived_copy_fails_keeps_the_segment_and_replace_dama
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(dir.len(), 1, "{dir:?}");
+}
+
+#[test]
+fn regression_a_repository_that_needs_a_newer_walship_is_refused_up_front() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let id = env.repo.join("walship.repo");
+    let text = fs::read_to_string(&id).unwrap();
+    // what an older walship checks first: walship 0.1 refuses any version but 1
+    assert!(text.contains("\nversion = 2\n"), "{text}");
+    assert!(text.contains("min_reader_version = \"0.2.0\""), "{text}");
+    // a newer writer raised the minimum: every command refuses before reading an object
+    fs::write(&id, text.replace("\"0.2.0\"", "\"99.1.0\"")).unwrap();
+    let before = names_below(&env.repo);
+    for args in [
+        vec!["fetch", SEG, "out"],
+        vec!["status"],
+        vec!["verify"],
+        vec!["prune", "--keep-backups", "1"],
+    ] {
+        let (code, err) = run(env.cmd().args(&args));
+        assert_eq!(code, 4, "{args:?}: {err}");
+        assert!(
+            err.contains("needs walship 99.1.0 or newer"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(names_below(&env.repo), before, "nothing written");
 }
