@@ -321,8 +321,9 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    remove_stale_fetch_files(dir);
     let mut temp = tempfile::Builder::new()
-        .prefix(".walship-fetch-")
+        .prefix(FETCH_TEMP_PREFIX)
         .tempfile_in(dir)
         .context(format!("creating a temporary file in {}", dir.display()))?;
     let temp_path = temp.path().display().to_string();
@@ -339,6 +340,38 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         compression: header.compression,
         elapsed: started.elapsed(),
     })
+}
+
+const FETCH_TEMP_PREFIX: &str = ".walship-fetch-";
+/// A fetch writes its temporary file within seconds; one untouched this long belongs to a
+/// fetch that was killed, and would otherwise stay in pg_wal for good.
+const STALE_FETCH_FILE: Duration = Duration::from_secs(3600);
+
+/// Remove the temporary files of killed fetches from `dir` (best effort: failing to tidy up
+/// never fails a fetch). Regular files only, never through a symlink.
+fn remove_stale_fetch_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(FETCH_TEMP_PREFIX) {
+            continue;
+        }
+        let stale = e.metadata().ok().filter(|m| m.is_file()).and_then(|m| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map(|age| age > STALE_FETCH_FILE)
+        });
+        if stale == Some(true) && fs::remove_file(e.path()).is_ok() {
+            crate::log_line!(
+                "walship: fetch: removed {}, left by a fetch that was killed",
+                e.path().display()
+            );
+        }
+    }
 }
 
 /// Read the object archived as `name` in full, decompress and check it (length, payload digest

@@ -735,3 +735,39 @@ fn regression_a_repository_that_needs_a_newer_walship_is_refused_up_front() {
     assert_eq!(code, 4, "{err}");
     assert_eq!(names_below(&env.repo), before, "nothing written");
 }
+
+#[test]
+fn regression_a_killed_fetchs_temporary_file_is_removed_from_pg_wal_by_the_next_fetch() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let age = |p: &Path, hours: u32| {
+        let ok = Command::new("touch")
+            .args(["-h", "-d", &format!("{hours} hours ago")])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let killed = env.pg_wal.join(".walship-fetch-AbC123");
+    let running = env.pg_wal.join(".walship-fetch-XyZ789");
+    let elsewhere = env.root.join("precious");
+    let link = env.pg_wal.join(".walship-fetch-link");
+    fs::write(&killed, vec![0u8; 4096]).unwrap();
+    fs::write(&running, b"being written").unwrap();
+    fs::write(&elsewhere, b"not walship's").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    age(&killed, 2);
+    age(&link, 2);
+    age(&elsewhere, 2);
+    let (code, out) = env.fetch(SEG, &env.pg_wal.join("RECOVERYXLOG"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!killed.exists(), "{out}");
+    assert!(out.contains("left by a fetch that was killed"), "{out}");
+    assert!(running.exists(), "a fetch in progress keeps its file");
+    assert!(
+        link.symlink_metadata().is_ok() && elsewhere.exists(),
+        "symlinks are left alone"
+    );
+}

@@ -620,3 +620,51 @@ fn a_crashed_readers_hold_expires_and_a_damaged_one_stops_prune() {
         assert!(out.contains(says), "{args:?}: {out}");
     }
 }
+
+/// Set `path`'s modification time `hours` back (without following a symlink).
+fn age(path: &Path, hours: u32) {
+    let ok = std::process::Command::new("touch")
+        .args(["-h", "-d", &format!("{hours} hours ago")])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn prune_removes_the_temporary_files_of_writers_dead_for_a_day_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let ids = stored(&repo);
+    let seg_dir = repo.join("wal/0000000100000000");
+    let dead = [
+        seg_dir.join(".000000010000000000000031.4242-0a-0.tmp"),
+        repo.join(format!("backups/{}/.data.tar.zst.4242-0b-1.tmp", ids[1])),
+        repo.join(".walship.repo.4242-0c-2.tmp"),
+    ];
+    let live = seg_dir.join(".000000010000000000000032.4343-0d-3.tmp");
+    let not_temporary = seg_dir.join(".keep");
+    for p in dead.iter().chain([&live, &not_temporary]) {
+        fs::write(p, b"partial").unwrap();
+    }
+    for p in dead.iter().chain([&not_temporary]) {
+        age(p, 25);
+    }
+    age(&live, 23);
+    let (code, out) = prune(&repo, &["--keep-backups", "2", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(dead.iter().all(|p| p.exists()), "a dry run removes nothing");
+    let (code, out) = prune(&repo, &["--keep-backups", "2"]);
+    assert_eq!(code, 0, "{out}");
+    for p in &dead {
+        assert!(!p.exists(), "{} stays: {out}", p.display());
+        assert!(
+            out.contains(p.file_name().unwrap().to_str().unwrap()),
+            "{out}"
+        );
+    }
+    assert!(live.exists(), "a writer's file younger than a day stays");
+    assert!(not_temporary.exists(), "only writers' temporaries go");
+    verify_ok(&repo);
+}

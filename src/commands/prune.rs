@@ -21,6 +21,8 @@ use crate::repo::{ListedObject, Repository};
 /// A prune lock older than this, held from another host, is taken over (a prune of a large
 /// repository over SSH takes seconds to minutes, never an hour).
 const STALE_LOCK: Duration = Duration::from_secs(3600);
+/// FORMAT.md: a temporary file older than a day belongs to a writer that died.
+const STALE_TEMPORARY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -70,6 +72,11 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     }
     if let Some(e) = catalog.damaged_manifests.drain(..).next() {
         return Err(e.context("prune stops: every backup manifest must be readable"));
+    }
+    if !args.dry_run {
+        for path in repo.remove_stale_temporaries(now() - STALE_TEMPORARY.as_secs() as i64)? {
+            println!("  removed {path}: a temporary file of a writer that died");
+        }
     }
     let holds = reader_holds(&repo, segment_size, !args.dry_run)?;
     let (plan, damaged) = checked_plan(&repo, &listing.objects, &mut catalog, &retention, &holds)?;

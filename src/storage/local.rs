@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, split_path};
+use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, is_temporary, split_path};
 use crate::error::{Context, Error, Result};
 
 pub struct LocalStorage {
@@ -45,6 +45,40 @@ impl LocalStorage {
                     .map(|m| (m.dev(), m.ino()))
             },
         )
+    }
+
+    /// The entries of `dir`: the dot-prefixed ones (`hidden`) or the others.
+    fn entries(&self, dir: &str, hidden: bool) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match fs::read_dir(&full) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", full.display()), e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::io(format!("listing {}", full.display()), e))?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') != hidden {
+                continue;
+            }
+            let m = e
+                .metadata()
+                .map_err(|err| Error::io(format!("stat {}", e.path().display()), err))?;
+            out.push(DirEntry {
+                name,
+                is_dir: m.is_dir(),
+                size: m.len(),
+                modified: m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64),
+            });
+        }
+        Ok(out)
     }
 
     /// Create `dir` (relative) and any missing parents below the root, each mode 0700 and fsynced
@@ -111,35 +145,12 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
-        let full = self.full(dir);
-        let entries = match fs::read_dir(&full) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", full.display()), e)),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(|e| Error::io(format!("listing {}", full.display()), e))?;
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let m = e
-                .metadata()
-                .map_err(|err| Error::io(format!("stat {}", e.path().display()), err))?;
-            out.push(DirEntry {
-                name,
-                is_dir: m.is_dir(),
-                size: m.len(),
-                modified: m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64),
-            });
-        }
+        self.entries(dir, false)
+    }
+
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let mut out = self.entries(dir, true)?;
+        out.retain(|e| is_temporary(&e.name, e.is_dir));
         Ok(out)
     }
 

@@ -108,6 +108,27 @@ impl Storage for MemoryStorage {
         }
         Ok(out)
     }
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        Ok(self
+            .files
+            .borrow()
+            .iter()
+            .filter_map(|(path, bytes)| {
+                let name = path.strip_prefix(&prefix)?;
+                (!name.contains('/') && super::is_temporary(name, false)).then(|| DirEntry {
+                    name: name.to_string(),
+                    is_dir: false,
+                    size: bytes.len() as u64,
+                    modified: None,
+                })
+            })
+            .collect())
+    }
     fn remove(&self, path: &str) -> Result<bool> {
         Ok(self.files.borrow_mut().remove(path).is_some())
     }

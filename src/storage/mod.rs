@@ -78,6 +78,10 @@ pub trait Storage {
     /// directory does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
 
+    /// The temporary files of writers (`.<name>.<random>.tmp`, FORMAT.md) in directory `dir`,
+    /// which `list` leaves out; empty if the directory does not exist.
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>>;
+
     /// Remove the file at `path`; `false` if it was not there. Only `prune` (under the repository
     /// lock) and lock release call this. The directory is not synced here: a batch of removals
     /// ends with one [`Storage::sync_directory`].
@@ -191,6 +195,11 @@ impl DurableDirs {
         }
         Ok(())
     }
+}
+
+/// Whether a directory entry is a writer's temporary file (see [`temp_name`]).
+pub(crate) fn is_temporary(name: &str, is_dir: bool) -> bool {
+    !is_dir && name.starts_with('.') && name.ends_with(".tmp") && name.len() > 5
 }
 
 /// A temporary name beside `name`: dot-prefixed so every reader ignores it (FORMAT.md).

@@ -13,7 +13,9 @@ use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
 
 use super::ssh_session::{FX_NO_SUCH_FILE, Timing, open_session, ssh_err};
 pub use super::ssh_session::{SshOptions, SshUrl};
-use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, split_path, temp_name};
+use super::{
+    DirEntry, DurableDirs, NewObject, Publish, Storage, is_temporary, split_path, temp_name,
+};
 use crate::error::{Error, Result};
 
 pub struct SshStorage {
@@ -140,6 +142,28 @@ impl SshStorage {
             .sync_path(dir, |d| self.sync_dir(&self.full(d)), |_| Some((0, 0)))
     }
 
+    /// The entries of `dir`: the dot-prefixed ones (`hidden`) or the others.
+    fn entries(&self, dir: &str, hidden: bool) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match self.sftp.readdir(&full) {
+            Ok(e) => e,
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
+            Err(e) => return Err(ssh_err(format!("listing {}", full.display()), e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|(path, stat)| {
+                let name = path.file_name()?.to_str()?.to_string();
+                (name.starts_with('.') == hidden).then(|| DirEntry {
+                    name,
+                    is_dir: stat.is_dir(),
+                    size: stat.size.unwrap_or(0),
+                    modified: stat.mtime.map(|t| t as i64),
+                })
+            })
+            .collect())
+    }
+
     fn ensure_dir(&self, dir: &str) -> Result<()> {
         let mut current = PathBuf::from(&self.url.path);
         for part in dir.split('/').filter(|p| !p.is_empty()) {
@@ -241,24 +265,13 @@ impl Storage for SshStorage {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
-        let full = self.full(dir);
-        let entries = match self.sftp.readdir(&full) {
-            Ok(e) => e,
-            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
-            Err(e) => return Err(ssh_err(format!("listing {}", full.display()), e)),
-        };
-        Ok(entries
-            .into_iter()
-            .filter_map(|(path, stat)| {
-                let name = path.file_name()?.to_str()?.to_string();
-                (!name.starts_with('.')).then(|| DirEntry {
-                    name,
-                    is_dir: stat.is_dir(),
-                    size: stat.size.unwrap_or(0),
-                    modified: stat.mtime.map(|t| t as i64),
-                })
-            })
-            .collect())
+        self.entries(dir, false)
+    }
+
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let mut out = self.entries(dir, true)?;
+        out.retain(|e| is_temporary(&e.name, e.is_dir));
+        Ok(out)
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
