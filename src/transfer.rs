@@ -407,7 +407,7 @@ fn read_verified(
     out_name: &str,
     checks: Checks,
 ) -> Result<ObjectHeader> {
-    repo.require_identity()?;
+    let limit = u64::from(repo.require_identity()?.wal_segment_size);
     let Some((header, payload)) = repo.open_object(name)? else {
         repo.confirm_absent(name)?;
         return Err(Error::not_found(format!(
@@ -416,6 +416,17 @@ fn read_verified(
             repo.describe()
         )));
     };
+    // A header is only checked against itself: a length beyond what PostgreSQL ever writes
+    // under this name would have fetch fill pg_wal before any digest could say no.
+    if header.original_len > limit {
+        return Err(Error::corrupt(format!(
+            "repository object {} in {} records {} bytes; no WAL file of this repository is larger than its {limit}-byte segments",
+            name.as_str(),
+            repo.describe(),
+            header.original_len
+        ))
+        .with_hint("Nothing was written. The object is damaged or was not written by walship: restore it from another copy of the archive."));
+    }
     let storage_failed = Cell::new(false);
     let mut source = PayloadReader {
         inner: payload,
@@ -960,5 +971,35 @@ mod tests {
         let e = p.push_again(true).unwrap_err();
         assert_eq!(e.kind, Kind::Corrupt, "{e}");
         assert_eq!(p.object(), bytes);
+    }
+
+    #[test]
+    fn regression_fetch_refuses_an_object_whose_header_claims_more_than_a_segment_before_writing() {
+        // A consistent object (digests and zstd checksum all match) of twice the segment size:
+        // only its length can say it is not a WAL file of this repository.
+        let p = pushed(Compression::Zstd);
+        let big = vec![0u8; 2 << 20];
+        let mut payload = Vec::new();
+        {
+            let mut e = Compression::Zstd
+                .stream_encoder(&mut payload, 1, 1)
+                .unwrap();
+            e.write_all(&big).unwrap();
+            e.finish().unwrap();
+        }
+        let header = ObjectHeader {
+            original_len: big.len() as u64,
+            sha256: Sha256::digest(&big).into(),
+            payload_digest: Some(payload_digest(&payload)),
+            ..p.header()
+        };
+        p.replace(&header, &payload);
+        p.refused("records 2097152 bytes");
+        let left: Vec<_> = std::fs::read_dir(p.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "only the pushed segment: {left:?}");
+        assert!(verify_object(&p.repo, &p.name).is_err());
     }
 }

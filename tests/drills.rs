@@ -388,6 +388,16 @@ fn drill_bad_input_corpus() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     fs::write(&rotted_object, bytes).unwrap();
+    // an object whose (consistent) header claims a terabyte
+    let oversize = root.join("oversize");
+    copy_tree(&rotted, &oversize);
+    let oversize_object = oversize.join(format!("wal/{}/{}", &seg(1)[..16], seg(1)));
+    let mut bytes = fs::read(&oversize_object).unwrap();
+    let mut h = walship::repo::ObjectHeader::decode(&bytes, &seg(1)).unwrap();
+    h.original_len = 1 << 40;
+    bytes[..128].copy_from_slice(&h.encode());
+    fs::write(&oversize_object, bytes).unwrap();
+    let oversize = oversize.display().to_string();
     let s = |n: u64| seg(n);
     let p = |n: &str| format!("pg_wal/{n}");
     let names: Vec<String> = (1..=11).map(s).collect();
@@ -809,6 +819,18 @@ fn drill_bad_input_corpus() {
             &["--repo", &newer, "fetch", &names[0], "/tmp/walship-x"],
             4,
             "needs walship 42.0.0 or newer",
+        ),
+        case(
+            "object whose header claims more than a segment",
+            &[
+                "--repo",
+                &oversize,
+                "fetch",
+                &names[0],
+                "/tmp/walship-oversize",
+            ],
+            5,
+            "no WAL file of this repository is larger",
         ),
         case(
             "reader hold with an id that is a path",
