@@ -235,6 +235,10 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
         "basebackup --to standby: {:.1} s\n{out}",
         t.elapsed().as_secs_f64()
     );
+    // the standby holds the WAL it follows, and moves the hold on at its restartpoints
+    let auto_conf = fs::read_to_string(standby_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto_conf.contains("reader advance"), "{out}\n{auto_conf}");
+    assert!(!names_below(&repo.join("readers")).is_empty(), "{out}");
     wait_until(TIMEOUT, "the standby to serve read-only queries", || {
         Ok(standby
             .psql("SELECT pg_is_in_recovery()")

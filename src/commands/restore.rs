@@ -149,11 +149,27 @@ fn restore_into(
         std::io::stdout()
             .flush()
             .map_err(|e| Error::io("writing to standard output", e))?;
-        unpack::unpack(std::io::stdin().lock(), prepared, None, &Progress::silent())?
+        let r = unpack::unpack(std::io::stdin().lock(), prepared, None, &Progress::silent())?;
+        // A standby made by `basebackup --to` fetches from the backup's start on, too. Its
+        // data is here already: a repository that cannot take the hold now costs the hold,
+        // not the copy.
+        match config
+            .open_repository()
+            .and_then(|repo| hold_wal(&repo, &r.manifest, pgdata, false).map(|id| (repo, id)))
+        {
+            Ok((repo, id)) => {
+                recovery.settings.push_str(&reader_settings(config, &id)?);
+                *hold = Some((repo, id));
+            }
+            Err(e) => crate::log_line!(
+                "walship: restore: WARNING: no reader hold in the repository ({e}); prune may remove WAL this standby still needs"
+            ),
+        }
+        r
     } else {
         let repo = config.open_repository()?;
         let m = choose(&repo, args)?;
-        let id = hold_wal(&repo, &m, pgdata)?;
+        let id = hold_wal(&repo, &m, pgdata, true)?;
         recovery.settings.push_str(&reader_settings(config, &id)?);
         *hold = Some((repo, id));
         let repo = &hold.as_ref().expect("just set").0;
@@ -198,8 +214,14 @@ fn restore_into(
 
 /// Publish a reader hold for restoring `m` into `pgdata` (FORMAT.md, "Readers"), so that prune
 /// keeps the WAL from the backup's start while the restore and the recovery after it run; then
-/// check that the backup is still there (a prune may have removed it before it saw the hold).
-fn hold_wal(repo: &Repository, m: &Manifest, pgdata: &std::path::Path) -> Result<String> {
+/// check, for a `stored` backup, that it and its first segment are still there: a prune may
+/// have removed them before it saw the hold.
+fn hold_wal(
+    repo: &Repository,
+    m: &Manifest,
+    pgdata: &std::path::Path,
+    stored: bool,
+) -> Result<String> {
     use crate::pg::WalFileName;
     use crate::repo::readers::{ReaderRecord, new_id};
     let id = new_id(&m.id);
@@ -210,8 +232,11 @@ fn hold_wal(repo: &Repository, m: &Manifest, pgdata: &std::path::Path) -> Result
         &m.id,
         &start,
     ))?;
-    let still_there = backup::stored_backups(repo)?.0.iter().any(|s| s.id == m.id)
-        && repo.object_header(&start)?.is_some();
+    // A stream's first segment may still be on its way into the repository: only a stored
+    // backup is checked.
+    let still_there = !stored
+        || (backup::stored_backups(repo)?.0.iter().any(|s| s.id == m.id)
+            && repo.object_header(&start)?.is_some());
     if !still_there {
         repo.remove_reader_versions(&id, None)?;
         return Err(Error::unavailable(format!(
