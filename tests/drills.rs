@@ -323,6 +323,21 @@ fn drill_bad_input_corpus() {
     )
     .unwrap();
     let newer = newer.display().to_string();
+    let identity_dir = |name: &str, text: &str| {
+        let d = root.join(name);
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("walship.repo"), text).unwrap();
+        d.display().to_string()
+    };
+    let no_minimum = identity_dir(
+        "no-minimum",
+        "format = \"walship\"\nversion = 2\nsystem_identifier = \"1\"\npg_version = 15\n\
+         wal_segment_size = 16777216\ncreated_by = \"walship 0.2.0\"\n",
+    );
+    let bad_minimum = identity_dir(
+        "bad-minimum",
+        "format = \"walship\"\nversion = 2\nmin_reader_version = \"soon\"\n",
+    );
     let foreign = root.join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::write(
@@ -398,6 +413,17 @@ fn drill_bad_input_corpus() {
     bytes[..128].copy_from_slice(&h.encode());
     fs::write(&oversize_object, bytes).unwrap();
     let oversize = oversize.display().to_string();
+    // a reader record that cannot be read
+    let bad_reader = root.join("bad-reader");
+    copy_tree(&rotted, &bad_reader);
+    fs::create_dir(bad_reader.join("readers")).unwrap();
+    fs::write(bad_reader.join("readers/r-1.1.toml"), "id = [").unwrap();
+    let bad_reader = bad_reader.display().to_string();
+    let rotted_ssh = root.join("rotted-ssh");
+    copy_tree(&rotted, &rotted_ssh);
+    chown_to_pg_user(&ws, &rotted_ssh);
+    let rotted_url = sshd.url(&rotted_ssh);
+    let good_kh = sshd.known_hosts.display().to_string();
     let s = |n: u64| seg(n);
     let p = |n: &str| format!("pg_wal/{n}");
     let names: Vec<String> = (1..=11).map(s).collect();
@@ -831,6 +857,41 @@ fn drill_bad_input_corpus() {
             ],
             5,
             "no WAL file of this repository is larger",
+        ),
+        case(
+            "identity version 2 without min_reader_version",
+            &["--repo", &no_minimum, "status"],
+            5,
+            "version 2 without min_reader_version",
+        ),
+        case(
+            "min_reader_version that is not a release",
+            &["--repo", &bad_minimum, "status"],
+            5,
+            "is not \"X.Y.Z\"",
+        ),
+        case(
+            "prune with a reader record that cannot be read",
+            &["--repo", &bad_reader, "prune", "--keep-backups", "1"],
+            5,
+            "every reader record must be readable",
+        ),
+        case(
+            "--replace-damaged over SSH (no atomic replace)",
+            &[
+                "--repo",
+                &rotted_url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &good_kh,
+                "push",
+                "--replace-damaged",
+                &p(&names[1]),
+                &names[1],
+            ],
+            2,
+            "cannot replace an object in one atomic step",
         ),
         case(
             "reader hold with an id that is a path",
