@@ -106,19 +106,21 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     if args.dry_run || plan.remove.is_empty() {
         return outcome;
     }
-    // A restore that began while this prune planned: its hold was not in the plan.
+    for id in &expired {
+        remove_stored_backup(repo.storage(), id)?;
+    }
+    // A restore that began while this prune planned: its hold was not in the plan. Asked after
+    // the expired backups are gone and before any WAL goes: a restore that opened one of them
+    // before it went published its hold before that (restore holds, then checks, then reads).
     let cutoff = plan.cutoff.as_ref().map_or(0, |c| c.0);
     if let Some((_, who)) = reader_holds(&repo, segment_size, false)?
         .into_iter()
         .find(|(n, _)| *n < cutoff)
     {
         return Err(Error::unavailable(format!(
-            "prune stops before removing anything: {who}, which began while prune planned"
+            "prune stops before removing WAL: {who}, which began while prune planned"
         ))
         .with_hint("Run prune again: the new plan keeps what that reader needs."));
-    }
-    for id in &expired {
-        remove_stored_backup(repo.storage(), id)?;
     }
 
     let mut last: Option<&WalFileName> = None;
