@@ -166,6 +166,10 @@ pub enum Command {
         path: PathBuf,
         /// Its WAL file name (%f)
         name: String,
+        /// Replace an archived object whose stored bytes are damaged with this file, when its
+        /// header records exactly this file (by hand, never in archive_command)
+        #[arg(long)]
+        replace_damaged: bool,
     },
     /// Restore one WAL file (restore_command = 'walship fetch %f %p')
     Fetch {
@@ -201,6 +205,8 @@ pub enum Command {
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
     Prune(crate::commands::prune::PruneArgs),
+    /// A restored server's hold on the WAL it still needs (set up by restore: archive_cleanup_command, recovery_end_command)
+    Reader(crate::commands::reader::ReaderArgs),
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -226,6 +232,7 @@ impl Command {
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
+            Command::Reader(_) => "reader".into(),
             Command::Check(_) => "check".into(),
             Command::Basebackup(_) => "basebackup".into(),
             Command::Restore(_) => "restore".into(),
@@ -313,9 +320,16 @@ fn called_as(args: &[std::ffi::OsString]) -> Called {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Push { path, name } => {
-            crate::commands::push::run(&Config::resolve(&cli.global)?, &path, &name)
-        }
+        Command::Push {
+            path,
+            name,
+            replace_damaged,
+        } => crate::commands::push::run(
+            &Config::resolve(&cli.global)?,
+            &path,
+            &name,
+            replace_damaged,
+        ),
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
         Command::Status { json, prometheus } => {
@@ -350,6 +364,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::restore::run(&Config::resolve(&cli.global)?, &args)
         }
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
+        Command::Reader(args) => {
+            crate::commands::reader::run(&Config::resolve(&cli.global)?, &args)
+        }
         Command::PushAhead { pg_wal } => {
             crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
         }

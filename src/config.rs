@@ -274,6 +274,12 @@ impl Config {
     /// every setting as a flag, so the server restores from the same repository whatever its
     /// environment.
     pub fn restore_command(&self) -> Result<String> {
+        self.server_command("fetch %f %p")
+    }
+
+    /// A command line for a server this walship sets up: this binary with every setting as a
+    /// flag, then `tail` (a subcommand and its arguments, already quoted for the shell).
+    pub fn server_command(&self, tail: &str) -> Result<String> {
         use crate::storage::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
@@ -281,7 +287,7 @@ impl Config {
         for a in self.flag_args() {
             words.push(shell_quote(&a.to_string_lossy()));
         }
-        words.push("fetch %f %p".into());
+        words.push(tail.into());
         Ok(words.join(" "))
     }
 

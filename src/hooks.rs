@@ -34,6 +34,29 @@ impl std::fmt::Display for HookEnd {
     }
 }
 
+/// What is kept of each of a hook's output streams: enough for any message meant for a person;
+/// a hook that prints without end must not take walship's memory with it.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Read `r` to its end, keeping the first `limit` bytes and counting the rest (still read, so
+/// that the writer never blocks on a full pipe).
+fn drain(mut r: impl Read, limit: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut dropped = 0u64;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                dropped += (n - room) as u64;
+            }
+        }
+    }
+    (kept, dropped)
+}
+
 /// Run `command` with `env`, logging its output prefixed with `label`; kill its process group
 /// after `timeout`.
 pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Duration) -> HookEnd {
@@ -65,13 +88,7 @@ pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Dur
     ]
     .into_iter()
     .flatten()
-    .map(|mut r| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = r.read_to_string(&mut text);
-            text
-        })
-    })
+    .map(|r| std::thread::spawn(move || drain(r, MAX_OUTPUT)))
     .collect();
     let started = Instant::now();
     let end = loop {
@@ -100,10 +117,13 @@ pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Dur
             std::thread::sleep(Duration::from_millis(20));
         }
         if r.is_finished()
-            && let Ok(text) = r.join()
+            && let Ok((kept, dropped)) = r.join()
         {
-            for line in text.lines() {
+            for line in String::from_utf8_lossy(&kept).lines() {
                 crate::log_line!("walship: {label}: | {line}");
+            }
+            if dropped > 0 {
+                crate::log_line!("walship: {label}: | ({dropped} more bytes of output not logged)");
             }
         }
     }
@@ -138,5 +158,20 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn regression_a_hook_that_prints_without_end_is_held_to_a_bounded_buffer() {
+        // 64 MiB of output: kept to MAX_OUTPUT, the rest counted, and the hook not blocked
+        let (kept, dropped) = drain(std::io::repeat(b'x').take(64 << 20), MAX_OUTPUT);
+        assert_eq!(kept.len(), MAX_OUTPUT);
+        assert_eq!(dropped, (64 << 20) - MAX_OUTPUT as u64);
+        let end = run_hook(
+            "t",
+            "head -c 50000000 /dev/zero | tr '\\0' x; exit 4",
+            &[],
+            Duration::from_secs(20),
+        );
+        assert_eq!(end, HookEnd::Exited(4));
     }
 }

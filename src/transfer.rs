@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::hashing::HashPipe;
 use crate::pg::{WalFileName, WalHeader, WalKind};
 use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
@@ -26,12 +26,17 @@ pub struct PushOptions {
     pub level: i32,
     /// Compression threads for this one file.
     pub threads: u32,
+    /// `push --replace-damaged`: an object of this name whose header records exactly this file
+    /// but whose stored bytes fail their checks is replaced by a new object of this file.
+    pub replace_damaged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
     /// Written, fsynced and published by this call.
     Stored,
+    /// Written by this call in place of a damaged object of the same content (`--replace-damaged`).
+    Replaced,
     /// The identical file was already in the repository; nothing was written.
     AlreadyArchived,
 }
@@ -132,9 +137,32 @@ pub fn push_file(
         refuse_past_fork(repo, name, identity.wal_segment_size)?;
     }
 
+    let mut replace = false;
     if let Some(existing) = repo.object_header(name)? {
         let (len, sha) = hash_file(&mut file, &what)?;
-        return compare_existing(&existing, len, &sha, repo, name, started, original_bytes);
+        match compare_existing(
+            &existing,
+            len,
+            &sha,
+            repo,
+            name,
+            &what,
+            started,
+            original_bytes,
+        ) {
+            // Corrupt here means: the header records this very file, the stored bytes are bad.
+            Err(e) if opts.replace_damaged && e.kind == Kind::Corrupt => {
+                crate::log_line!(
+                    "walship: push: {} in {} is damaged; replacing it with {what}, which its header records",
+                    name.as_str(),
+                    repo.describe()
+                );
+                file.seek(SeekFrom::Start(0))
+                    .context(format!("reading {what}"))?;
+                replace = true;
+            }
+            other => return other,
+        }
     }
 
     let mut object = BufWriter::with_capacity(CHUNK, repo.create_object(name)?);
@@ -183,6 +211,15 @@ pub fn push_file(
     let object = object
         .into_inner()
         .map_err(|e| Error::io(&writing, e.into_error()))?;
+    if replace {
+        object.commit_replacing()?;
+        return Ok(PushReport {
+            outcome: PushOutcome::Replaced,
+            original_bytes,
+            stored_bytes,
+            elapsed: started.elapsed(),
+        });
+    }
     match object.commit()? {
         Publish::Created => Ok(PushReport {
             outcome: PushOutcome::Stored,
@@ -192,9 +229,16 @@ pub fn push_file(
         }),
         // Another writer published the same name while we wrote: compare with what won.
         Publish::AlreadyExists => match repo.object_header(name)? {
-            Some(existing) => {
-                compare_existing(&existing, len, &sha, repo, name, started, original_bytes)
-            }
+            Some(existing) => compare_existing(
+                &existing,
+                len,
+                &sha,
+                repo,
+                name,
+                &what,
+                started,
+                original_bytes,
+            ),
             None => Err(Error::unavailable(format!(
                 "{} was reported as existing but cannot be read",
                 name.as_str()
@@ -226,16 +270,39 @@ fn refuse_past_fork(repo: &Repository, name: &WalFileName, segment_size: u32) ->
     Ok(())
 }
 
+/// An object named like the file being pushed is there: "already archived" only when its header
+/// records this file's length and SHA-256 and its stored bytes pass the checks fetch makes (an
+/// intact header over rotted or truncated bytes must not let PostgreSQL recycle the good copy).
+#[allow(clippy::too_many_arguments)]
 fn compare_existing(
     existing: &ObjectHeader,
     len: u64,
     sha: &[u8; 32],
     repo: &Repository,
     name: &WalFileName,
+    what: &str,
     started: Instant,
     original_bytes: u64,
 ) -> Result<PushReport> {
     if existing.original_len == len && existing.sha256 == *sha {
+        if let Err(e) = read_verified(repo, name, &mut io::sink(), "nowhere", Checks::Payload) {
+            if e.kind != Kind::Corrupt {
+                return Err(e);
+            }
+            return Err(Error::corrupt(format!(
+                "{} is archived in {} under a header that records this file, but the stored copy is \
+                 damaged ({}); nothing was acknowledged and {what} is kept",
+                name.as_str(),
+                repo.describe(),
+                e.message
+            ))
+            .with_hint(
+                "PostgreSQL keeps the file and retries, so the good copy is safe in pg_wal. Replace the damaged \
+                 object with it: run `walship push --replace-damaged pg_wal/NAME NAME` as the PostgreSQL user in \
+                 the data directory, with the same configuration; it replaces the object only if this file is \
+                 exactly what the damaged object's header records.",
+            ));
+        }
         // The writer of that object may have died between publishing it and syncing its
         // directory: make it durable before reporting it archived.
         repo.make_durable(name)?;
@@ -280,8 +347,9 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    remove_stale_fetch_files(dir);
     let mut temp = tempfile::Builder::new()
-        .prefix(".walship-fetch-")
+        .prefix(FETCH_TEMP_PREFIX)
         .tempfile_in(dir)
         .context(format!("creating a temporary file in {}", dir.display()))?;
     let temp_path = temp.path().display().to_string();
@@ -298,6 +366,38 @@ pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<
         compression: header.compression,
         elapsed: started.elapsed(),
     })
+}
+
+const FETCH_TEMP_PREFIX: &str = ".walship-fetch-";
+/// A fetch writes its temporary file within seconds; one untouched this long belongs to a
+/// fetch that was killed, and would otherwise stay in pg_wal for good.
+const STALE_FETCH_FILE: Duration = Duration::from_secs(3600);
+
+/// Remove the temporary files of killed fetches from `dir` (best effort: failing to tidy up
+/// never fails a fetch). Regular files only, never through a symlink.
+fn remove_stale_fetch_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(FETCH_TEMP_PREFIX) {
+            continue;
+        }
+        let stale = e.metadata().ok().filter(|m| m.is_file()).and_then(|m| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map(|age| age > STALE_FETCH_FILE)
+        });
+        if stale == Some(true) && fs::remove_file(e.path()).is_ok() {
+            crate::log_line!(
+                "walship: fetch: removed {}, left by a fetch that was killed",
+                e.path().display()
+            );
+        }
+    }
 }
 
 /// Read the object archived as `name` in full, decompress and check it (length, payload digest
@@ -333,7 +433,7 @@ fn read_verified(
     out_name: &str,
     checks: Checks,
 ) -> Result<ObjectHeader> {
-    repo.require_identity()?;
+    let limit = u64::from(repo.require_identity()?.wal_segment_size);
     let Some((header, payload)) = repo.open_object(name)? else {
         repo.confirm_absent(name)?;
         return Err(Error::not_found(format!(
@@ -342,6 +442,17 @@ fn read_verified(
             repo.describe()
         )));
     };
+    // A header is only checked against itself: a length beyond what PostgreSQL ever writes
+    // under this name would have fetch fill pg_wal before any digest could say no.
+    if header.original_len > limit {
+        return Err(Error::corrupt(format!(
+            "repository object {} in {} records {} bytes; no WAL file of this repository is larger than its {limit}-byte segments",
+            name.as_str(),
+            repo.describe(),
+            header.original_len
+        ))
+        .with_hint("Nothing was written. The object is damaged or was not written by walship: restore it from another copy of the archive."));
+    }
     let storage_failed = Cell::new(false);
     let mut source = PayloadReader {
         inner: payload,
@@ -563,232 +674,4 @@ pub fn header_from_wal_dir(dir: &Path) -> Result<WalHeader> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::memory::MemoryStorage;
-
-    #[test]
-    fn regression_an_object_found_already_archived_is_made_durable_before_success() {
-        // A writer killed between publishing an object and syncing its directory leaves a name
-        // a crash can still lose; the next push of the same file must not report it archived
-        // without making it durable.
-        let storage = MemoryStorage::default();
-        let mut repo = Repository::open(Box::new(storage.clone())).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let name = WalFileName::parse("000000010000000000000001").unwrap();
-        let mut bytes = crate::pg::walheader::tests::header_bytes(5, 1 << 20, 1 << 20, 1);
-        bytes.resize(1 << 20, 7);
-        let src = dir.path().join(name.as_str());
-        std::fs::write(&src, &bytes).unwrap();
-        let header = WalHeader::parse(&bytes, "x").unwrap();
-        let identity = repo.initialize(&identity_of(&header)).unwrap().clone();
-        let opts = PushOptions {
-            compression: Compression::Zstd,
-            level: 1,
-            threads: 1,
-        };
-
-        let first = push_file(&repo, &identity, &src, &name, &opts).unwrap();
-        assert_eq!(first.outcome, PushOutcome::Stored);
-        assert!(storage.durable_calls.borrow().is_empty());
-        let again = push_file(&repo, &identity, &src, &name, &opts).unwrap();
-        assert_eq!(again.outcome, PushOutcome::AlreadyArchived);
-        assert_eq!(*storage.durable_calls.borrow(), vec![name.repo_path()]);
-    }
-
-    /// A repository in memory holding one 1 MiB segment pushed with `compression`, and the
-    /// directory that segment came from (fetches go there too).
-    struct Pushed {
-        storage: MemoryStorage,
-        repo: Repository,
-        dir: tempfile::TempDir,
-        name: WalFileName,
-        original: Vec<u8>,
-    }
-
-    fn pushed(compression: Compression) -> Pushed {
-        let storage = MemoryStorage::default();
-        let mut repo = Repository::open(Box::new(storage.clone())).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let name = WalFileName::parse("000000010000000000000001").unwrap();
-        let mut original = crate::pg::walheader::tests::header_bytes(5, 1 << 20, 1 << 20, 1);
-        original.extend((0..(1u32 << 20) - original.len() as u32).map(|i| (i / 7 % 13) as u8));
-        std::fs::write(dir.path().join(name.as_str()), &original).unwrap();
-        let header = WalHeader::parse(&original, "x").unwrap();
-        let identity = repo.initialize(&identity_of(&header)).unwrap().clone();
-        let opts = PushOptions {
-            compression,
-            level: compression.default_level(),
-            threads: 1,
-        };
-        push_file(
-            &repo,
-            &identity,
-            &dir.path().join(name.as_str()),
-            &name,
-            &opts,
-        )
-        .unwrap();
-        Pushed {
-            storage,
-            repo,
-            dir,
-            name,
-            original,
-        }
-    }
-
-    impl Pushed {
-        fn object(&self) -> Vec<u8> {
-            self.storage.files.borrow()[&self.name.repo_path()].clone()
-        }
-
-        /// Replace the stored object (as damage, or a writer with a defect, would).
-        fn replace(&self, header: &ObjectHeader, payload: &[u8]) {
-            let mut bytes = header.encode().to_vec();
-            bytes.extend_from_slice(payload);
-            self.storage
-                .files
-                .borrow_mut()
-                .insert(self.name.repo_path(), bytes);
-        }
-
-        fn header(&self) -> ObjectHeader {
-            ObjectHeader::decode(&self.object(), self.name.as_str()).unwrap()
-        }
-
-        /// Fetch as restore_command does; on failure, check that nothing reached `%p`.
-        fn fetch(&self) -> Result<Vec<u8>> {
-            let dest = self.dir.path().join("RECOVERYXLOG");
-            let _ = std::fs::remove_file(&dest);
-            match fetch_file(&self.repo, &self.name, &dest) {
-                Ok(_) => Ok(std::fs::read(&dest).unwrap()),
-                Err(e) => {
-                    assert!(!dest.exists(), "a failed fetch left {}", dest.display());
-                    assert_eq!(e.kind, crate::error::Kind::Corrupt, "{}", e.message);
-                    Err(e)
-                }
-            }
-        }
-    }
-
-    impl Pushed {
-        /// Fetch, expecting a refusal whose message contains `because`.
-        fn refused(&self, because: &str) {
-            let e = self.fetch().unwrap_err();
-            assert!(e.message.contains(because), "{}", e.message);
-        }
-    }
-
-    fn payload_digest(payload: &[u8]) -> [u8; PAYLOAD_DIGEST_LEN] {
-        Sha256::digest(payload)[..PAYLOAD_DIGEST_LEN]
-            .try_into()
-            .unwrap()
-    }
-
-    #[test]
-    fn a_pushed_object_records_its_payload_digest_and_fetches_byte_for_byte() {
-        for c in [Compression::None, Compression::Zstd, Compression::Bzip2] {
-            let p = pushed(c);
-            let object = p.object();
-            let header = p.header();
-            assert_eq!(object[8], 2, "{c:?}: header version");
-            assert_eq!(
-                header.payload_digest,
-                Some(payload_digest(&object[HEADER_LEN..])),
-                "{c:?}"
-            );
-            assert!(c.payload_checks_itself(&object[HEADER_LEN..]), "{c:?}");
-            assert_eq!(p.fetch().unwrap(), p.original, "{c:?}");
-            verify_object(&p.repo, &p.name).unwrap();
-        }
-    }
-
-    #[test]
-    fn fetch_refuses_a_stored_byte_that_changed_even_where_nothing_else_would_notice() {
-        // Uncompressed, a flipped byte decodes fine: only the payload digest can see it.
-        let p = pushed(Compression::None);
-        let mut payload = p.object()[HEADER_LEN..].to_vec();
-        payload[300_000] ^= 0x10;
-        p.replace(&p.header(), &payload);
-        p.refused("the stored bytes hash to");
-        assert!(verify_object(&p.repo, &p.name).is_err());
-    }
-
-    #[test]
-    fn fetch_refuses_bytes_after_the_end_of_the_compressed_stream() {
-        // bzip2's decoder stops at the end of its stream and would never read what follows.
-        let p = pushed(Compression::Bzip2);
-        let mut payload = p.object()[HEADER_LEN..].to_vec();
-        payload.extend_from_slice(b"appended");
-        p.replace(&p.header(), &payload);
-        p.refused("the stored bytes hash to");
-    }
-
-    #[test]
-    fn fetch_refuses_a_version_2_zstd_payload_without_its_content_checksum() {
-        let p = pushed(Compression::Zstd);
-        let unchecked = zstd::encode_all(&p.original[..], 1).unwrap();
-        let header = ObjectHeader {
-            payload_digest: Some(payload_digest(&unchecked)),
-            ..p.header()
-        };
-        p.replace(&header, &unchecked);
-        p.refused("no checksum of its own");
-    }
-
-    #[test]
-    fn regression_only_the_first_zstd_frame_of_a_payload_is_handed_over() {
-        // An empty frame with the checksum flag, then every byte in a frame without it: decoding
-        // past the first frame would hand over bytes that no checksum covered.
-        let p = pushed(Compression::Zstd);
-        let mut payload = Compression::Zstd
-            .stream_encoder(Vec::new(), 1, 1)
-            .unwrap()
-            .finish()
-            .unwrap();
-        assert!(Compression::Zstd.payload_checks_itself(&payload));
-        payload.extend(zstd::encode_all(&p.original[..], 1).unwrap());
-        let header = ObjectHeader {
-            payload_digest: Some(payload_digest(&payload)),
-            ..p.header()
-        };
-        p.replace(&header, &payload);
-        p.refused("0 bytes after decompression");
-    }
-
-    #[test]
-    fn a_version_1_object_is_checked_by_the_sha256_of_its_original() {
-        let p = pushed(Compression::Zstd);
-        let payload = p.object()[HEADER_LEN..].to_vec();
-        let v1 = ObjectHeader {
-            payload_digest: None,
-            ..p.header()
-        };
-        p.replace(&v1, &payload);
-        assert_eq!(p.fetch().unwrap(), p.original);
-        let wrong = ObjectHeader {
-            sha256: [0; 32],
-            ..v1
-        };
-        p.replace(&wrong, &payload);
-        p.refused("does not match the recorded");
-    }
-
-    #[test]
-    fn verify_checks_the_sha256_of_the_original_of_a_version_2_object_too() {
-        let p = pushed(Compression::Zstd);
-        let payload = p.object()[HEADER_LEN..].to_vec();
-        let wrong = ObjectHeader {
-            sha256: [0; 32],
-            ..p.header()
-        };
-        p.replace(&wrong, &payload);
-        let e = verify_object(&p.repo, &p.name).unwrap_err();
-        assert!(
-            e.message.contains("does not match the recorded"),
-            "{}",
-            e.message
-        );
-    }
-}
+mod tests;

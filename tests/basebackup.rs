@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ha::{self, TIMEOUT};
-use common::{Sshd, Workspace, descendants, output};
+use common::{Sshd, Workspace, descendants, names_below, output};
 use walship::pg::cluster::{Cluster, free_port, wait_until};
 
 fn scale() -> u32 {
@@ -178,6 +178,13 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
             .arg("--start"),
     );
     assert_eq!(code, 0, "{out}");
+    // while it recovers, its hold keeps prune off the WAL it fetches; recovery's end releases it
+    assert!(out.contains("holds WAL from"), "{out}");
+    let auto_conf = fs::read_to_string(pitr_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(
+        auto_conf.contains("reader advance") && auto_conf.contains("reader end"),
+        "{auto_conf}"
+    );
     pitr.adopt_running();
     wait_until(TIMEOUT, "the point-in-time copy to open", || {
         Ok(pitr
@@ -186,6 +193,10 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
             .unwrap_or(false))
     })
     .unwrap();
+    wait_until(TIMEOUT, "recovery_end_command to release the hold", || {
+        Ok(names_below(&repo.join("readers")).is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", names_below(&repo.join("readers"))));
     assert_eq!(
         pitr.psql("SELECT string_agg(what, ',') FROM marks")
             .unwrap(),
@@ -224,6 +235,10 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
         "basebackup --to standby: {:.1} s\n{out}",
         t.elapsed().as_secs_f64()
     );
+    // the standby holds the WAL it follows, and moves the hold on at its restartpoints
+    let auto_conf = fs::read_to_string(standby_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto_conf.contains("reader advance"), "{out}\n{auto_conf}");
+    assert!(!names_below(&repo.join("readers")).is_empty(), "{out}");
     wait_until(TIMEOUT, "the standby to serve read-only queries", || {
         Ok(standby
             .psql("SELECT pg_is_in_recovery()")

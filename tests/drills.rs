@@ -315,6 +315,29 @@ fn drill_bad_input_corpus() {
     )
     .unwrap();
     let future = future.display().to_string();
+    let newer = root.join("newer");
+    fs::create_dir(&newer).unwrap();
+    fs::write(
+        newer.join("walship.repo"),
+        "format = \"walship\"\nversion = 2\nmin_reader_version = \"42.0.0\"\n",
+    )
+    .unwrap();
+    let newer = newer.display().to_string();
+    let identity_dir = |name: &str, text: &str| {
+        let d = root.join(name);
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("walship.repo"), text).unwrap();
+        d.display().to_string()
+    };
+    let no_minimum = identity_dir(
+        "no-minimum",
+        "format = \"walship\"\nversion = 2\nsystem_identifier = \"1\"\npg_version = 15\n\
+         wal_segment_size = 16777216\ncreated_by = \"walship 0.2.0\"\n",
+    );
+    let bad_minimum = identity_dir(
+        "bad-minimum",
+        "format = \"walship\"\nversion = 2\nmin_reader_version = \"soon\"\n",
+    );
     let foreign = root.join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::write(
@@ -363,6 +386,44 @@ fn drill_bad_input_corpus() {
     let snapshot = root.join("snapshot/pg_wal");
     write_segment(&snapshot, &seg(1), SYSID, 99);
     let snapshot_seg = snapshot.join(seg(1)).display().to_string();
+    // an archived copy of segment 2 whose payload rotted under an intact header
+    let rotted = root.join("rotted");
+    fs::create_dir(&rotted).unwrap();
+    let rotted_r = rotted.display().to_string();
+    for n in [1, 2] {
+        let (code, out) = run(walship()
+            .args(["--repo", &rotted_r, "push"])
+            .arg(format!("pg_wal/{}", seg(n)))
+            .arg(seg(n))
+            .current_dir(&pgdata));
+        assert_eq!(code, 0, "{out}");
+    }
+    let rotted_object = rotted.join(format!("wal/{}/{}", &seg(2)[..16], seg(2)));
+    let mut bytes = fs::read(&rotted_object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&rotted_object, bytes).unwrap();
+    // an object whose (consistent) header claims a terabyte
+    let oversize = root.join("oversize");
+    copy_tree(&rotted, &oversize);
+    let oversize_object = oversize.join(format!("wal/{}/{}", &seg(1)[..16], seg(1)));
+    let mut bytes = fs::read(&oversize_object).unwrap();
+    let mut h = walship::repo::ObjectHeader::decode(&bytes, &seg(1)).unwrap();
+    h.original_len = 1 << 40;
+    bytes[..128].copy_from_slice(&h.encode());
+    fs::write(&oversize_object, bytes).unwrap();
+    let oversize = oversize.display().to_string();
+    // a reader record that cannot be read
+    let bad_reader = root.join("bad-reader");
+    copy_tree(&rotted, &bad_reader);
+    fs::create_dir(bad_reader.join("readers")).unwrap();
+    fs::write(bad_reader.join("readers/r-1.1.toml"), "id = [").unwrap();
+    let bad_reader = bad_reader.display().to_string();
+    let rotted_ssh = root.join("rotted-ssh");
+    copy_tree(&rotted, &rotted_ssh);
+    chown_to_pg_user(&ws, &rotted_ssh);
+    let rotted_url = sshd.url(&rotted_ssh);
+    let good_kh = sshd.known_hosts.display().to_string();
     let s = |n: u64| seg(n);
     let p = |n: &str| format!("pg_wal/{n}");
     let names: Vec<String> = (1..=11).map(s).collect();
@@ -745,6 +806,110 @@ fn drill_bad_input_corpus() {
             ],
             4,
             "ssh-keygen -R",
+        ),
+        // destructive paths (issue 18): a root without walship.repo is unavailable for the
+        // commands a cron job runs, never "empty, nothing to do"
+        case(
+            "verify on a root without walship.repo",
+            &["--repo", &empty, "verify"],
+            3,
+            "walship.repo",
+        ),
+        case(
+            "prune on a root without walship.repo",
+            &["--repo", &empty, "prune", "--keep-backups", "1"],
+            3,
+            "walship.repo",
+        ),
+        case(
+            "re-push over an archived copy whose payload rotted",
+            &["--repo", &rotted_r, "push", &p(&names[1]), &names[1]],
+            5,
+            "stored copy is damaged",
+        ),
+        case(
+            "--replace-damaged with other content than the archived copy",
+            &[
+                "--repo",
+                &r,
+                "push",
+                "--replace-damaged",
+                &snapshot_seg,
+                &names[0],
+            ],
+            4,
+            "different content",
+        ),
+        case(
+            "repository that needs a newer walship",
+            &["--repo", &newer, "fetch", &names[0], "/tmp/walship-x"],
+            4,
+            "needs walship 42.0.0 or newer",
+        ),
+        case(
+            "object whose header claims more than a segment",
+            &[
+                "--repo",
+                &oversize,
+                "fetch",
+                &names[0],
+                "/tmp/walship-oversize",
+            ],
+            5,
+            "no WAL file of this repository is larger",
+        ),
+        case(
+            "identity version 2 without min_reader_version",
+            &["--repo", &no_minimum, "status"],
+            5,
+            "version 2 without min_reader_version",
+        ),
+        case(
+            "min_reader_version that is not a release",
+            &["--repo", &bad_minimum, "status"],
+            5,
+            "is not \"X.Y.Z\"",
+        ),
+        case(
+            "prune with a reader record that cannot be read",
+            &["--repo", &bad_reader, "prune", "--keep-backups", "1"],
+            5,
+            "every reader record must be readable",
+        ),
+        case(
+            "--replace-damaged over SSH (no atomic replace)",
+            &[
+                "--repo",
+                &rotted_url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &good_kh,
+                "push",
+                "--replace-damaged",
+                &p(&names[1]),
+                &names[1],
+            ],
+            2,
+            "cannot replace an object in one atomic step",
+        ),
+        case(
+            "reader hold with an id that is a path",
+            &["--repo", &r, "reader", "advance", "../wal", &names[0]],
+            2,
+            "reader id",
+        ),
+        case(
+            "reader hold from a history file",
+            &["--repo", &r, "reader", "advance", "r-1", "00000002.history"],
+            2,
+            "give a WAL segment name",
+        ),
+        case(
+            "reader end with an id that is a path",
+            &["--repo", &r, "reader", "end", "a/../b"],
+            2,
+            "reader id",
         ),
     ];
     let before = tree(&repo);

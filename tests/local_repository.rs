@@ -385,7 +385,7 @@ fn an_unknown_repository_format_version_is_refused() {
     assert_eq!(env.push(SEG).0, 0);
     let id = env.repo.join("walship.repo");
     let text = fs::read_to_string(&id).unwrap();
-    fs::write(&id, text.replace("version = 1", "version = 7")).unwrap();
+    fs::write(&id, text.replace("\nversion = 2", "\nversion = 7")).unwrap();
     write_segment(&env.pg_wal, "000000010000000000000004", SYSID, 2);
     let (code, err) = env.push("000000010000000000000004");
     assert_eq!(code, 4, "{err}");
@@ -816,4 +816,120 @@ fn regression_a_thread_limit_is_an_error_not_a_signal() {
     );
     assert!(err.contains("starting the hashing thread"), "{err}");
     assert!(!env.object(SEG).exists());
+}
+
+#[test]
+fn a_repush_over_a_rotted_archived_copy_fails_keeps_the_segment_and_replace_damaged_repairs_it() {
+    let env = Env::new();
+    let seg = write_segment(&env.pg_wal, SEG, SYSID, 3);
+    let good = fs::read(&seg).unwrap();
+    assert_eq!(env.push(SEG).0, 0);
+    // bit rot in the stored payload, and then truncation, both under an intact header
+    let object = env.object(SEG);
+    let stored = fs::read(&object).unwrap();
+    let mut rotted = stored.clone();
+    rotted[stored.len() - 10] ^= 0x40;
+    let truncated = stored[..stored.len() / 2].to_vec();
+    for damaged in [rotted, truncated] {
+        fs::write(&object, &damaged).unwrap();
+        let (code, out) = env.push(SEG);
+        assert_eq!(code, 5, "{out}");
+        assert!(
+            out.contains("stored copy is damaged") && out.contains("--replace-damaged"),
+            "{out}"
+        );
+        assert_eq!(
+            fs::read(&seg).unwrap(),
+            good,
+            "the segment in pg_wal is kept"
+        );
+        assert_eq!(fs::read(&object).unwrap(), damaged, "nothing was written");
+    }
+    // the documented repair, as the hint gives it
+    let (code, out) = run(env
+        .cmd()
+        .args(["push", "--replace-damaged"])
+        .arg(format!("pg_wal/{SEG}"))
+        .arg(SEG));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("replaced the damaged object"), "{out}");
+    let dest = env.root.join("restored");
+    assert_eq!(env.fetch(SEG, &dest).0, 0);
+    assert_eq!(fs::read(&dest).unwrap(), good);
+    let (code, out) = verify(&env.repo);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(env.push(SEG).0, 0, "now already archived");
+    // no temporary file is left beside it
+    let dir: Vec<_> = fs::read_dir(object.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(dir.len(), 1, "{dir:?}");
+}
+
+#[test]
+fn regression_a_repository_that_needs_a_newer_walship_is_refused_up_front() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let id = env.repo.join("walship.repo");
+    let text = fs::read_to_string(&id).unwrap();
+    // what an older walship checks first: walship 0.1 refuses any version but 1
+    assert!(text.contains("\nversion = 2\n"), "{text}");
+    assert!(text.contains("min_reader_version = \"0.2.0\""), "{text}");
+    // a newer writer raised the minimum: every command refuses before reading an object
+    fs::write(&id, text.replace("\"0.2.0\"", "\"99.1.0\"")).unwrap();
+    let before = names_below(&env.repo);
+    for args in [
+        vec!["fetch", SEG, "out"],
+        vec!["status"],
+        vec!["verify"],
+        vec!["prune", "--keep-backups", "1"],
+    ] {
+        let (code, err) = run(env.cmd().args(&args));
+        assert_eq!(code, 4, "{args:?}: {err}");
+        assert!(
+            err.contains("needs walship 99.1.0 or newer"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(names_below(&env.repo), before, "nothing written");
+}
+
+#[test]
+fn regression_a_killed_fetchs_temporary_file_is_removed_from_pg_wal_by_the_next_fetch() {
+    let env = Env::new();
+    write_segment(&env.pg_wal, SEG, SYSID, 1);
+    assert_eq!(env.push(SEG).0, 0);
+    let age = |p: &Path, hours: u32| {
+        let ok = Command::new("touch")
+            .args(["-h", "-d", &format!("{hours} hours ago")])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let killed = env.pg_wal.join(".walship-fetch-AbC123");
+    let running = env.pg_wal.join(".walship-fetch-XyZ789");
+    let elsewhere = env.root.join("precious");
+    let link = env.pg_wal.join(".walship-fetch-link");
+    fs::write(&killed, vec![0u8; 4096]).unwrap();
+    fs::write(&running, b"being written").unwrap();
+    fs::write(&elsewhere, b"not walship's").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    age(&killed, 2);
+    age(&link, 2);
+    age(&elsewhere, 2);
+    let (code, out) = env.fetch(SEG, &env.pg_wal.join("RECOVERYXLOG"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!killed.exists(), "{out}");
+    assert!(out.contains("left by a fetch that was killed"), "{out}");
+    assert!(running.exists(), "a fetch in progress keeps its file");
+    assert!(
+        link.symlink_metadata().is_ok() && elsewhere.exists(),
+        "symlinks are left alone"
+    );
 }

@@ -54,9 +54,85 @@ fn backup_record(start: u64, stop: u64, stop_time: &str) -> (String, String) {
     )
 }
 
-/// A repository with segments 1..=`segments` of timeline 1 and a backup starting at each of
-/// `backups` (stopping one segment later), a day apart, the last one a day ago.
+/// Store a base backup of segments start..=start+1 in `backups/<id>/` (a small data object and
+/// its manifest, as `walship basebackup` writes them) for the record `record`; returns its id.
+fn store_backup(repo: &Path, start: u64, stopped_at: i64, record: &str) -> String {
+    use walship::backup::{FORMAT_NAME, FORMAT_VERSION, Manifest, StoredData};
+    let id = walship::backup::id_for(stopped_at - 60);
+    let dir = repo.join("backups").join(&id);
+    fs::create_dir_all(&dir).unwrap();
+    let data = format!("the data of backup {id}").into_bytes();
+    fs::write(dir.join("data.tar"), &data).unwrap();
+    let m = Manifest {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        id: id.clone(),
+        label: format!("walship {id}"),
+        system_identifier: "7300000000000000042".into(),
+        pg_version: 15,
+        wal_segment_size: SEG,
+        timeline: 1,
+        start_lsn: format!("0/{:X}", (start << 24) | 0x28),
+        stop_lsn: format!("0/{:X}", ((start + 1) << 24) | 0x100),
+        start_segment: segment_name(1, start, SEG),
+        stop_segment: segment_name(1, start + 1, SEG),
+        backup_record: record.into(),
+        started_at: stopped_at - 60,
+        stopped_at,
+        compression: "none".into(),
+        original_bytes: data.len() as u64,
+        stored: Some(StoredData {
+            object: "data.tar".into(),
+            bytes: data.len() as u64,
+            sha256: walship::backup::hex(&Sha256::digest(&data)),
+        }),
+        tablespaces: Vec::new(),
+        directories: Vec::new(),
+        files: Vec::new(),
+    };
+    fs::write(dir.join("manifest.toml"), m.to_toml()).unwrap();
+    id
+}
+
+/// Ids of the stored backups, sorted.
+fn stored(repo: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(repo.join("backups"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// A repository with segments 1..=`segments` of timeline 1 and a stored backup starting at each
+/// of `backups` (stopping one segment later), a day apart, the last one a day ago.
 fn fabricate(dir: &Path, segments: u64, backups: &[u64]) -> PathBuf {
+    let repo = fabricate_with(dir, segments, &[]);
+    add_backups(&repo, backups, true);
+    repo
+}
+
+/// Backup records starting at each of `starts`, a day apart, the last one a day ago; with their
+/// data stored in the repository or (`store` false: pg_basebackup, a re-seed) not.
+fn add_backups(repo: &Path, starts: &[u64], store: bool) -> Vec<String> {
+    let now = walship::repo::lock::now();
+    let mut ids = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        let age_days = (starts.len() - i) as i64;
+        let t = now - age_days * 86_400;
+        let (name, text) = backup_record(*start, start + 1, &utc(t));
+        put(repo, &name, text.as_bytes());
+        if store {
+            ids.push(store_backup(repo, *start, t, &name));
+        }
+    }
+    ids
+}
+
+/// A repository with segments 1..=`segments` and records (without stored data) at `records`.
+fn fabricate_with(dir: &Path, segments: u64, records: &[u64]) -> PathBuf {
     let repo = dir.join("repo");
     fs::create_dir_all(&repo).unwrap();
     let identity = Identity {
@@ -68,13 +144,7 @@ fn fabricate(dir: &Path, segments: u64, backups: &[u64]) -> PathBuf {
     for n in 1..=segments {
         put(&repo, &segment_name(1, n, SEG), &n.to_le_bytes());
     }
-    let now = walship::repo::lock::now();
-    for (i, start) in backups.iter().enumerate() {
-        let age_days = (backups.len() - i) as i64;
-        let t = now - age_days * 86_400;
-        let (name, text) = backup_record(*start, start + 1, &utc(t));
-        put(&repo, &name, text.as_bytes());
-    }
+    add_backups(&repo, records, false);
     repo
 }
 
@@ -250,19 +320,32 @@ fn a_live_lock_keeps_a_second_prune_out_and_a_dead_one_is_taken_over() {
 }
 
 #[test]
-fn before_works_as_archive_cleanup_command_and_bad_arguments_are_refused() {
+fn prune_before_as_archive_cleanup_command_removes_wal_only_and_keeps_stored_backups() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = fabricate(dir.path(), 30, &[5]);
+    // a record of a backup kept elsewhere at 3, stored backups at 5 and 12
+    let repo = fabricate_with(dir.path(), 30, &[3]);
+    let ids = add_backups(&repo, &[5, 12], true);
     let r = segment_name(1, 20, SEG);
     let (code, out) = prune(&repo, &["--before", &r]);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removes WAL only"), "{out}");
     let after = objects(&repo);
-    assert_eq!(after.first(), Some(&r), "{out}");
-    assert_eq!(
-        after.len(),
-        11,
-        "the backup starting at 5 went with its WAL: {after:?}"
-    );
+    assert_eq!(after.first(), Some(&segment_name(1, 5, SEG)), "{out}");
+    // segments 5..=30 and the two stored backups' records; the record at 3 went with its WAL
+    assert_eq!(after.len(), 26 + 2, "{after:?}");
+    assert_eq!(stored(&repo), ids, "{out}");
+    verify_ok(&repo);
+    // at every restartpoint again: nothing more goes
+    let (code, out) = prune(&repo, &["--before", &segment_name(1, 29, SEG)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(objects(&repo).len(), 28, "{out}");
+    assert_eq!(stored(&repo), ids);
+    // retention still expires the older stored backup, --before with it or not
+    let (code, out) = prune(&repo, &["--keep-backups", "1", "--before", &r]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(stored(&repo), ids[1..], "{out}");
+    assert_eq!(objects(&repo).first(), Some(&segment_name(1, 12, SEG)));
+    verify_ok(&repo);
 
     for (args, code, says) in [
         (vec![], 2, "needs a retention setting"),
@@ -335,5 +418,253 @@ fn prune_works_over_ssh_with_the_same_plan_and_lock() {
     assert!(!repo.join("prune.lock").exists(), "{text}");
     // segment directory 00000001 00000000 (segments 1..255) emptied and removed remotely
     assert!(!repo.join("wal/0000000100000000").exists(), "{text}");
+    verify_ok(&repo);
+}
+
+#[test]
+fn a_reseed_record_does_not_count_toward_keep_backups_and_status_says_it_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // the only stored backup at 5, then a re-seed with basebackup --to: its record at 20
+    let repo = fabricate(dir.path(), 30, &[5]);
+    add_backups(&repo, &[20], false);
+    let ids = stored(&repo);
+    let (code, out) = output(walship().arg("--repo").arg(&repo).arg("status"));
+    assert_eq!(code, 0, "{out}");
+    let reseed = out
+        .lines()
+        .find(|l| l.starts_with(&segment_name(1, 20, SEG)))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(reseed.contains("no: data not stored here"), "{out}");
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        stored(&repo),
+        ids,
+        "the only restorable backup stays: {out}"
+    );
+    let after = objects(&repo);
+    assert_eq!(after.first(), Some(&segment_name(1, 5, SEG)), "{out}");
+    assert_eq!(after.len(), 26 + 2);
+}
+
+/// Damage a repository (its root, a stored backup's id).
+type Spoil = fn(&Path, &str);
+
+#[test]
+fn prune_keeps_the_last_good_backup_when_the_newest_is_damaged() {
+    // each way the newest of two stored backups (at 5 and 20) can be damaged under an intact
+    // listing; with keep_backups = 1 the backup at 5 must stay, with its WAL
+    let damage: [(&str, Spoil); 4] = [
+        ("data object changed", |repo, id| {
+            fs::write(repo.join(format!("backups/{id}/data.tar")), b"rotted").unwrap()
+        }),
+        ("data object gone", |repo, id| {
+            fs::remove_file(repo.join(format!("backups/{id}/data.tar"))).unwrap()
+        }),
+        ("a segment's header rotted", |repo, _| {
+            let p = repo.join(
+                walship::pg::WalFileName::parse(&segment_name(1, 21, SEG))
+                    .unwrap()
+                    .repo_path(),
+            );
+            let mut b = fs::read(&p).unwrap();
+            b[20] ^= 0xff;
+            fs::write(p, b).unwrap()
+        }),
+        ("a segment truncated to nothing", |repo, _| {
+            let p = repo.join(
+                walship::pg::WalFileName::parse(&segment_name(1, 20, SEG))
+                    .unwrap()
+                    .repo_path(),
+            );
+            fs::write(p, b"").unwrap()
+        }),
+    ];
+    for (what, spoil) in damage {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = fabricate(dir.path(), 30, &[5, 20]);
+        let ids = stored(&repo);
+        spoil(&repo, &ids[1]);
+        let (code, out) = prune(&repo, &["--keep-backups", "1", "--dry-run"]);
+        assert_eq!(code, 5, "{what}: {out}");
+        let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+        assert_eq!(code, 5, "{what}: {out}");
+        assert!(
+            out.contains("failed their check") && out.contains("DAMAGED"),
+            "{what}: {out}"
+        );
+        assert_eq!(stored(&repo), ids, "{what}: {out}");
+        let after = objects(&repo);
+        assert_eq!(
+            after.first(),
+            Some(&segment_name(1, 5, SEG)),
+            "{what}: {out}"
+        );
+        assert!(
+            after.contains(&format!("{}.00000028.backup", segment_name(1, 5, SEG))),
+            "{what}: {out}"
+        );
+    }
+}
+
+/// `walship reader ARGS` on `repo`.
+fn reader(repo: &Path, args: &[&str]) -> (i32, String) {
+    output(walship().arg("--repo").arg(repo).arg("reader").args(args))
+}
+
+fn readers(repo: &Path) -> Vec<String> {
+    names_below(&repo.join("readers"))
+}
+
+#[test]
+fn prune_keeps_the_wal_a_restore_in_progress_holds_until_it_ends_or_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let ids = stored(&repo);
+    // a point-in-time restore of the backup at 5 is replaying (its hold, as restore writes it
+    // and archive_cleanup_command renews it), while cron prunes to one backup
+    let (code, out) = reader(&repo, &["advance", "r-1", &segment_name(1, 5, SEG)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(readers(&repo).len(), 1);
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reader r-1"), "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 5, SEG)),
+        "{out}"
+    );
+    assert_eq!(stored(&repo), ids, "the backup being restored stays: {out}");
+    // a restartpoint moves the hold on; the end of recovery releases it
+    let (code, out) = reader(&repo, &["advance", "r-1", &segment_name(1, 12, SEG)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(readers(&repo).len(), 1, "one version of the hold");
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 12, SEG)),
+        "{out}"
+    );
+    let (code, out) = reader(&repo, &["end", "r-1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(readers(&repo).is_empty());
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 20, SEG)),
+        "{out}"
+    );
+    assert_eq!(stored(&repo), ids[1..]);
+    verify_ok(&repo);
+}
+
+#[test]
+fn a_crashed_readers_hold_expires_and_a_damaged_one_stops_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let now = walship::repo::lock::now();
+    let record = |id: &str, written: i64, expires: i64| {
+        format!(
+            "id = \"{id}\"\nhost = \"gone\"\npgdata = \"/srv/pitr\"\nbackup = \"b\"\n\
+             needs_from = \"{}\"\nwritten = {written}\nexpires = {expires}\n",
+            segment_name(1, 3, SEG)
+        )
+    };
+    fs::create_dir_all(repo.join("readers")).unwrap();
+    // damaged: prune stops, nothing removed
+    fs::write(repo.join("readers/bad.1.toml"), "id = [").unwrap();
+    let before = objects(&repo);
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains("every reader record must be readable"),
+        "{out}"
+    );
+    assert_eq!(objects(&repo), before);
+    fs::remove_file(repo.join("readers/bad.1.toml")).unwrap();
+    // a reader that died 8 days ago: its hold expired a day ago
+    let old = now - 8 * 86_400;
+    fs::write(
+        repo.join(format!("readers/dead.{old}.toml")),
+        record("dead", old, old + 7 * 86_400),
+    )
+    .unwrap();
+    let (code, out) = prune(&repo, &["--keep-backups", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("its hold expired"), "{out}");
+    assert_eq!(readers(&repo).len(), 1, "a dry run removes nothing");
+    let (code, out) = prune(&repo, &["--keep-backups", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(readers(&repo).is_empty(), "{out}");
+    assert_eq!(
+        objects(&repo).first(),
+        Some(&segment_name(1, 20, SEG)),
+        "{out}"
+    );
+    // bad arguments to reader
+    for (args, says) in [
+        (
+            vec!["advance", "../x", "000000010000000000000005"],
+            "reader id",
+        ),
+        (
+            vec!["advance", "r", "00000002.history"],
+            "give a WAL segment name",
+        ),
+        (vec!["end", "a/b"], "reader id"),
+    ] {
+        let (code, out) = reader(&repo, &args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+}
+
+/// Set `path`'s modification time `hours` back (without following a symlink).
+fn age(path: &Path, hours: u32) {
+    let ok = std::process::Command::new("touch")
+        .args(["-h", "-d", &format!("{hours} hours ago")])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn prune_removes_the_temporary_files_of_writers_dead_for_a_day_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = fabricate(dir.path(), 30, &[5, 20]);
+    let ids = stored(&repo);
+    let seg_dir = repo.join("wal/0000000100000000");
+    let dead = [
+        seg_dir.join(".000000010000000000000031.4242-0a-0.tmp"),
+        repo.join(format!("backups/{}/.data.tar.zst.4242-0b-1.tmp", ids[1])),
+        repo.join(".walship.repo.4242-0c-2.tmp"),
+    ];
+    let live = seg_dir.join(".000000010000000000000032.4343-0d-3.tmp");
+    let not_temporary = seg_dir.join(".keep");
+    for p in dead.iter().chain([&live, &not_temporary]) {
+        fs::write(p, b"partial").unwrap();
+    }
+    for p in dead.iter().chain([&not_temporary]) {
+        age(p, 25);
+    }
+    age(&live, 23);
+    let (code, out) = prune(&repo, &["--keep-backups", "2", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(dead.iter().all(|p| p.exists()), "a dry run removes nothing");
+    let (code, out) = prune(&repo, &["--keep-backups", "2"]);
+    assert_eq!(code, 0, "{out}");
+    for p in &dead {
+        assert!(!p.exists(), "{} stays: {out}", p.display());
+        assert!(
+            out.contains(p.file_name().unwrap().to_str().unwrap()),
+            "{out}"
+        );
+    }
+    assert!(live.exists(), "a writer's file younger than a day stays");
+    assert!(not_temporary.exists(), "only writers' temporaries go");
     verify_ok(&repo);
 }

@@ -74,8 +74,19 @@ fn status_check_and_prune_on_a_real_primary_standby_and_restored_backup() {
     primary.start().unwrap();
     primary.pgbench(&["-i", "-s", "1", "-q"]).unwrap();
 
-    // three base backups with load between them
+    // three base backups with load between them: each stored in the repository by `walship
+    // basebackup` (what retention counts), then a pg_basebackup copy to start (its record
+    // counts for nothing: its data is not in the repository)
     for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(1100)); // one backup id per second
+        let mut bb = ws.tools.command(bin.to_str().unwrap());
+        bb.arg("--config")
+            .arg(&config)
+            .arg("--pgdata")
+            .arg(&primary.data)
+            .arg("basebackup");
+        let (code, out) = output(&mut bb);
+        assert_eq!(code, 0, "{out}");
         primary
             .base_backup(&ws.path().join(format!("backup{i}")))
             .unwrap();
@@ -88,7 +99,9 @@ fn status_check_and_prune_on_a_real_primary_standby_and_restored_backup() {
     wait_until(TIMEOUT, "three restorable backups", || {
         let s = status_json(&config, &primary.data);
         let b = s["backups"].as_array().unwrap();
-        Ok(b.len() == 3 && b.iter().all(|b| b["restorable"] == true))
+        Ok(b.len() == 6
+            && b.iter().all(|b| b["restorable"] == b["stored"].is_string())
+            && s["stored_backups"].as_array().unwrap().len() == 3)
     })
     .unwrap();
 
@@ -184,8 +197,10 @@ fn status_check_and_prune_on_a_real_primary_standby_and_restored_backup() {
     assert!(files(&repo) < before, "{text}");
     let (code, text) = walship_out(&config, &["verify"]);
     assert_eq!(code, 0, "{text}");
+    // the oldest stored backup and the pg_basebackup record before the next one went
     let s = status_json(&config, &primary.data);
-    assert_eq!(s["backups"].as_array().unwrap().len(), 2, "{s}");
+    assert_eq!(s["backups"].as_array().unwrap().len(), 4, "{s}");
+    assert_eq!(s["stored_backups"].as_array().unwrap().len(), 2, "{s}");
 
     // more load, archived; then the oldest kept backup, restored from the pruned archive,
     // reaches the latest row count

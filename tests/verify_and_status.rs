@@ -176,3 +176,34 @@ fn verify_and_status_work_over_ssh() {
     assert_eq!(s["timelines"][0]["segments"], 2);
     assert_eq!(s["history_files"][0], "00000002.history");
 }
+
+#[test]
+fn verify_and_prune_on_an_unmounted_mount_point_are_unavailable_not_empty() {
+    // a mount point whose file system is not mounted: an empty directory, or one with files
+    // of the file system underneath but no walship.repo
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("mnt/archive");
+    fs::create_dir_all(&empty).unwrap();
+    let underneath = dir.path().join("mnt/other");
+    fs::create_dir_all(underneath.join("wal/0000000100000000")).unwrap();
+    for root in [&empty, &underneath] {
+        let before = names_below(root);
+        let (code, out) = verify(root);
+        assert_eq!(code, 3, "verify: {out}");
+        assert!(
+            out.contains("walship.repo") && out.contains("mounted"),
+            "verify: {out}"
+        );
+        let (code, out) =
+            output(
+                walship()
+                    .arg("--repo")
+                    .arg(root)
+                    .args(["prune", "--keep-backups", "1"]),
+            );
+        assert_eq!(code, 3, "prune: {out}");
+        assert!(out.contains("walship.repo"), "prune: {out}");
+        assert_eq!(names_below(root), before, "nothing written");
+        assert!(!root.join("walship.repo").exists());
+    }
+}

@@ -56,7 +56,7 @@ pub fn render(r: &StatusReport, now: i64) -> String {
     o.one("backups", "Base backups recorded.", r.backups.len() as f64);
     o.one(
         "backups_restorable",
-        "Base backups whose WAL is all archived.",
+        "Stored base backups restore can use (data and all WAL in the repository).",
         r.backups.iter().filter(|b| b.restorable).count() as f64,
     );
     if let Some(t) = r

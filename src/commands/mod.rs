@@ -11,6 +11,7 @@ pub mod promote;
 pub mod prune;
 pub mod push;
 pub mod push_ahead;
+pub mod reader;
 pub mod rejoin;
 pub mod restore;
 pub mod status;

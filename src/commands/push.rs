@@ -16,7 +16,8 @@ use crate::transfer::{
     PushOptions, PushOutcome, check_identity, identity_of, push_file, read_segment_header,
 };
 
-pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
+/// `replace_damaged`: `push --replace-damaged`, run by hand (see `PushOptions`).
+pub fn run(config: &Config, path: &Path, name: &str, replace_damaged: bool) -> Result<()> {
     let name = WalFileName::parse(name)?;
     if path.file_name().and_then(|f| f.to_str()) != Some(name.as_str()) {
         // PostgreSQL passes %p = pg_wal/%f; anything else is a wrongly written archive_command.
@@ -44,7 +45,7 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
             ));
         }
     }
-    if config.push_ahead > 0 {
+    if config.push_ahead > 0 && !replace_damaged {
         let started = Instant::now();
         if let Some(summary) = push_via_worker(config, path, &name)? {
             crate::log_line!(
@@ -62,6 +63,7 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
         compression: config.compression,
         level: config.compression_level,
         threads: config.compress_threads,
+        replace_damaged,
     };
     let report = push_file(&repo, &identity, path, &name, &opts)?;
     let ms = report.elapsed.as_millis();
@@ -75,6 +77,14 @@ pub fn run(config: &Config, path: &Path, name: &str) -> Result<()> {
             opts.compression.name(),
             opts.level,
             repo.describe()
+        ),
+        PushOutcome::Replaced => crate::log_line!(
+            "walship: replaced the damaged object {} in {} with {} ({} -> {}) in {ms} ms",
+            name.as_str(),
+            repo.describe(),
+            path.display(),
+            human_bytes(report.original_bytes),
+            human_bytes(report.stored_bytes),
         ),
         PushOutcome::AlreadyArchived => crate::log_line!(
             "walship: {} was already archived in {} with identical content; nothing written ({ms} ms)",

@@ -98,6 +98,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         compression: config.compression,
         level: config.compression_level,
         threads: per_file_threads,
+        replace_damaged: false,
     };
 
     let pool = {
@@ -271,7 +272,7 @@ fn push_one(
         let (repo, identity) = conn.as_ref().expect("connected above");
         let report = push_file(repo, identity, &path, name, opts)?;
         let summary = match report.outcome {
-            PushOutcome::Stored => format!(
+            PushOutcome::Stored | PushOutcome::Replaced => format!(
                 "{} -> {}, ratio {:.2}, {}-{}, {} ms",
                 human_bytes(report.original_bytes),
                 human_bytes(report.stored_bytes),

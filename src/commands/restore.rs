@@ -87,7 +87,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         )
         .with_hint("Set `repo` in the configuration, WALSHIP_REPO, or --repo."));
     }
-    let recovery = recovery_settings(config, args)?;
+    let mut recovery = recovery_settings(config, args)?;
     let target = Target {
         pgdata: pgdata.clone(),
         tablespace_map: args
@@ -101,6 +101,31 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         force: args.force,
     };
+    // The reader hold of a restore from the repository, released if the restore fails.
+    let mut hold: Option<(Repository, String)> = None;
+    let result = restore_into(config, args, &pgdata, target, &mut recovery, &mut hold);
+    if result.is_err()
+        && let Some((repo, id)) = &hold
+        && let Err(e) = repo.remove_reader_versions(id, None)
+    {
+        crate::log_line!("walship: restore: WARNING: could not release reader {id}: {e}");
+    }
+    result?;
+    // From here on the directory is complete: its hold stays until its recovery ends.
+    if args.start {
+        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
+    }
+    Ok(())
+}
+
+fn restore_into(
+    config: &Config,
+    args: &RestoreArgs,
+    pgdata: &std::path::Path,
+    target: Target,
+    recovery: &mut Recovery,
+    hold: &mut Option<(Repository, String)>,
+) -> Result<()> {
     let restored = if args.from_stdin {
         let tablespaces = args
             .expect_tablespace
@@ -124,10 +149,30 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         std::io::stdout()
             .flush()
             .map_err(|e| Error::io("writing to standard output", e))?;
-        unpack::unpack(std::io::stdin().lock(), prepared, None, &Progress::silent())?
+        let r = unpack::unpack(std::io::stdin().lock(), prepared, None, &Progress::silent())?;
+        // A standby made by `basebackup --to` fetches from the backup's start on, too. Its
+        // data is here already: a repository that cannot take the hold now costs the hold,
+        // not the copy.
+        match config
+            .open_repository()
+            .and_then(|repo| hold_wal(&repo, &r.manifest, pgdata, false).map(|id| (repo, id)))
+        {
+            Ok((repo, id)) => {
+                recovery.settings.push_str(&reader_settings(config, &id)?);
+                *hold = Some((repo, id));
+            }
+            Err(e) => crate::log_line!(
+                "walship: restore: WARNING: no reader hold in the repository ({e}); prune may remove WAL this standby still needs"
+            ),
+        }
+        r
     } else {
         let repo = config.open_repository()?;
         let m = choose(&repo, args)?;
+        let id = hold_wal(&repo, &m, pgdata, true)?;
+        recovery.settings.push_str(&reader_settings(config, &id)?);
+        *hold = Some((repo, id));
+        let repo = &hold.as_ref().expect("just set").0;
         let stored = m.stored.clone().expect("listed backups have a data object");
         let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
         let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
@@ -151,7 +196,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         r
     };
     // Recovery settings and signal file before pg_control: a startable directory is configured.
-    crate::pg::server::append_auto_conf(&pgdata, &recovery.settings)?;
+    crate::pg::server::append_auto_conf(pgdata, &recovery.settings)?;
     let signal = pgdata.join(recovery.signal);
     std::fs::write(&signal, b"")
         .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
@@ -164,10 +209,58 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
         human_bytes(m.original_bytes),
         recovery.describe
     );
-    if args.start {
-        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
-    }
     Ok(())
+}
+
+/// Publish a reader hold for restoring `m` into `pgdata` (FORMAT.md, "Readers"), so that prune
+/// keeps the WAL from the backup's start while the restore and the recovery after it run; then
+/// check, for a `stored` backup, that it and its first segment are still there: a prune may
+/// have removed them before it saw the hold.
+fn hold_wal(
+    repo: &Repository,
+    m: &Manifest,
+    pgdata: &std::path::Path,
+    stored: bool,
+) -> Result<String> {
+    use crate::pg::WalFileName;
+    use crate::repo::readers::{ReaderRecord, new_id};
+    let id = new_id(&m.id);
+    let start = WalFileName::parse(&m.start_segment)?;
+    repo.write_reader(&ReaderRecord::new(
+        &id,
+        &pgdata.display().to_string(),
+        &m.id,
+        &start,
+    ))?;
+    // A stream's first segment may still be on its way into the repository: only a stored
+    // backup is checked.
+    let still_there = !stored
+        || (backup::stored_backups(repo)?.0.iter().any(|s| s.id == m.id)
+            && repo.object_header(&start)?.is_some());
+    if !still_there {
+        repo.remove_reader_versions(&id, None)?;
+        return Err(Error::unavailable(format!(
+            "backup {} was pruned while this restore began",
+            m.id
+        ))
+        .with_hint("Run the restore again: it chooses among the backups that are there now."));
+    }
+    crate::log_line!(
+        "walship: restore: reader {id} holds WAL from {} until recovery ends",
+        m.start_segment
+    );
+    Ok(id)
+}
+
+/// The restored server renews its hold at each restartpoint and releases it when recovery ends.
+fn reader_settings(config: &Config, id: &str) -> Result<String> {
+    Ok(format!(
+        "archive_cleanup_command = {}
+recovery_end_command = {}
+",
+        quote(&config.server_command(&format!("reader advance {id} %r"))?),
+        quote(&config.server_command(&format!("reader end {id}"))?)
+    ))
 }
 
 /// A restored copy that opens on a new timeline must not archive into the repository it came
@@ -263,8 +356,9 @@ fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
     let identity = repo.require_identity()?;
     let listing = repo.list_objects()?;
     let restorable: std::collections::HashSet<String> = {
-        catalog(repo, &listing.objects, identity.wal_segment_size)?
-            .0
+        let (mut backups, _) = catalog(repo, &listing.objects, identity.wal_segment_size)?;
+        backup::catalog::attach_stored(&mut backups, &stored);
+        backups
             .into_iter()
             .filter(|b| b.restorable)
             .map(|b| b.record.name)

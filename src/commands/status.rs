@@ -7,11 +7,12 @@
 use serde::Serialize;
 
 use super::human_bytes;
+use crate::backup::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::client::{PgClient, PgView};
 use crate::pg::{WalFileName, WalKind};
-use crate::repo::backups::{Backup, catalog};
+use crate::repo::backups::Backup;
 use crate::repo::inventory::{TimelineSummary, summarize};
 use crate::repo::promotion::{PromotionRecord, WatcherBeat};
 
@@ -85,15 +86,19 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         .map(|i| i.wal_segment_size)
         .unwrap_or(16 << 20);
     let timelines = summarize(&listing, segment_size);
-    let (backups, mut damaged) = catalog(&repo, &listing.objects, segment_size)?;
-    let (manifests, damaged_manifests) = crate::backup::stored_backups(&repo)?;
+    let Catalog {
+        backups,
+        stored: manifests,
+        damaged_records: mut damaged,
+        damaged_manifests,
+    } = Catalog::read(&repo, &listing.objects, segment_size)?;
     damaged.extend(damaged_manifests);
     let stored_backups = manifests
         .into_iter()
         .map(|m| StoredBackup {
             restorable: backups
                 .iter()
-                .any(|b| b.restorable && b.record.name == m.backup_record),
+                .any(|b| b.restorable && b.stored.as_deref() == Some(m.id.as_str())),
             files: m.files.len(),
             stored_bytes: m.stored.as_ref().map(|s| s.bytes).unwrap_or(0),
             id: m.id,
@@ -332,8 +337,11 @@ fn print_backups(backups: &[Backup], damaged: &[String]) {
             "yes".to_string()
         } else if let Some(h) = &b.missing_history {
             format!("NO: {h} missing")
-        } else {
+        } else if b.missing_segments > 0 {
             format!("NO: {} missing", b.missing_segments)
+        } else {
+            // pg_basebackup, or a re-seed with `basebackup --to`: restore cannot use it
+            "no: data not stored here".to_string()
         };
         println!(
             "{:<24}  {:<23}  {:<24}  {:>4}  {:<10}  {}",

@@ -3,7 +3,6 @@
 //! backup record is readable and has all the WAL it needs, and name every problem. Exit 0 only for a repository with none. Objects are checked in parallel, one
 //! repository connection per thread.
 
-use std::io::Read;
 use std::time::Instant;
 
 use super::human_bytes;
@@ -19,10 +18,9 @@ use crate::transfer::verify_object;
 pub fn run(config: &Config) -> Result<()> {
     let started = Instant::now();
     let repo = config.open_repository()?;
-    let Some(identity) = repo.identity().cloned() else {
-        println!("repository {}: empty, nothing to verify", repo.describe());
-        return Ok(());
-    };
+    // A root without walship.repo is an unmounted file system or a wrong path: a check that
+    // passed there would hide that the archive is not where it should be.
+    let identity = repo.require_identity()?.clone();
     let listing = repo.list_objects()?;
     let mut problems: Vec<String> = Vec::new();
     for s in &listing.strays {
@@ -64,7 +62,7 @@ pub fn run(config: &Config) -> Result<()> {
     let (stored_backups, damaged) = crate::backup::stored_backups(&repo)?;
     problems.extend(damaged.into_iter().map(|e| e.message));
     for m in &stored_backups {
-        if let Err(e) = verify_stored_backup(&repo, m) {
+        if let Err(e) = crate::backup::catalog::check_stored_object(&repo, m) {
             problems.push(e.message);
         }
         if !backups.iter().any(|b| b.record.name == m.backup_record) {
@@ -136,39 +134,4 @@ pub fn run(config: &Config) -> Result<()> {
         "Each PROBLEM line names an object. Restore damaged or missing objects from another copy of the archive; \
          missing segments can be pushed again from a server that still has them.",
     ))
-}
-
-/// A stored backup's data object has the length and SHA-256 its manifest records.
-fn verify_stored_backup(repo: &Repository, m: &crate::backup::Manifest) -> Result<()> {
-    use sha2::Digest;
-    let stored = m
-        .stored
-        .as_ref()
-        .expect("listed backups have a data object");
-    let path = format!("{}/{}", crate::backup::backup_dir(&m.id), stored.object);
-    let mut r = repo
-        .storage()
-        .open_read(&path)?
-        .ok_or_else(|| Error::corrupt(format!("stored backup {}: {path} is missing", m.id)))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading {path}"), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let sha = crate::backup::hex(&hasher.finalize());
-    if bytes != stored.bytes || sha != stored.sha256 {
-        return Err(Error::corrupt(format!(
-            "stored backup {}: {path} is {bytes} bytes with SHA-256 {sha}; its manifest says {} bytes with {}",
-            m.id, stored.bytes, stored.sha256
-        )));
-    }
-    Ok(())
 }

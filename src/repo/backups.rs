@@ -47,7 +47,12 @@ pub struct Backup {
     pub missing_segments: u64,
     /// The timeline history file the backup's timeline needs (timeline 2 and later), if missing.
     pub missing_history: Option<String>,
-    /// Every segment from start to stop, and the timeline's history file, are archived.
+    /// The stored backup (`backups/<id>/`) this record describes; `None` when the data is kept
+    /// elsewhere (pg_basebackup, a re-seed with `basebackup --to`). Set by
+    /// `backup::catalog::attach_stored`.
+    pub stored: Option<String>,
+    /// `restore` can use it: every segment from start to stop and the timeline's history file are
+    /// archived, and (once `attach_stored` ran) the repository holds its data.
     pub restorable: bool,
     /// Start segment number, for ordering and retention (not serialized).
     #[serde(skip)]
@@ -241,6 +246,7 @@ pub fn assess(
                 wal_segments: stop.max(start) - start + 1,
                 missing_segments: missing,
                 restorable: missing == 0 && missing_history.is_none(),
+                stored: None,
                 missing_history,
                 start_segno: start,
                 stop_segno: stop,

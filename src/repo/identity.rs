@@ -7,7 +7,12 @@ use crate::error::{Error, Result};
 
 pub const IDENTITY_FILE: &str = "walship.repo";
 pub const FORMAT_NAME: &str = "walship";
-pub const FORMAT_VERSION: u32 = 1;
+/// The identity file's version written: 2 adds `min_reader_version`. Version 1 files (walship
+/// 0.1, and 0.2 before this) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest walship that can read everything this walship writes: 0.2.0 introduced object
+/// header version 2. A writer that starts writing something older readers cannot read raises it.
+pub const MIN_READER_VERSION: &str = "0.2.0";
 
 /// The cluster a repository belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,9 @@ struct IdentityFile {
     pg_version: u32,
     wal_segment_size: u32,
     created_by: String,
+    /// Version 2: the oldest walship release that may read this repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_reader_version: Option<String>,
 }
 
 /// Only the fields that say how to read the rest: checked before anything else is trusted.
@@ -33,6 +41,15 @@ struct IdentityFile {
 struct FormatProbe {
     format: Option<String>,
     version: Option<u32>,
+    min_reader_version: Option<toml::Value>,
+}
+
+/// `X.Y.Z` as numbers (a suffix after `-` is ignored).
+fn release(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let r = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(r)
 }
 
 impl Identity {
@@ -44,6 +61,7 @@ impl Identity {
             pg_version: self.pg_version,
             wal_segment_size: self.wal_segment_size,
             created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
+            min_reader_version: Some(MIN_READER_VERSION.into()),
         };
         format!(
             "# walship repository. Do not edit: walship refuses a repository whose identity changed.\n{}",
@@ -65,12 +83,33 @@ impl Identity {
                 probe.format
             )));
         }
+        // First, so that a newer writer's demand is what the reader is told.
+        let own = env!("CARGO_PKG_VERSION");
+        if let Some(min) = &probe.min_reader_version {
+            let min = min
+                .as_str()
+                .filter(|m| release(m).is_some())
+                .ok_or_else(|| damaged(format!("min_reader_version {min} is not \"X.Y.Z\"")))?;
+            if release(min) > release(own) {
+                return Err(Error::conflict(format!(
+                    "{repo} needs walship {min} or newer to read it (its {IDENTITY_FILE} says \
+                     min_reader_version = {min:?}); this is walship {own}"
+                ))
+                .with_hint(format!(
+                    "Upgrade walship on this host to {min} or newer before it reads or writes this \
+                     repository (upgrade the readers, then the writers)."
+                )));
+            }
+        }
         match probe.version {
-            Some(FORMAT_VERSION) => {}
+            Some(1) => {}
+            Some(FORMAT_VERSION) if probe.min_reader_version.is_some() => {}
+            Some(FORMAT_VERSION) => {
+                return Err(damaged("version 2 without min_reader_version".into()));
+            }
             Some(v) => {
                 return Err(Error::conflict(format!(
-                    "{repo} has repository format version {v}; this walship {} reads version {FORMAT_VERSION} only",
-                    env!("CARGO_PKG_VERSION")
+                    "{repo} has repository format version {v}; this walship {own} reads versions 1 and {FORMAT_VERSION} only"
                 ))
                 .with_hint("Use the walship release that wrote this repository, or a newer one."));
             }
@@ -113,9 +152,9 @@ mod tests {
             pg_version: 15,
             wal_segment_size: 1 << 24,
         };
-        let newer = id.to_toml().replace("version = 1", "version = 2");
+        let newer = id.to_toml().replace("\nversion = 2", "\nversion = 3");
         let e = Identity::parse(&newer, "r").unwrap_err();
-        assert!(e.message.contains("format version 2"), "{e}");
+        assert!(e.message.contains("format version 3"), "{e}");
         assert_eq!(e.kind, crate::error::Kind::Conflict);
         assert!(
             Identity::parse("format = \"pgbackrest\"\nversion = 1\n", "r")
@@ -127,5 +166,49 @@ mod tests {
             Identity::parse("\0\0garbage", "r").unwrap_err().kind,
             crate::error::Kind::Corrupt
         );
+    }
+
+    #[test]
+    fn regression_a_repository_records_its_minimum_reader_and_a_too_old_reader_refuses_it() {
+        let id = Identity {
+            system_identifier: 1,
+            pg_version: 15,
+            wal_segment_size: 1 << 24,
+        };
+        let text = id.to_toml();
+        // walship 0.1 refuses any version but 1 before reading anything else; it could not
+        // read the version 2 object headers this walship writes
+        assert!(text.contains("\nversion = 2\n"), "{text}");
+        assert!(text.contains(&format!("min_reader_version = \"{MIN_READER_VERSION}\"")));
+        assert_eq!(Identity::parse(&text, "r").unwrap(), id);
+        // a newer writer's demand is refused up front, whatever else the file says
+        for newer in [
+            text.replace(MIN_READER_VERSION, "99.0.0"),
+            text.replace(MIN_READER_VERSION, "99.0.0")
+                .replace("\nversion = 2", "\nversion = 5"),
+        ] {
+            let e = Identity::parse(&newer, "r").unwrap_err();
+            assert_eq!(e.kind, crate::error::Kind::Conflict);
+            assert!(e.message.contains("needs walship 99.0.0 or newer"), "{e}");
+        }
+        // version 1 files (no minimum) are still read; a damaged minimum is corrupt
+        let v1 = "format = \"walship\"\nversion = 1\nsystem_identifier = \"1\"\npg_version = 15\n\
+             wal_segment_size = 16777216\ncreated_by = \"walship 0.1.0\"\n";
+        assert_eq!(Identity::parse(v1, "r").unwrap(), id);
+        for bad in ["\"zero\"", "2", "\"1.2\""] {
+            let t = text.replace(&format!("\"{MIN_READER_VERSION}\""), bad);
+            let e = Identity::parse(&t, "r").unwrap_err();
+            assert_eq!(e.kind, crate::error::Kind::Corrupt, "{bad}: {e}");
+        }
+        let none = text.replace(
+            &format!("min_reader_version = \"{MIN_READER_VERSION}\"\n"),
+            "",
+        );
+        assert_eq!(
+            Identity::parse(&none, "r").unwrap_err().kind,
+            crate::error::Kind::Corrupt
+        );
+        assert_eq!(release("0.2.0"), Some((0, 2, 0)));
+        assert!(release("0.10.0") > release("0.9.9"));
     }
 }

@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod lock;
 pub mod object;
 pub mod promotion;
+pub mod readers;
 pub mod retention;
 
 use std::io::{Read, Write};
@@ -180,6 +181,42 @@ impl Repository {
         if removed {
             self.storage
                 .sync_directory(crate::storage::split_path(&dir).0)?;
+        }
+        Ok(removed)
+    }
+
+    /// Remove writers' temporary files last modified before `before` (seconds since the epoch)
+    /// from every directory of the repository: FORMAT.md lets any command delete one older than
+    /// a day (its writer died). Returns the paths removed; each directory is synced after.
+    pub fn remove_stale_temporaries(&self, before: i64) -> Result<Vec<String>> {
+        let mut dirs = vec![String::new()];
+        for top in ["wal", "backups", "readers", "promotions"] {
+            dirs.push(top.to_string());
+            for e in self.storage.list(top)? {
+                if e.is_dir {
+                    dirs.push(format!("{top}/{}", e.name));
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for dir in dirs {
+            let mut here = false;
+            for t in self.storage.list_temporaries(&dir)? {
+                if t.modified.is_some_and(|m| m < before) {
+                    let path = if dir.is_empty() {
+                        t.name.clone()
+                    } else {
+                        format!("{dir}/{}", t.name)
+                    };
+                    if self.storage.remove(&path)? {
+                        here = true;
+                        removed.push(path);
+                    }
+                }
+            }
+            if here {
+                self.storage.sync_directory(&dir)?;
+            }
         }
         Ok(removed)
     }

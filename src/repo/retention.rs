@@ -8,6 +8,11 @@
 //! timeline, whatever it is. Before the cutoff, segments, partial segments and the backup
 //! history files of expired backups go. Timeline history files always stay: they are tiny, and
 //! recovery needs them to choose a timeline.
+//!
+//! Only a restorable backup (its data stored in the repository and all its WAL archived, see
+//! `backup::catalog`) is kept by retention. A record without stored data is no reason to keep
+//! WAL: it goes when it is older than the cutoff. `--before` alone removes WAL only: every stored
+//! backup stays, and so does the WAL from the oldest one's start on.
 
 use serde::Serialize;
 
@@ -24,13 +29,19 @@ pub struct Retention {
     /// stopped before that (so that any point in the window can be recovered to).
     pub keep_days: Option<u32>,
     /// archive_cleanup_command's %r: remove WAL before this segment (timeline ignored, as
-    /// pg_archivecleanup does). With a retention setting too, the earlier cutoff wins.
+    /// pg_archivecleanup does), never a stored backup or the WAL from its start on. With a
+    /// retention setting too, the earlier cutoff wins.
     pub before: Option<WalFileName>,
 }
 
 impl Retention {
     pub fn is_empty(&self) -> bool {
-        self.keep_backups.is_none() && self.keep_days.is_none() && self.before.is_none()
+        !self.retains() && self.before.is_none()
+    }
+
+    /// A setting that chooses backups to keep (and so lets the others expire).
+    pub fn retains(&self) -> bool {
+        self.keep_backups.is_some() || self.keep_days.is_some()
     }
 
     pub fn describe(&self) -> String {
@@ -58,6 +69,8 @@ pub enum KeepReason {
     Window,
     /// Starts after the cutoff (for example a backup whose WAL is still being archived).
     AfterCutoff,
+    /// A stored backup under `--before` alone, which removes WAL only.
+    Stored,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,13 +98,15 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-/// Compute the plan. `now` is seconds since the Unix epoch.
+/// Compute the plan. `now` is seconds since the Unix epoch. `holds` are readers' holds (a
+/// restore in progress): a segment number from which nothing is removed, and who holds it.
 pub fn plan(
     objects: &[ListedObject],
     backups: &[Backup],
     retention: &Retention,
     segment_size: u32,
     now: i64,
+    holds: &[(u64, String)],
 ) -> Result<Plan> {
     if retention.is_empty() {
         return Err(Error::usage("prune needs a retention setting").with_hint(
@@ -121,8 +136,13 @@ pub fn plan(
             }
         }
     }
+    if !retention.retains() {
+        for b in backups.iter().filter(|b| b.stored.is_some()) {
+            kept.push((&b.record.name, KeepReason::Stored));
+        }
+    }
     let mut cutoff: Option<u64> = None;
-    if retention.keep_backups.is_some() || retention.keep_days.is_some() {
+    if retention.retains() {
         if restorable.is_empty() {
             plan.notes.push(if backups.is_empty() {
                 "no base backup in the repository: retention keeps all WAL".into()
@@ -141,10 +161,30 @@ pub fn plan(
         };
     }
     if let Some(before) = &retention.before {
-        let n = before.segment_number(segment_size)?;
+        let mut n = before.segment_number(segment_size)?;
+        if !retention.retains() {
+            let oldest_stored = backups
+                .iter()
+                .filter(|b| kept.iter().any(|(k, _)| *k == b.record.name))
+                .min_by_key(|b| b.start_segno);
+            if let Some(b) = oldest_stored.filter(|b| b.start_segno < n) {
+                plan.notes.push(format!(
+                    "--before removes WAL only: stored backups and their WAL stay (from {})",
+                    b.record.start_segment
+                ));
+                n = b.start_segno;
+            }
+        }
         cutoff = Some(cutoff.map_or(n, |c| c.min(n)));
     }
-    let cutoff = cutoff.unwrap_or(0);
+    let mut cutoff = cutoff.unwrap_or(0);
+    for (n, who) in holds {
+        if *n < cutoff {
+            plan.notes
+                .push(format!("{who}: nothing from there on goes"));
+            cutoff = *n;
+        }
+    }
     plan.cutoff = (cutoff > 0).then(|| {
         let tli = backups
             .iter()
@@ -198,333 +238,4 @@ pub fn plan(
 }
 
 #[cfg(test)]
-mod tests {
-    //! Property test: random archives (timelines, gaps, backups, times) under random retention
-    //! settings. After the plan is carried out every kept backup is restorable, nothing the
-    //! settings protect is gone, nothing before the cutoff but history files remains, no
-    //! timeline gains a hole, and a prune killed after any number of removals finishes with
-    //! the same result when run again.
-
-    use super::*;
-    use crate::pg::walname::segment_name;
-    use crate::repo::backups::{BackupRecord, assess};
-    use crate::repo::inventory::summarize;
-    use crate::repo::{ListedObject, Listing};
-    use std::collections::BTreeMap;
-
-    const SEG: u32 = 16 << 20;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-    }
-
-    fn object(name: &str) -> ListedObject {
-        ListedObject {
-            name: WalFileName::parse(name).unwrap(),
-            stored_bytes: 1000,
-            modified: None,
-        }
-    }
-
-    fn record(tli: u32, start: u64, stop: u64, stopped_at: i64) -> BackupRecord {
-        let start_segment = segment_name(tli, start, SEG);
-        let start_lsn = format!("{:X}/{:X}", start >> 8, ((start & 0xFF) << 24) | 0x28);
-        BackupRecord {
-            name: format!("{start_segment}.00000028.backup"),
-            label: String::new(),
-            stop_lsn: format!("{:X}/{:X}", stop >> 8, ((stop & 0xFF) << 24) | 0x100),
-            start_lsn,
-            start_segment,
-            stop_segment: segment_name(tli, stop, SEG),
-            start_timeline: tli,
-            stop_timeline: tli,
-            start_time: String::new(),
-            stop_time: String::new(),
-            stopped_at: Some(stopped_at),
-        }
-    }
-
-    /// A random archive: timeline 1, maybe a branch to timeline 2, holes, and backups.
-    fn archive(rng: &mut Rng) -> (Vec<ListedObject>, Vec<BackupRecord>) {
-        let first = rng.below(300);
-        let len = 1 + rng.below(600);
-        let branch = (rng.chance(40)).then(|| first + rng.below(len));
-        let mut objects = Vec::new();
-        for n in first..first + len {
-            if rng.chance(2) {
-                continue; // a hole
-            }
-            match branch {
-                Some(b) if n >= b => {
-                    objects.push(object(&segment_name(2, n, SEG)));
-                    if n == b {
-                        objects.push(object(&format!("{}.partial", segment_name(1, n, SEG))));
-                    }
-                }
-                _ => objects.push(object(&segment_name(1, n, SEG))),
-            }
-        }
-        if branch.is_some() {
-            objects.push(object("00000002.history"));
-        }
-        let mut records: Vec<BackupRecord> = Vec::new();
-        let mut at = 1_000_000 + rng.below(86_400) as i64;
-        let mut start = first;
-        for _ in 0..rng.below(7) {
-            start += rng.below(len / 3 + 1);
-            let stop = start + rng.below(3);
-            at += rng.below(3 * 86_400) as i64;
-            let tli = match branch {
-                Some(b) if start >= b => 2,
-                _ => 1,
-            };
-            let r = record(tli, start, stop, at);
-            if !records.iter().any(|x| x.name == r.name) {
-                objects.push(object(&r.name));
-                records.push(r);
-            }
-        }
-        objects.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
-        (objects, records)
-    }
-
-    fn retention(rng: &mut Rng, objects: &[ListedObject]) -> Retention {
-        loop {
-            let r = Retention {
-                keep_backups: rng.chance(60).then(|| 1 + rng.below(4) as u32),
-                keep_days: rng.chance(40).then(|| rng.below(10) as u32),
-                before: rng
-                    .chance(25)
-                    .then(|| {
-                        objects[rng.below(objects.len() as u64) as usize]
-                            .name
-                            .clone()
-                    })
-                    .filter(|n| n.kind() == WalKind::Segment),
-            };
-            if !r.is_empty() {
-                return r;
-            }
-        }
-    }
-
-    /// Carry out removals on the listing and the records.
-    fn apply(
-        objects: &[ListedObject],
-        records: &[BackupRecord],
-        remove: &[ListedObject],
-    ) -> (Vec<ListedObject>, Vec<BackupRecord>) {
-        let gone = |n: &str| remove.iter().any(|r| r.name.as_str() == n);
-        (
-            objects
-                .iter()
-                .filter(|o| !gone(o.name.as_str()))
-                .cloned()
-                .collect(),
-            records.iter().filter(|r| !gone(&r.name)).cloned().collect(),
-        )
-    }
-
-    fn run(objects: &[ListedObject], records: &[BackupRecord], r: &Retention, now: i64) -> Plan {
-        let backups = assess(records.to_vec(), objects, SEG);
-        plan(objects, &backups, r, SEG, now).unwrap()
-    }
-
-    fn gaps(objects: &[ListedObject]) -> BTreeMap<u32, u64> {
-        let listing = Listing {
-            objects: objects.to_vec(),
-            strays: Vec::new(),
-        };
-        summarize(&listing, SEG)
-            .into_iter()
-            .map(|t| (t.timeline, t.missing))
-            .collect()
-    }
-
-    #[test]
-    fn prune_keeps_every_retained_backup_restorable_and_nothing_else() {
-        let mut rng = Rng(0x5eed_1234_abcd_0001);
-        for case in 0..1500 {
-            let (objects, records) = archive(&mut rng);
-            let r = retention(&mut rng, &objects);
-            let now = 1_000_000 + rng.below(30 * 86_400) as i64;
-            let ctx = format!("case {case}: {r:?}");
-            let before = assess(records.clone(), &objects, SEG);
-            let p = run(&objects, &records, &r, now);
-            let (left, left_records) = apply(&objects, &records, &p.remove);
-            let after = assess(left_records.clone(), &left, SEG);
-            let cutoff = p.cutoff.as_ref().map_or(0, |c| c.0);
-
-            // kept backups are still listed and exactly as restorable as before
-            for pb in &p.backups {
-                let was = before.iter().find(|b| b.record.name == pb.name).unwrap();
-                let now_b = after.iter().find(|b| b.record.name == pb.name);
-                match pb.kept {
-                    Some(_) => {
-                        assert_eq!(now_b.map(|b| b.restorable), Some(was.restorable), "{ctx}")
-                    }
-                    None => assert!(now_b.is_none() && was.start_segno < cutoff, "{ctx}"),
-                }
-            }
-            // the settings' promises
-            let restorable: Vec<&Backup> = before.iter().rev().filter(|b| b.restorable).collect();
-            let kept = |b: &Backup| after.iter().any(|a| a.record.name == b.record.name);
-            if r.before.is_none() {
-                if let Some(n) = r.keep_backups {
-                    for b in restorable.iter().take(n as usize) {
-                        assert!(kept(b), "{ctx}: {} is one of the {n} newest", b.record.name);
-                    }
-                }
-                if let Some(d) = r.keep_days {
-                    let since = now - i64::from(d) * 86_400;
-                    let mut anchored = false;
-                    for b in &restorable {
-                        if b.record.stopped_at.unwrap() >= since {
-                            assert!(kept(b), "{ctx}: {} is inside the window", b.record.name);
-                        } else if !anchored {
-                            assert!(kept(b), "{ctx}: {} anchors the window", b.record.name);
-                            anchored = true;
-                        }
-                    }
-                }
-                if let Some(newest) = restorable.first() {
-                    assert!(kept(newest), "{ctx}: the newest restorable backup stays");
-                }
-            }
-            // the cutoff is exactly where the oldest backup the settings protect starts:
-            // nothing more is kept than they ask for
-            let mut protect: Vec<&Backup> = Vec::new();
-            if let Some(n) = r.keep_backups {
-                protect.extend(restorable.iter().take(n as usize));
-            }
-            if let Some(d) = r.keep_days {
-                let since = now - i64::from(d) * 86_400;
-                let inside = restorable
-                    .iter()
-                    .take_while(|b| b.record.stopped_at.unwrap() >= since);
-                protect.extend(inside.clone());
-                protect.extend(restorable.get(inside.count()));
-            }
-            let by_retention = (r.keep_backups.is_some() || r.keep_days.is_some())
-                .then(|| protect.iter().map(|b| b.start_segno).min().unwrap_or(0));
-            let by_before = r.before.as_ref().map(|b| b.segment_number(SEG).unwrap());
-            let expected = match (by_retention, by_before) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap(),
-            };
-            assert_eq!(cutoff, expected, "{ctx}");
-            // nothing before the cutoff but history files; everything from it on
-            for o in &objects {
-                let n = o.name.segment_number(SEG).unwrap_or(u64::MAX);
-                let gone = !left.iter().any(|l| l.name == o.name);
-                let expected_gone = match o.name.kind() {
-                    WalKind::TimelineHistory => false,
-                    _ => n < cutoff,
-                };
-                assert_eq!(gone, expected_gone, "{ctx}: {}", o.name.as_str());
-            }
-            // no new holes
-            let (g0, g1) = (gaps(&objects), gaps(&left));
-            for (tli, missing) in &g1 {
-                assert!(
-                    missing <= g0.get(tli).unwrap_or(&0),
-                    "{ctx}: timeline {tli} gained a hole"
-                );
-            }
-            // idempotent, and a prune killed after any removal finishes the same way
-            assert!(
-                run(&left, &left_records, &r, now).remove.is_empty(),
-                "{ctx}: second prune"
-            );
-            let k = rng.below(p.remove.len() as u64 + 1) as usize;
-            let (mid, mid_records) = apply(&objects, &records, &p.remove[..k]);
-            let mid_after = assess(mid_records.clone(), &mid, SEG);
-            for b in &mid_after {
-                let was = before
-                    .iter()
-                    .find(|x| x.record.name == b.record.name)
-                    .unwrap();
-                assert_eq!(
-                    b.restorable, was.restorable,
-                    "{ctx}: killed after {k}: {}",
-                    b.record.name
-                );
-            }
-            let resumed = run(&mid, &mid_records, &r, now);
-            let (end, _) = apply(&mid, &mid_records, &resumed.remove);
-            let names = |v: &[ListedObject]| {
-                v.iter()
-                    .map(|o| o.name.as_str().to_string())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(
-                names(&end),
-                names(&left),
-                "{ctx}: killed after {k} removals"
-            );
-        }
-    }
-
-    #[test]
-    fn without_a_restorable_backup_retention_removes_nothing() {
-        let objects: Vec<ListedObject> =
-            (1..20).map(|n| object(&segment_name(1, n, SEG))).collect();
-        let r = Retention {
-            keep_backups: Some(1),
-            ..Retention::default()
-        };
-        let p = run(&objects, &[], &r, 0);
-        assert!(p.remove.is_empty() && p.cutoff.is_none());
-        assert!(p.notes[0].contains("no base backup"));
-        // a backup whose WAL is missing is no anchor either
-        let mut objects = objects;
-        let rec = record(1, 30, 31, 5);
-        objects.push(object(&rec.name));
-        let p = run(&objects, &[rec], &r, 0);
-        assert!(p.remove.is_empty(), "{:?}", p.remove);
-        assert!(p.notes[0].contains("restorable"));
-        assert!(plan(&objects, &[], &Retention::default(), SEG, 0).is_err());
-    }
-
-    #[test]
-    fn before_works_like_pg_archivecleanup_across_timelines() {
-        let objects: Vec<ListedObject> = [
-            "000000010000000000000001",
-            "000000010000000000000002",
-            "000000010000000000000003.partial",
-            "00000002.history",
-            "000000020000000000000003",
-            "000000020000000000000004",
-        ]
-        .iter()
-        .map(|n| object(n))
-        .collect();
-        let r = Retention {
-            before: Some(WalFileName::parse("000000020000000000000004").unwrap()),
-            ..Retention::default()
-        };
-        let p = run(&objects, &[], &r, 0);
-        let removed: Vec<&str> = p.remove.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(
-            removed,
-            [
-                "000000010000000000000001",
-                "000000010000000000000002",
-                "000000010000000000000003.partial",
-                "000000020000000000000003"
-            ]
-        );
-    }
-}
+mod tests;

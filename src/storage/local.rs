@@ -2,27 +2,25 @@
 //! temp file, fsync, no-clobber publish (renameat2 RENAME_NOREPLACE, or link + unlink where that
 //! is missing), fsync of the directory.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, NewObject, Publish, Storage, dir_chain, split_path};
+use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, is_temporary, split_path};
 use crate::error::{Context, Error, Result};
 
 pub struct LocalStorage {
     root: PathBuf,
-    /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
-    synced_ancestors: RefCell<HashSet<String>>,
+    /// Directories this connection has seen durable in their parents (see `sync_dirs`).
+    durable_dirs: DurableDirs,
 }
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
         LocalStorage {
             root: root.into(),
-            synced_ancestors: RefCell::default(),
+            durable_dirs: DurableDirs::default(),
         }
     }
 
@@ -34,22 +32,53 @@ impl LocalStorage {
         }
     }
 
-    /// fsync `dir` (relative) and every directory above it up to the root: a name is only
-    /// durable once every directory on its path is.
+    /// fsync `dir` (relative) and, where needed, its ancestors up to the root: a name is only
+    /// durable once every directory on its path is (see [`DurableDirs`]).
     fn sync_dirs(&self, dir: &str) -> Result<()> {
-        // The object's own directory every time (a name was just added there); the ancestors
-        // once per connection: they only change when a directory is created, and that is synced
-        // at once, unless its creator died first, which one sync per connection covers.
-        for (i, d) in dir_chain(dir).into_iter().enumerate() {
-            if i > 0 && self.synced_ancestors.borrow().contains(&d) {
+        self.durable_dirs.sync_path(
+            dir,
+            |d| sync_dir(&self.full(d)),
+            |d| {
+                use std::os::unix::fs::MetadataExt;
+                fs::symlink_metadata(self.full(d))
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()))
+            },
+        )
+    }
+
+    /// The entries of `dir`: the dot-prefixed ones (`hidden`) or the others.
+    fn entries(&self, dir: &str, hidden: bool) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match fs::read_dir(&full) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", full.display()), e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::io(format!("listing {}", full.display()), e))?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') != hidden {
                 continue;
             }
-            sync_dir(&self.full(&d))?;
-            if i > 0 {
-                self.synced_ancestors.borrow_mut().insert(d);
-            }
+            let m = e
+                .metadata()
+                .map_err(|err| Error::io(format!("stat {}", e.path().display()), err))?;
+            out.push(DirEntry {
+                name,
+                is_dir: m.is_dir(),
+                size: m.len(),
+                modified: m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64),
+            });
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Create `dir` (relative) and any missing parents below the root, each mode 0700 and fsynced
@@ -116,35 +145,12 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
-        let full = self.full(dir);
-        let entries = match fs::read_dir(&full) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", full.display()), e)),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(|e| Error::io(format!("listing {}", full.display()), e))?;
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let m = e
-                .metadata()
-                .map_err(|err| Error::io(format!("stat {}", e.path().display()), err))?;
-            out.push(DirEntry {
-                name,
-                is_dir: m.is_dir(),
-                size: m.len(),
-                modified: m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64),
-            });
-        }
+        self.entries(dir, false)
+    }
+
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let mut out = self.entries(dir, true)?;
+        out.retain(|e| is_temporary(&e.name, e.is_dir));
         Ok(out)
     }
 
@@ -259,6 +265,22 @@ impl NewObject for LocalNewObject<'_> {
         }
         storage.sync_dirs(&rel_dir)?;
         Ok(Publish::Created)
+    }
+
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        let LocalNewObject {
+            storage,
+            temp,
+            target,
+            rel_dir,
+        } = *self;
+        temp.as_file()
+            .sync_all()
+            .context(format!("fsync of {}", temp.path().display()))?;
+        // rename(2) replaces the target atomically.
+        temp.persist(&target)
+            .map_err(|e| Error::io(format!("replacing {}", target.display()), e.error))?;
+        storage.sync_dirs(&rel_dir)
     }
 }
 

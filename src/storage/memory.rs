@@ -46,6 +46,14 @@ impl NewObject for MemoryObject {
         files.insert(self.path.clone(), self.bytes.into_inner());
         Ok(Publish::Created)
     }
+
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        self.storage
+            .files
+            .borrow_mut()
+            .insert(self.path.clone(), self.bytes.into_inner());
+        Ok(())
+    }
 }
 
 impl Storage for MemoryStorage {
@@ -99,6 +107,27 @@ impl Storage for MemoryStorage {
             });
         }
         Ok(out)
+    }
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        Ok(self
+            .files
+            .borrow()
+            .iter()
+            .filter_map(|(path, bytes)| {
+                let name = path.strip_prefix(&prefix)?;
+                (!name.contains('/') && super::is_temporary(name, false)).then(|| DirEntry {
+                    name: name.to_string(),
+                    is_dir: false,
+                    size: bytes.len() as u64,
+                    modified: None,
+                })
+            })
+            .collect())
     }
     fn remove(&self, path: &str) -> Result<bool> {
         Ok(self.files.borrow_mut().remove(path).is_some())

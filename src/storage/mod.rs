@@ -30,6 +30,20 @@ pub enum Publish {
 pub trait NewObject: Write + Seek {
     /// fsync the file, publish it under the final name without clobbering, fsync the directory.
     fn commit(self: Box<Self>) -> Result<Publish>;
+
+    /// fsync the file, put it in place of the file at the final name in one atomic step (a
+    /// reader sees the old bytes or the new, never neither), fsync the directories. Only for
+    /// `push --replace-damaged`, which has proved the object there damaged and this file its
+    /// exact original. A backend without an atomic replace refuses.
+    fn commit_replacing(self: Box<Self>) -> Result<()> {
+        Err(
+            Error::usage("this repository backend cannot replace an object in one atomic step")
+                .with_hint(
+                    "Over SSH, copy the good file to the repository host and run `walship --repo \
+             /path/of/the/repository push --replace-damaged FILE NAME` there.",
+                ),
+        )
+    }
 }
 
 /// A repository backend. Paths are relative to the repository root and use `/`.
@@ -63,6 +77,10 @@ pub trait Storage {
     /// The entries of directory `dir`, temporary (dot-prefixed) names left out; empty if the
     /// directory does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>>;
+
+    /// The temporary files of writers (`.<name>.<random>.tmp`, FORMAT.md) in directory `dir`,
+    /// which `list` leaves out; empty if the directory does not exist.
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>>;
 
     /// Remove the file at `path`; `false` if it was not there. Only `prune` (under the repository
     /// lock) and lock release call this. The directory is not synced here: a batch of removals
@@ -142,6 +160,48 @@ pub(crate) fn dir_chain(dir: &str) -> Vec<String> {
     chain
 }
 
+/// What identifies a directory for [`DurableDirs`]: local, its device and inode (a directory
+/// removed and made again is another one); `None` where the backend cannot tell (SFTP).
+pub(crate) type DirId = Option<(u64, u64)>;
+
+/// The directories whose entries in their parents one connection has seen durable: it fsynced
+/// the parent after the directory existed. Keyed by the directory, not by the parent synced: a
+/// parent synced before another writer (thread or process) created a directory in it says
+/// nothing about that directory, which a crash can still lose with everything published in it.
+#[derive(Default)]
+pub(crate) struct DurableDirs(std::cell::RefCell<std::collections::HashMap<String, DirId>>);
+
+impl DurableDirs {
+    /// fsync `dir` (relative), and the parent of every directory on its path up to the root
+    /// whose entry this connection has not yet seen durable (or that was made again since, where
+    /// `id` can tell), so that a name published in `dir` is durable once this returns.
+    pub(crate) fn sync_path(
+        &self,
+        dir: &str,
+        sync: impl Fn(&str) -> Result<()>,
+        id: impl Fn(&str) -> DirId,
+    ) -> Result<()> {
+        let chain = dir_chain(dir);
+        sync(&chain[0])?;
+        for pair in chain.windows(2) {
+            let (child, parent) = (&pair[0], &pair[1]);
+            let now = id(child);
+            let seen = self.0.borrow().get(child).copied();
+            if seen.is_some_and(|s| s == now) {
+                continue;
+            }
+            sync(parent)?;
+            self.0.borrow_mut().insert(child.clone(), now);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a directory entry is a writer's temporary file (see [`temp_name`]).
+pub(crate) fn is_temporary(name: &str, is_dir: bool) -> bool {
+    !is_dir && name.starts_with('.') && name.ends_with(".tmp") && name.len() > 5
+}
+
 /// A temporary name beside `name`: dot-prefixed so every reader ignores it (FORMAT.md).
 pub(crate) fn temp_name(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,6 +233,46 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn regression_a_directory_another_writer_created_is_synced_into_its_parent_before_use() {
+        // T2 synced wal/ earlier (publishing into wal/A); T1 then creates wal/B and has not
+        // synced wal/ yet when T2 publishes into wal/B: T2 must sync wal/ itself.
+        let synced = RefCell::new(Vec::<String>::new());
+        let ids = RefCell::new(std::collections::HashMap::<String, DirId>::new());
+        let dirs = DurableDirs::default();
+        let sync = |d: &str| {
+            synced.borrow_mut().push(d.to_string());
+            Ok(())
+        };
+        let id = |d: &str| ids.borrow().get(d).copied().unwrap_or(Some((1, 1)));
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), ["wal/A", "wal", ""]);
+        synced.borrow_mut().clear();
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(
+            *synced.borrow(),
+            ["wal/A"],
+            "known durable: the directory only"
+        );
+        synced.borrow_mut().clear();
+        dirs.sync_path("wal/B", sync, id).unwrap();
+        assert_eq!(
+            *synced.borrow(),
+            ["wal/B", "wal"],
+            "wal/B is new to this connection"
+        );
+        // wal/A removed by prune and made again by another writer: a new inode
+        synced.borrow_mut().clear();
+        ids.borrow_mut().insert("wal/A".into(), Some((1, 2)));
+        dirs.sync_path("wal/A", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), ["wal/A", "wal"]);
+        // a file at the root: the root only
+        synced.borrow_mut().clear();
+        dirs.sync_path("", sync, id).unwrap();
+        assert_eq!(*synced.borrow(), [""]);
+    }
 
     #[test]
     fn parses_locations() {

@@ -6,8 +6,6 @@
 //! which fails if the target exists: a no-clobber publish), and the directory is opened read-only
 //! and fsynced the same way.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +13,9 @@ use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
 
 use super::ssh_session::{FX_NO_SUCH_FILE, Timing, open_session, ssh_err};
 pub use super::ssh_session::{SshOptions, SshUrl};
-use super::{DirEntry, NewObject, Publish, Storage, dir_chain, split_path, temp_name};
+use super::{
+    DirEntry, DurableDirs, NewObject, Publish, Storage, is_temporary, split_path, temp_name,
+};
 use crate::error::{Error, Result};
 
 pub struct SshStorage {
@@ -23,8 +23,8 @@ pub struct SshStorage {
     // Keep the session alive as long as the SFTP channel.
     _session: Session,
     sftp: Sftp,
-    /// Ancestor directories this connection has fsynced already (see `sync_dirs`).
-    synced_ancestors: RefCell<HashSet<String>>,
+    /// Directories this connection has seen durable in their parents (see `sync_dirs`).
+    durable_dirs: DurableDirs,
     /// `ssh_timeout`, in the unit libssh2 takes.
     timeout_ms: u32,
 }
@@ -96,7 +96,7 @@ impl SshStorage {
             url: url.clone(),
             _session: session,
             sftp,
-            synced_ancestors: RefCell::default(),
+            durable_dirs: DurableDirs::default(),
             timeout_ms: u32::try_from(opts.timeout.as_millis()).unwrap_or(u32::MAX),
         })
     }
@@ -135,21 +135,33 @@ impl SshStorage {
         })
     }
 
-    /// fsync `dir` (relative) and every directory above it up to the repository root.
+    /// fsync `dir` (relative) and, where needed, its ancestors up to the repository root (see
+    /// [`DurableDirs`]; SFTP tells no inode, so a directory is known by its path).
     fn sync_dirs(&self, dir: &str) -> Result<()> {
-        // The object's own directory every time (a name was just added there); the ancestors
-        // once per connection: they only change when a directory is created, and that is synced
-        // at once, unless its creator died first, which one sync per connection covers.
-        for (i, d) in dir_chain(dir).into_iter().enumerate() {
-            if i > 0 && self.synced_ancestors.borrow().contains(&d) {
-                continue;
-            }
-            self.sync_dir(&self.full(&d))?;
-            if i > 0 {
-                self.synced_ancestors.borrow_mut().insert(d);
-            }
-        }
-        Ok(())
+        self.durable_dirs
+            .sync_path(dir, |d| self.sync_dir(&self.full(d)), |_| Some((0, 0)))
+    }
+
+    /// The entries of `dir`: the dot-prefixed ones (`hidden`) or the others.
+    fn entries(&self, dir: &str, hidden: bool) -> Result<Vec<DirEntry>> {
+        let full = self.full(dir);
+        let entries = match self.sftp.readdir(&full) {
+            Ok(e) => e,
+            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
+            Err(e) => return Err(ssh_err(format!("listing {}", full.display()), e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|(path, stat)| {
+                let name = path.file_name()?.to_str()?.to_string();
+                (name.starts_with('.') == hidden).then(|| DirEntry {
+                    name,
+                    is_dir: stat.is_dir(),
+                    size: stat.size.unwrap_or(0),
+                    modified: stat.mtime.map(|t| t as i64),
+                })
+            })
+            .collect())
     }
 
     fn ensure_dir(&self, dir: &str) -> Result<()> {
@@ -253,24 +265,13 @@ impl Storage for SshStorage {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>> {
-        let full = self.full(dir);
-        let entries = match self.sftp.readdir(&full) {
-            Ok(e) => e,
-            Err(e) if e.code() == ErrorCode::SFTP(FX_NO_SUCH_FILE) => return Ok(Vec::new()),
-            Err(e) => return Err(ssh_err(format!("listing {}", full.display()), e)),
-        };
-        Ok(entries
-            .into_iter()
-            .filter_map(|(path, stat)| {
-                let name = path.file_name()?.to_str()?.to_string();
-                (!name.starts_with('.')).then(|| DirEntry {
-                    name,
-                    is_dir: stat.is_dir(),
-                    size: stat.size.unwrap_or(0),
-                    modified: stat.mtime.map(|t| t as i64),
-                })
-            })
-            .collect())
+        self.entries(dir, false)
+    }
+
+    fn list_temporaries(&self, dir: &str) -> Result<Vec<DirEntry>> {
+        let mut out = self.entries(dir, true)?;
+        out.retain(|e| is_temporary(&e.name, e.is_dir));
+        Ok(out)
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
