@@ -239,6 +239,16 @@ impl Config {
         a
     }
 
+    /// What identifies a push spool: every setting its worker runs with. A worker started by
+    /// a call reproduces it exactly (it is started with [`Config::flag_args`]).
+    pub fn spool_key(&self) -> String {
+        self.flag_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("\0")
+    }
+
     /// Every resolved setting push and fetch use, as flags (with `--config /dev/null`): a
     /// walship command line that behaves exactly like this one whatever its environment.
     pub fn flag_args(&self) -> Vec<std::ffi::OsString> {

@@ -6,8 +6,11 @@
 //! - prefetch: the worker publishes verified files under their WAL names; the foreground call
 //!   renames one to `%p`.
 //!
-//! One spool per repository location, so acknowledgements and prefetched files of one repository
-//! are never taken for another's. pg_basebackup does not copy pg_wal's contents, so a spool never
+//! One push spool per configuration (every setting a worker is started with) and one fetch spool
+//! per repository location, so acknowledgements and prefetched files of one repository are
+//! never taken for another's, and a push-ahead worker serves exactly the configuration of the
+//! calls that feed it: a call with another one marks the other push spools `superseded`, and
+//! their workers stop. pg_basebackup does not copy pg_wal's contents, so a spool never
 //! travels into a new standby. `worker.lock` (flock) proves a worker alive: the kernel drops the
 //! lock when the worker dies, however it dies.
 
@@ -19,6 +22,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Context, Error, Result};
+
+/// The file that tells a push-ahead worker its configuration is no longer the one in use.
+const SUPERSEDED: &str = "superseded";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolKind {
@@ -154,6 +160,29 @@ impl Spool {
             (Ok(path), Ok(held)) => path.ino() == held.ino() && path.dev() == held.dev(),
             _ => false,
         }
+    }
+
+    /// Tell the workers of every other push spool in this pg_wal to stop (a `superseded` file,
+    /// which they look for at every scan), and take back a stop meant for this one earlier.
+    pub fn supersede_others(&self) {
+        let _ = fs::remove_file(self.dir.join(SUPERSEDED));
+        let Ok(entries) = fs::read_dir(self.pg_wal.join("walship")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let dir = e.path();
+            if dir != self.dir
+                && e.file_name().to_string_lossy().starts_with("push-")
+                && !dir.join(SUPERSEDED).exists()
+            {
+                let _ = fs::write(dir.join(SUPERSEDED), "");
+            }
+        }
+    }
+
+    /// Whether a call with another configuration has arrived since this spool's worker started.
+    pub fn superseded(&self) -> bool {
+        self.dir.join(SUPERSEDED).exists()
     }
 
     /// Whether a worker holds the lock right now.

@@ -511,3 +511,73 @@ fn fetch_with_a_leftover_in_the_spool(worker_lock_held: bool) {
     );
     wait_workers_gone(&standby.join("pg_wal"), "fetch-");
 }
+
+#[test]
+fn regression_a_worker_stops_once_archive_command_calls_walship_with_another_repository() {
+    let env = Env::new(20);
+    let (code, err) = env.archive(&seg(1));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        env.worker_pid("push-").is_some(),
+        "the first call started a worker"
+    );
+    // archive_command now names another repository, which refuses every push (here: it is
+    // not a directory), so PostgreSQL marks nothing archived and retries
+    let other = env.root.join("other-repo");
+    fs::write(&other, "").unwrap();
+    let mut cmd = walship();
+    cmd.arg("--repo")
+        .arg(&other)
+        .args(["--worker-idle-timeout", "1"])
+        .current_dir(env.root.join("pgdata"));
+    let (code, err) = env.archive_with(cmd, &seg(2));
+    assert_ne!(code, 0, "{err}");
+    // new WAL arrives: only the repository archive_command names now may get it
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 21..=25 {
+        write_segment(&env.pg_wal, &seg(i), SYSID, i);
+        fs::write(
+            env.pg_wal
+                .join("archive_status")
+                .join(format!("{}.ready", seg(i))),
+            "",
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let first = names_below(&env.repo.join("wal"));
+    for i in 21..=25 {
+        assert!(
+            !first.contains(&seg(i)),
+            "{} reached the old repository: {first:?}",
+            seg(i)
+        );
+    }
+    let spools = spool_dirs(&env.pg_wal, "push-");
+    assert_eq!(spools.len(), 2, "{spools:?}");
+    let logs = worker_logs(&env.pg_wal, "push-");
+    assert!(logs.contains("another configuration"), "{logs}");
+}
+
+#[test]
+fn regression_a_call_for_a_history_file_starts_no_worker_that_pushes_segments() {
+    // PostgreSQL's 025_stuck_on_old_timeline test archives history files only, through a
+    // wrapper that passes walship nothing else
+    let env = Env::new(5);
+    fs::write(
+        env.pg_wal.join("00000002.history"),
+        "1\t0/300000\tno recovery target specified\n",
+    )
+    .unwrap();
+    fs::write(env.pg_wal.join("archive_status/00000002.history.ready"), "").unwrap();
+    let (code, err) = env.archive("00000002.history");
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(env.worker_pid("push-"), None);
+    let archived = names_below(&env.repo.join("wal"));
+    assert_eq!(
+        archived,
+        vec!["00000002.history".to_string()],
+        "{archived:?}"
+    );
+}

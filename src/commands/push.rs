@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::human_bytes;
 use crate::config::Config;
 use crate::error::{Context, Error, Kind, Result};
-use crate::pg::WalFileName;
+use crate::pg::{WalFileName, WalKind};
 use crate::repo::{Identity, Repository};
 use crate::spool::{Ack, SourceStamp, Spool, SpoolKind, spawn_worker};
 use crate::transfer::{
@@ -116,10 +116,13 @@ fn push_via_worker(config: &Config, path: &Path, name: &WalFileName) -> Result<O
     {
         return Ok(None); // not PostgreSQL's archiver calling (or already marked done)
     }
-    let spool = match Spool::open(pg_wal, SpoolKind::Push, config.location()) {
+    let spool = match Spool::open(pg_wal, SpoolKind::Push, &config.spool_key()) {
         Ok(s) => s,
         Err(_) => return Ok(None), // a read-only pg_wal: push directly
     };
+    // This call's configuration is the one archive_command uses now: a worker started for
+    // another one (another repository, other settings) must stop pushing.
+    spool.supersede_others();
     let stamp = SourceStamp::of(path)?;
     let started = Instant::now();
     let mut spawned: Option<std::process::Child> = None;
@@ -137,7 +140,10 @@ fn push_via_worker(config: &Config, path: &Path, name: &WalFileName) -> Result<O
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
         if !ours_running && !spool.worker_alive() {
-            if spawned.is_some() {
+            // Only a segment starts a worker: an archive_command that passes walship nothing
+            // but history files (PostgreSQL's own recovery tests do) must not get a worker that
+            // pushes every .ready segment behind its back. A live worker still answers them.
+            if spawned.is_some() || name.kind() != WalKind::Segment {
                 return Ok(None); // the worker we started is gone without an answer
             }
             spawned = Some(spawn_worker(

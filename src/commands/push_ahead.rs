@@ -84,7 +84,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             pg_wal.display()
         )));
     }
-    let spool = Spool::open(pg_wal, SpoolKind::Push, config.location())?;
+    let spool = Spool::open(pg_wal, SpoolKind::Push, &config.spool_key())?;
     let pg_wal = spool.pg_wal.clone();
     let pg_wal = pg_wal.as_path();
     let Some(lock) = spool.acquire_worker_lock()? else {
@@ -196,6 +196,14 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
             break;
         }
         if !spool.still_owns(&lock) {
+            break;
+        }
+        if spool.superseded() {
+            crate::log_line!(
+                "walship push-ahead: archive_command now calls walship with another \
+                 configuration; this worker (for {}) stops",
+                config.location()
+            );
             break;
         }
         let interval = if last_work.elapsed() < QUIET_AFTER {
