@@ -443,9 +443,15 @@ fn regression_watch_honours_pg_and_says_loudly_when_it_is_blind() {
         "{text}"
     );
     assert!(in_recovery(&s), "{text}");
-    // status shows the blind watcher from its heartbeat
+    // status and check show the blind watcher from its heartbeat
     let (code, status) = output(walship_for(&ws, &cfg, &s.data).arg("status"));
     assert!(status.contains("blind"), "{code}: {status}");
+    let (code, check) = output(walship_for(&ws, &cfg, &s.data).arg("check"));
+    assert_eq!(code, 3, "{check}");
+    assert!(
+        check.contains("FAIL") && check.contains("is blind"),
+        "{check}"
+    );
 
     // with `pg` right (the harness's role), the trigger file promotes
     let mut watch = walship_for(&ws, &cfg, &s.data)

@@ -69,6 +69,7 @@ pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
     }
     if view.in_recovery {
         check_standby(&view, &mut report);
+        check_watchers(&repo, &mut report)?;
     } else {
         check_primary(
             &client,
@@ -101,6 +102,27 @@ fn check_standby(view: &PgView, report: &mut Report) {
         Some(lsn) => report.ok(format!("replaying: at {lsn}")),
         None => report.fail("the standby reports no replay position"),
     }
+}
+
+/// Watchers sharing this repository that cannot do their job: one that cannot observe its
+/// standby is blind (it would neither fail over nor obey its trigger file), and one whose
+/// heartbeat stopped may be dead. FORMAT.md, "Watchers".
+fn check_watchers(repo: &Repository, report: &mut Report) -> Result<()> {
+    let now = crate::repo::lock::now();
+    for w in repo.watcher_beats()? {
+        let age = now - w.updated_at;
+        let who = format!("watcher of {} on {}", w.pgdata, w.host);
+        match w.state.as_str() {
+            "primary" => {}
+            "blind" => report.fail(format!("{who} is blind: {}", w.detail)),
+            "refused" => report.fail(format!("{who}: automatic failover refused: {}", w.detail)),
+            _ if age > 60 => report.fail(format!(
+                "{who}: no heartbeat for {age} s (is `walship watch` running?)"
+            )),
+            state => report.ok(format!("{who}: {state}, heartbeat {age} s ago")),
+        }
+    }
+    Ok(())
 }
 
 fn check_primary(
