@@ -933,3 +933,51 @@ fn regression_a_killed_fetchs_temporary_file_is_removed_from_pg_wal_by_the_next_
         "symlinks are left alone"
     );
 }
+
+#[test]
+fn regression_a_history_file_that_cannot_be_fetched_during_a_promotion_aborts_instead_of_reading_as_absent()
+ {
+    let env = Env::new();
+    let pgdata = env.root.join("pgdata");
+    fs::write(pgdata.join("standby.signal"), "").unwrap();
+    // a "postmaster" and a promoting walship that are alive: this test process stands in for both
+    let me = std::process::id();
+    let ticks = walship::os::process_start_ticks(me).unwrap();
+    fs::write(
+        pgdata.join("postmaster.pid"),
+        format!("{me}\n{}\n1000\n5432\n", pgdata.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(pgdata.join("pg_wal/walship")).unwrap();
+    // the repository is not there (an unmounted file system, say): "unavailable"
+    let broken = env.root.join("not-mounted");
+    let fetch = |name: &str| {
+        run(walship()
+            .arg("--repo")
+            .arg(&broken)
+            .args([
+                "--fetch-retries",
+                "0",
+                "fetch",
+                name,
+                "pg_wal/RECOVERYHISTORY",
+            ])
+            .current_dir(&pgdata))
+    };
+    // on a standby, a failed fetch is an ordinary "try again later"
+    let (code, err) = fetch("00000002.history");
+    assert_eq!(code, 3, "{err}");
+    // during a promotion PostgreSQL picks its new timeline from the history files it finds:
+    // an error must not read as "no such timeline"
+    fs::write(
+        pgdata.join("pg_wal/walship/promoting"),
+        format!("smart {me} {ticks} {me} 1000\n"),
+    )
+    .unwrap();
+    let (code, err) = fetch("00000002.history");
+    assert_eq!(code, 254, "{err}");
+    assert!(err.contains("stopping the promotion on purpose"), "{err}");
+    // segments are not concerned: the standby asks again
+    let (code, err) = fetch(SEG);
+    assert_eq!(code, 3, "{err}");
+}
