@@ -39,11 +39,12 @@ CONFIGURATION
                                                                backups prune keeps
   keep_days          WALSHIP_KEEP_DAYS / prune --keep-days     (none) days of point-in-time
                                                                recovery prune keeps
-  pg                 WALSHIP_PG / --pg                         (none) libpq connection string for
-                                                               status, check and basebackup;
-                                                               without it they use pgdata's
-                                                               postmaster.pid. No password here:
-                                                               use ~/.pgpass
+  pg                 WALSHIP_PG / --pg                         (none) libpq connection string of
+                                                               the local server (status, check,
+                                                               basebackup, promote, watch, rejoin,
+                                                               switchover); without it they use
+                                                               pgdata's postmaster.pid. No
+                                                               password here: use ~/.pgpass
   [targets.NAME]     (file only) basebackup --to NAME          a standby: host (none: this host),
                                                                port, user, pgdata, pg_bin, walship,
                                                                config, primary_conninfo, and the
@@ -56,13 +57,14 @@ CONFIGURATION
   smart_timeout      (file only)                               300 seconds a smart promotion waits
                                                                for the archive to be replayed
   trigger_file       WALSHIP_TRIGGER_FILE / watch --trigger-file      (none)
-  watch_interval     WALSHIP_WATCH_INTERVAL / watch --watch-interval  1 second
+  watch_interval     WALSHIP_WATCH_INTERVAL / watch --interval        1 second
   failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --failover-primary  (none: no automatic
                                                                failover) conninfo to health-check
   failover_after     WALSHIP_FAILOVER_AFTER / watch --failover-after  30 seconds
   fence_command      WALSHIP_FENCE_COMMAND / watch --fence-command    (required for failover)
   witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
-                                                               witness still reaches the primary
+                                                               witness still reaches the primary,
+                                                               1 = it does not, else unknown
 
 POSTGRESQL
   archive_command = 'walship push %p %f'
@@ -89,8 +91,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command accepts; each also has a config file key of the same name.
+/// Flags every command accepts; each also has a config file key of the same name. Each
+/// command's `--help` shows, under "Global options", only the ones it uses ([`USES`]); the
+/// others are still accepted.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalFlags {
     /// Configuration file [default: /etc/walship.toml]
     #[arg(long, global = true, env = "WALSHIP_CONFIG", value_name = "FILE")]
@@ -152,7 +157,8 @@ pub struct GlobalFlags {
         value_name = "SECONDS"
     )]
     pub worker_idle_timeout: Option<u64>,
-    /// libpq connection string for status and check, e.g. "host=/var/run/postgresql port=5432"
+    /// libpq connection string of the local server (status, check, basebackup, promote, watch,
+    /// rejoin, switchover), e.g. "host=/var/run/postgresql port=5432 user=postgres"
     #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
     pub pg: Option<String>,
 }
@@ -248,9 +254,96 @@ impl Command {
 
 /// Run walship with these arguments and return the process exit code. Errors are printed here,
 /// once, with their hint.
+/// The global options `command` uses, for its `--help` (ids as clap names them); `None` for a
+/// command whose help shows them all.
+fn uses(command: &str) -> Option<Vec<&'static str>> {
+    const REPO: &[&str] = &["config", "repo", "ssh_key", "known_hosts", "ssh_timeout"];
+    const PUSH: &[&str] = &[
+        "compression",
+        "compression_level",
+        "compress_threads",
+        "push_ahead",
+        "worker_idle_timeout",
+    ];
+    const FETCH: &[&str] = &["fetch_retries", "pgdata", "prefetch", "worker_idle_timeout"];
+    const SERVER: &[&str] = &["pgdata", "pg"];
+    const COMPRESS: &[&str] = &["compression", "compression_level", "compress_threads"];
+    let parts: &[&[&str]] = match command {
+        "push" => &[REPO, PUSH],
+        "fetch" => &[REPO, FETCH],
+        "verify" | "prune" | "reader" => &[REPO],
+        "status" | "promote" | "watch" | "check" => &[REPO, SERVER],
+        // they write a restore_command that carries the fetch settings
+        "switchover" | "rejoin" | "restore" => &[REPO, SERVER, FETCH],
+        "basebackup" => &[REPO, SERVER, COMPRESS],
+        "demo" => &[],
+        _ => return None,
+    };
+    Some(parts.concat())
+}
+
+/// The command line for the help of `sub`: the global options it does not use are hidden.
+/// (Hiding them per subcommand of one command is not possible: clap propagates global options
+/// with their settings, so the help is rendered from a command made for it.)
+pub fn command_for_help(sub: &str) -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    if let Some(used) = uses(sub) {
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for g in globals.iter().filter(|g| !used.contains(&g.as_str())) {
+            cmd = cmd.mut_arg(g, |a| a.hide(true));
+        }
+    }
+    cmd.build();
+    cmd
+}
+
+/// The subcommand whose help `args` ask for (`walship [options] CMD ... --help`, `walship help
+/// CMD`), if that is what they ask.
+fn help_asked_for(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let is_sub = |a: &str| cmd.get_subcommands().any(|c| c.get_name() == a);
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(w) = words.next() {
+        if w == "help" {
+            return words.next().map(|s| s.to_string()).filter(|s| is_sub(s));
+        }
+        if w.starts_with("--") && !w.contains('=') {
+            words.next(); // every global option takes a value
+            continue;
+        }
+        if is_sub(&w) {
+            let rest: Vec<_> = words.collect();
+            return rest
+                .iter()
+                .any(|r| r == "--help" || r == "-h")
+                .then(|| w.to_string());
+        }
+        return None;
+    }
+    None
+}
+
+/// Parse `args` as walship's command line.
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(args)
+}
+
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    if let Some(sub) = help_asked_for(&args) {
+        let mut cmd = command_for_help(&sub);
+        if let Some(s) = cmd.find_subcommand_mut(&sub) {
+            let _ = s.print_long_help();
+            return 0;
+        }
+    }
+    let cli = match parse(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

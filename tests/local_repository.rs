@@ -981,3 +981,45 @@ fn regression_a_history_file_that_cannot_be_fetched_during_a_promotion_aborts_in
     let (code, err) = fetch(SEG);
     assert_eq!(code, 3, "{err}");
 }
+
+#[test]
+fn each_commands_help_shows_the_global_options_it_uses_and_no_others() {
+    let help = |args: &[&str]| {
+        let out = walship().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for form in [
+        &["promote", "--help"][..],
+        &["--repo", "/x", "help", "promote"][..],
+    ] {
+        let text = help(form);
+        assert!(
+            text.contains("Global options") && text.contains("--repo") && text.contains("--pg "),
+            "{text}"
+        );
+        for other in [
+            "--compression",
+            "--push-ahead",
+            "--prefetch",
+            "--fetch-retries",
+        ] {
+            assert!(!text.contains(other), "{form:?} shows {other}:\n{text}");
+        }
+    }
+    let push = help(&["push", "--help"]);
+    assert!(
+        push.contains("--compression") && push.contains("--push-ahead"),
+        "{push}"
+    );
+    assert!(!push.contains("--prefetch"), "{push}");
+    // hidden is not refused: a global option a command does not use is still accepted
+    let (code, err) = run(walship().args(["--prefetch", "3", "--repo", "/nonexistent", "verify"]));
+    assert_eq!(code, 3, "{err}");
+    // the earlier spelling of watch's interval still parses (the error is about the data
+    // directory, not the flag)
+    let (code, err) =
+        run(walship().args(["--pgdata", "/nonexistent", "watch", "--watch-interval", "2"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a PostgreSQL data directory"), "{err}");
+}

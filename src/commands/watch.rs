@@ -47,8 +47,13 @@ pub struct WatchArgs {
     /// failover), 1 = it cannot (failover allowed), anything else = unknown (no failover)
     #[arg(long, env = "WALSHIP_WITNESS_COMMAND", value_name = "COMMAND")]
     pub witness_command: Option<String>,
-    /// Seconds between checks
-    #[arg(long, env = "WALSHIP_WATCH_INTERVAL", value_name = "SECONDS")]
+    /// Seconds between checks (--watch-interval: the earlier name, still accepted)
+    #[arg(
+        long = "interval",
+        alias = "watch-interval",
+        env = "WALSHIP_WATCH_INTERVAL",
+        value_name = "SECONDS"
+    )]
     pub watch_interval: Option<u64>,
 }
 
