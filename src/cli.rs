@@ -213,6 +213,13 @@ pub enum Command {
     Prune(crate::commands::prune::PruneArgs),
     /// A restored server's hold on the WAL it still needs (set up by restore: archive_cleanup_command, recovery_end_command)
     Reader(crate::commands::reader::ReaderArgs),
+    /// Print the resolved configuration, each value with its source (flag, environment, file,
+    /// default), after validating it (a bad value exits 2 naming its key)
+    Config {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -235,6 +242,7 @@ impl Command {
             Command::Push { name, .. } => format!("push {name}"),
             Command::Fetch { name, .. } => format!("fetch {name}"),
             Command::Demo(_) => "demo".into(),
+            Command::Config { .. } => "config".into(),
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
@@ -277,6 +285,7 @@ fn uses(command: &str) -> Option<Vec<&'static str>> {
         "switchover" | "rejoin" | "restore" => &[REPO, SERVER, FETCH],
         "basebackup" => &[REPO, SERVER, COMPRESS],
         "demo" => &[],
+        "config" => &[REPO, PUSH, FETCH, SERVER],
         _ => return None,
     };
     Some(parts.concat())
@@ -425,6 +434,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         ),
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
+        Command::Config { json } => crate::commands::config_show::run(&cli.global, json),
         Command::Status { json, prometheus } => {
             use crate::commands::status::Output;
             let output = match (json, prometheus) {

@@ -1023,3 +1023,62 @@ fn each_commands_help_shows_the_global_options_it_uses_and_no_others() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a PostgreSQL data directory"), "{err}");
 }
+
+#[test]
+fn config_prints_each_value_with_its_source_and_refuses_a_bad_one() {
+    let env = Env::new();
+    let file = env.root.join("walship.toml");
+    fs::write(
+        &file,
+        format!("repo = '{}'\ncompression_level = 3\n", env.repo.display()),
+    )
+    .unwrap();
+    let out = walship()
+        .env("WALSHIP_CONFIG", &file)
+        .env("WALSHIP_PREFETCH", "4")
+        .args(["--push-ahead", "2", "config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .to_string()
+    };
+    assert!(line("repo").contains("file ("), "{text}");
+    assert!(line("compression_level").contains(" 3 "), "{text}");
+    assert!(line("push_ahead").ends_with("flag"), "{text}");
+    assert!(
+        line("prefetch").contains("environment (WALSHIP_PREFETCH)"),
+        "{text}"
+    );
+    assert!(line("ssh_timeout").ends_with("default"), "{text}");
+    // every key the help's configuration table names is shown
+    let help =
+        String::from_utf8_lossy(&walship().arg("--help").output().unwrap().stdout).into_owned();
+    let table = &help[help.find("CONFIGURATION").unwrap()..help.find("POSTGRESQL").unwrap()];
+    let keys: Vec<&str> = table
+        .lines()
+        .filter(|l| !l.starts_with("   ") && (l.contains("WALSHIP_") || l.contains("(file only)")))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    for key in keys {
+        line(key);
+    }
+    // a bad value exits 2 and names it
+    let (code, err) =
+        run(walship()
+            .env("WALSHIP_CONFIG", &file)
+            .args(["--compression", "bogus", "config"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bogus"), "{err}");
+}

@@ -3,6 +3,7 @@
 
 pub mod basebackup;
 pub mod check;
+pub mod config_show;
 pub mod demo;
 pub mod fetch;
 pub mod metrics;
