@@ -82,8 +82,22 @@ EXIT CODES
   reason other than \"not in the archive\"; above 125, so PostgreSQL stops recovery instead of
   ending it early and opening a new timeline without the rest of the WAL.";
 
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `walship --version`: the version, the commit it was built from and the libssh2 it uses.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{VERSION} (commit {}, libssh2 {}, patched: vendor/libssh2-sys/WALSHIP.md)",
+            env!("WALSHIP_COMMIT"),
+            crate::os::libssh2_version()
+        )
+    })
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "walship", version, about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
+#[command(name = "walship", version = VERSION, long_version = long_version(), about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalFlags,
@@ -220,6 +234,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (walship completions bash > /etc/bash_completion.d/walship)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of walship, or of one command (walship man > walship.1)
+    Man {
+        /// The command (default: walship itself)
+        command: Option<String>,
+    },
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -243,6 +267,8 @@ impl Command {
             Command::Fetch { name, .. } => format!("fetch {name}"),
             Command::Demo(_) => "demo".into(),
             Command::Config { .. } => "config".into(),
+            Command::Completions { .. } => "completions".into(),
+            Command::Man { .. } => "man".into(),
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
@@ -286,6 +312,7 @@ fn uses(command: &str) -> Option<Vec<&'static str>> {
         "basebackup" => &[REPO, SERVER, COMPRESS],
         "demo" => &[],
         "config" => &[REPO, PUSH, FETCH, SERVER],
+        "completions" | "man" => &[],
         _ => return None,
     };
     Some(parts.concat())
@@ -336,6 +363,31 @@ fn help_asked_for(args: &[std::ffi::OsString]) -> Option<String> {
         return None;
     }
     None
+}
+
+/// `walship man [COMMAND]`: the man page, rendered from the clap definitions.
+fn print_man(command: Option<&str>) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let (page, title) = match command {
+        None => (cmd, "walship".to_string()),
+        Some(name) => (
+            cmd.find_subcommand(name)
+                .cloned()
+                .ok_or_else(|| Error::usage(format!("no command {name:?}")))?,
+            format!("walship-{name}"),
+        ),
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .title(title)
+        .render(&mut out)
+        .map_err(|e| Error::io("rendering the man page", e))?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Error::io("writing the man page", e))
 }
 
 /// Parse `args` as walship's command line.
@@ -435,6 +487,17 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
         Command::Demo(args) => crate::commands::demo::run(&args),
         Command::Config { json } => crate::commands::config_show::run(&cli.global, json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // into memory first: clap_complete panics when its writer fails (a closed pipe)
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "walship", &mut out);
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Error::io("writing the completion script", e))
+        }
+        Command::Man { command } => print_man(command.as_deref()),
         Command::Status { json, prometheus } => {
             use crate::commands::status::Output;
             let output = match (json, prometheus) {

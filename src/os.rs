@@ -26,6 +26,23 @@ pub fn flock_holder(path: &std::path::Path) -> Option<u32> {
     })
 }
 
+/// The version of the libssh2 this binary is linked with (walship builds a patched copy, see
+/// vendor/libssh2-sys/WALSHIP.md).
+pub fn libssh2_version() -> String {
+    unsafe extern "C" {
+        fn libssh2_version(required: std::ffi::c_int) -> *const std::ffi::c_char;
+    }
+    // SAFETY: libssh2_version(0) returns a pointer to a static NUL-terminated string.
+    let p = unsafe { libssh2_version(0) };
+    if p.is_null() {
+        return "unknown".into();
+    }
+    // SAFETY: as above, static and NUL-terminated.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

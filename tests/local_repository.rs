@@ -1082,3 +1082,41 @@ fn config_prints_each_value_with_its_source_and_refuses_a_bad_one() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn version_completions_and_man_pages_come_from_the_same_definitions() {
+    let out = |args: &[&str]| {
+        let o = walship().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let v = out(&["--version"]);
+    assert!(
+        v.starts_with("walship 0.") && v.contains("commit ") && v.contains("libssh2 1."),
+        "{v}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = out(&["completions", shell]);
+        assert!(
+            script.contains("basebackup") && script.contains("trigger-file"),
+            "{shell}"
+        );
+    }
+    let man = out(&["man"]);
+    assert!(
+        man.contains(".TH walship") && man.contains("basebackup"),
+        "{man}"
+    );
+    let man = out(&["man", "watch"]);
+    assert!(
+        man.contains(".TH walship-watch") && man.contains("witness"),
+        "{man}"
+    );
+    let (code, err) = run(walship().args(["man", "nosuch"]));
+    assert_eq!(code, 2, "{err}");
+}
