@@ -58,7 +58,7 @@ CONFIGURATION
                                                                for the archive to be replayed
   trigger_file       WALSHIP_TRIGGER_FILE / watch --trigger-file      (none)
   watch_interval     WALSHIP_WATCH_INTERVAL / watch --interval        1 second
-  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --failover-primary  (none: no automatic
+  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --primary       (none: no automatic
                                                                failover) conninfo to health-check
   failover_after     WALSHIP_FAILOVER_AFTER / watch --failover-after  30 seconds
   fence_command      WALSHIP_FENCE_COMMAND / watch --fence-command    (required for failover)
@@ -177,6 +177,14 @@ pub struct GlobalFlags {
     pub pg: Option<String>,
 }
 
+/// `status --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    Text,
+    Json,
+    Prometheus,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Archive one WAL file (archive_command = 'walship push %p %f')
@@ -200,11 +208,15 @@ pub enum Command {
     },
     /// What the repository holds, per timeline: first and last segment, gaps, bytes, ratio
     Status {
-        /// Machine-readable output (schema in the README)
-        #[arg(long, conflicts_with = "prometheus")]
+        /// text, json (schema in docs/guide/monitoring.md) or prometheus (node_exporter's
+        /// textfile collector)
+        #[arg(long, value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+        /// The same as --output json
+        #[arg(long, conflicts_with_all = ["prometheus", "output"])]
         json: bool,
-        /// Prometheus text format, for node_exporter's textfile collector
-        #[arg(long)]
+        /// The same as --output prometheus
+        #[arg(long, conflicts_with = "output")]
         prometheus: bool,
     },
     /// Read every object back and check it (length, payload digest, SHA-256) and every timeline's continuity
@@ -498,11 +510,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(|e| Error::io("writing the completion script", e))
         }
         Command::Man { command } => print_man(command.as_deref()),
-        Command::Status { json, prometheus } => {
+        Command::Status {
+            output,
+            json,
+            prometheus,
+        } => {
             use crate::commands::status::Output;
-            let output = match (json, prometheus) {
-                (true, _) => Output::Json,
-                (_, true) => Output::Prometheus,
+            let output = match (json, prometheus, output) {
+                (true, _, _) | (_, _, StatusOutput::Json) => Output::Json,
+                (_, true, _) | (_, _, StatusOutput::Prometheus) => Output::Prometheus,
                 _ => Output::Table,
             };
             crate::commands::status::run(&Config::resolve(&cli.global)?, output)

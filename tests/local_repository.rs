@@ -1120,3 +1120,36 @@ fn version_completions_and_man_pages_come_from_the_same_definitions() {
     let (code, err) = run(walship().args(["man", "nosuch"]));
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn status_output_json_is_the_same_as_the_json_flag() {
+    let env = Env::new();
+    fs::write(env.pg_wal.join(SEG), segment_bytes(SEG, SYSID, MIB, 1)).unwrap();
+    assert_eq!(env.push(SEG).0, 0);
+    let out = |args: &[&str]| {
+        let o = env.cmd().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let json = out(&["status", "--output", "json"]);
+    assert_eq!(json, out(&["status", "--json"]));
+    assert!(json.contains("\"timelines\""), "{json}");
+    // the same metrics (values such as ages may move between two calls)
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split([' ', '{']).next().map(str::to_string))
+            .collect()
+    };
+    let prom = out(&["status", "--output", "prometheus"]);
+    assert!(prom.contains("walship_"), "{prom}");
+    assert_eq!(names(&prom), names(&out(&["status", "--prometheus"])));
+    assert!(out(&["status"]).contains(SEG));
+    let (code, err) = run(env.cmd().args(["status", "--output", "yaml"]));
+    assert_eq!(code, 2, "{err}");
+}

@@ -242,7 +242,7 @@ fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
         };
     }
     let mut watch = watch
-        .args(["watch", "--failover-primary"])
+        .args(["watch", "--primary"])
         .arg(format!(
             "host=192.168.77.1 port={port} user=postgres dbname=postgres"
         ))

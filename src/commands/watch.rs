@@ -34,8 +34,14 @@ pub struct WatchArgs {
     /// Promote when this file appears ("fast" in it: fast; "smart" or empty: smart)
     #[arg(long, env = "WALSHIP_TRIGGER_FILE", value_name = "FILE")]
     pub trigger_file: Option<PathBuf>,
-    /// The primary to health-check, as a libpq connection string (automatic failover)
-    #[arg(long, env = "WALSHIP_FAILOVER_PRIMARY", value_name = "CONNINFO")]
+    /// The primary to health-check, as a libpq connection string (automatic failover;
+    /// --failover-primary: the earlier name, still accepted)
+    #[arg(
+        long = "primary",
+        alias = "failover-primary",
+        env = "WALSHIP_FAILOVER_PRIMARY",
+        value_name = "CONNINFO"
+    )]
     pub failover_primary: Option<String>,
     /// Seconds the primary must be down before failing over
     #[arg(long, env = "WALSHIP_FAILOVER_AFTER", value_name = "SECONDS")]
