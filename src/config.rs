@@ -380,7 +380,29 @@ fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+
+    #[test]
+    fn regression_the_configuration_tests_ignore_the_machines_walship_settings() {
+        if std::env::var_os("WALSHIP_TEST_HOSTILE_CHILD").is_some() {
+            return;
+        }
+        // the configuration tests again, in a process whose environment sets walship up
+        // otherwise: their results must not change
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["config::tests::", "--test-threads", "1"])
+            .env("WALSHIP_TEST_HOSTILE_CHILD", "1")
+            .env("WALSHIP_REPO", "/from/the/environment")
+            .env("WALSHIP_COMPRESSION", "bogus")
+            .env("WALSHIP_FETCH_RETRIES", "77")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("passed"));
+    }
 
     #[test]
     fn regression_user_lookups_from_many_threads_at_once_agree() {
@@ -398,8 +420,18 @@ mod tests {
         assert_eq!(user_name(0).as_deref(), Some("root"));
     }
 
-    fn resolve(args: &[&str]) -> Result<Config> {
-        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+    /// The configuration from `args` alone: no WALSHIP_* variable of the machine running the
+    /// tests, and /dev/null instead of /etc/walship.toml unless the test names a file.
+    fn resolve<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Config> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut args: Vec<std::ffi::OsString> =
+            args.iter().map(|a| a.as_ref().to_os_string()).collect();
+        if !args.iter().any(|a| a == "--config") {
+            args.splice(1..1, ["--config".into(), "/dev/null".into()]);
+        }
+        let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None));
+        let cli =
+            crate::cli::Cli::from_arg_matches(&cmd.try_get_matches_from(args).unwrap()).unwrap();
         Config::resolve(&cli.global)
     }
 
@@ -455,8 +487,7 @@ mod tests {
         .unwrap();
         let mut args: Vec<std::ffi::OsString> = vec!["walship".into()];
         args.extend(c.worker_args("push-ahead", Path::new("/pg/pg_wal")));
-        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
-        let w = Config::resolve(&cli.global).unwrap();
+        let w = resolve(&args).unwrap();
         assert_eq!(format!("{c:?}"), format!("{w:?}"));
     }
 
