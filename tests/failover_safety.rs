@@ -23,7 +23,6 @@ fn in_recovery(c: &Cluster) -> bool {
     c.psql("SELECT pg_is_in_recovery()").unwrap() == "t"
 }
 
-
 /// What one cycle found.
 struct Cycle {
     primaries: usize,

@@ -140,6 +140,8 @@ pub fn run(config: &Config) -> Result<()> {
         said: HashMap::new(),
     };
     let mut down_since: Option<Instant> = None;
+    // Why automatic failover stopped for good (another server was promoted), if it did.
+    let mut failover_off: Option<String> = None;
     loop {
         if server.running_pid().is_none() {
             w.say_once(
@@ -233,8 +235,11 @@ pub fn run(config: &Config) -> Result<()> {
                 }
             }
         }
-        let Some(p) = &primary else {
-            w.beat("watching", false, position, "");
+        let Some(p) = primary.as_ref().filter(|_| failover_off.is_none()) else {
+            match &failover_off {
+                Some(why) => w.beat("refused", false, position, why),
+                None => w.beat("watching", false, position, ""),
+            }
             wait(&events, config.watch_interval);
             continue;
         };
@@ -270,9 +275,21 @@ pub fn run(config: &Config) -> Result<()> {
                     match w.try_failover(p, position)? {
                         Failover::Promoted => return Ok(()),
                         Failover::NotNow => {}
-                        Failover::Refused(why) => {
-                            w.beat("refused", true, position, &why);
+                        Failover::Refused { why, for_good } => {
+                            w.beat("refused", !for_good, position, &why);
                             run_refused_hooks(config, &pgdata, &why);
+                            if for_good {
+                                // Another server was promoted: failing over from the old
+                                // primary can never be right again. The trigger file still
+                                // works (a person may know better).
+                                crate::log_line!(
+                                    "walship: automatic failover from {} is off for this watcher: \
+                                     {why}. Make this standby follow the new primary and point \
+                                     failover_primary at it.",
+                                    p.describe()
+                                );
+                                failover_off = Some(why);
+                            }
                             // Watching goes on, but the streak starts again, so the alert is
                             // not repeated every round.
                             down_since = None;
@@ -290,9 +307,13 @@ enum Failover {
     Promoted,
     /// A check said no (logged); the next round asks again.
     NotNow,
-    /// This standby must not be promoted automatically (it cannot replay the archive, or the
-    /// repository says another one was promoted): alert, keep watching.
-    Refused(String),
+    /// This standby must not be promoted automatically: alert, keep watching. `for_good`: the
+    /// repository says another server was promoted (no later round can change that); otherwise
+    /// it cannot replay the archive now (a repaired archive may let a later round through).
+    Refused {
+        why: String,
+        for_good: bool,
+    },
 }
 
 /// The watcher's state between rounds.
@@ -412,6 +433,31 @@ impl Watcher<'_> {
             return Ok(Failover::NotNow);
         }
         self.said.remove("peer");
+        // Before the witness and the fence: if another server was promoted, there is nothing
+        // to fence for, and this standby must not be promoted.
+        let node_id = self.node_id.clone();
+        match self
+            .repo()
+            .and_then(|r| r.promotion_blocker(position.0, &node_id))
+        {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                crate::log_line!(
+                    "walship: ERROR: automatic failover refused: not promoting: {why}"
+                );
+                return Ok(Failover::Refused {
+                    why: format!("not promoting: {why}"),
+                    for_good: true,
+                });
+            }
+            Err(e) => {
+                self.repo = None;
+                crate::log_line!(
+                    "walship: ERROR: cannot read the repository before failing over ({e}): not now"
+                );
+                return Ok(Failover::NotNow);
+            }
+        }
         let env = [("WALSHIP_PGDATA", self.server.pgdata.display().to_string())];
         if let Some(w) = &config.witness_command {
             match run_hook("witness", w, &env, config.hook_timeout) {
@@ -463,7 +509,10 @@ impl Watcher<'_> {
             Ok(_) => Ok(Failover::Promoted),
             Err(e) if e.message.starts_with("not promoting") => {
                 crate::log_line!("walship: ERROR: automatic failover refused: {e}");
-                Ok(Failover::Refused(e.message.clone()))
+                Ok(Failover::Refused {
+                    why: e.message.clone(),
+                    for_good: e.kind == crate::error::Kind::Conflict,
+                })
             }
             Err(e) => Err(e),
         }
