@@ -1,0 +1,243 @@
+//! The documentation against the code: the Grafana dashboard in contrib/ queries only metrics
+//! walship emits, and every relative link in the markdown documents resolves to a file.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `walship_*` identifier in a PromQL expression (or any text).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while let Some(at) = text[i..].find("walship_") {
+        let start = i + at;
+        let mut end = start;
+        while end < b.len() && ident(b[end]) {
+            end += 1;
+        }
+        if start == 0 || !ident(b[start - 1]) {
+            out.insert(text[start..end].to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+/// The query strings of a Grafana dashboard: every `expr`, and the template variables' queries.
+fn dashboard_queries(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                        out.push(s.clone())
+                    }
+                    _ => dashboard_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| dashboard_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// The metric names `src/commands/metrics.rs` can emit: the first argument of each `o.one(` and
+/// `o.metric(` call, a string literal, prefixed as the renderer prefixes it.
+fn names_in_metrics_rs() -> BTreeSet<String> {
+    let src = fs::read_to_string(root().join("src/commands/metrics.rs")).unwrap();
+    let mut out = BTreeSet::new();
+    for call in ["o.one(", "o.metric("] {
+        for (at, _) in src.match_indices(call) {
+            let rest = src[at + call.len()..].trim_start();
+            let Some(lit) = rest.strip_prefix('"') else {
+                continue;
+            };
+            let name = &lit[..lit.find('"').unwrap()];
+            out.insert(format!("walship_{name}"));
+        }
+    }
+    out
+}
+
+/// The metric names `walship status --prometheus` prints for a small local repository.
+fn names_in_status_output(dir: &Path) -> BTreeSet<String> {
+    let repo = dir.join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let pgdata = dir.join("pgdata");
+    let name = "000000010000000000000001";
+    write_segment(&pgdata.join("pg_wal"), name, 7_300_000_000_000_000_021, 1);
+    let (code, err) = run(walship()
+        .arg("--repo")
+        .arg(&repo)
+        .current_dir(&pgdata)
+        .arg("push")
+        .arg(format!("pg_wal/{name}"))
+        .arg(name));
+    assert_eq!(code, 0, "{err}");
+    let out = walship()
+        .arg("--repo")
+        .arg(&repo)
+        .args(["status", "--prometheus"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_walship_emits() {
+    let text = fs::read_to_string(root().join("contrib/grafana-walship.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard, &mut queries);
+    let used: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    assert!(
+        used.len() >= 15,
+        "the dashboard should chart most of walship's metrics, found {used:?}"
+    );
+
+    let from_source = names_in_metrics_rs();
+    let dir = tempfile::tempdir().unwrap();
+    let emitted = names_in_status_output(dir.path());
+    // what status printed without a PostgreSQL connection is a part of what the source can emit
+    assert!(emitted.contains("walship_segments"), "{emitted:?}");
+    let unknown: Vec<&String> = emitted.difference(&from_source).collect();
+    assert!(
+        unknown.is_empty(),
+        "status --prometheus printed metrics this test cannot find in metrics.rs: {unknown:?}"
+    );
+
+    let known: BTreeSet<&String> = from_source.iter().chain(&emitted).collect();
+    let made_up: Vec<&String> = used.iter().filter(|m| !known.contains(m)).collect();
+    assert!(
+        made_up.is_empty(),
+        "contrib/grafana-walship.json queries metrics walship does not emit: {made_up:?} \
+         (walship emits {from_source:?})"
+    );
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    let got = metric_names(
+        "sum by (instance) (walship_stored_bytes{instance=~\"$i\"}) / rate(walship_pg_failed_count[5m]) + my_walship_x",
+    );
+    let want: BTreeSet<String> = ["walship_stored_bytes", "walship_pg_failed_count"]
+        .map(String::from)
+        .into();
+    assert_eq!(got, want);
+}
+
+/// README.md, CONTRIBUTING.md, SECURITY.md, CHANGELOG.md, FORMAT.md and everything under docs/.
+fn markdown_documents() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out: Vec<PathBuf> = [
+        "README.md",
+        "CONTRIBUTING.md",
+        "SECURITY.md",
+        "CHANGELOG.md",
+        "FORMAT.md",
+    ]
+    .iter()
+    .map(|f| root().join(f))
+    .filter(|p| p.exists())
+    .collect();
+    walk(&root().join("docs"), &mut out);
+    out
+}
+
+/// The targets of the inline links `[text](target)` outside fenced code blocks and code spans.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // drop code spans: `[x](y)` inside backticks is not a link
+        let mut plain = String::new();
+        for (i, part) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                plain.push_str(part);
+            }
+        }
+        let mut rest = plain.as_str();
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push(after[..end].trim().to_string());
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_documentation_resolves() {
+    let docs = markdown_documents();
+    assert!(
+        docs.iter().any(|p| p.ends_with("docs/guide/archiving.md")),
+        "{docs:?}"
+    );
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for doc in &docs {
+        let text = fs::read_to_string(doc).unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") {
+                continue;
+            }
+            let path = target.split('#').next().unwrap();
+            let resolved = doc.parent().unwrap().join(path);
+            checked += 1;
+            if !resolved.exists() {
+                broken.push(format!(
+                    "{}: {target}",
+                    doc.strip_prefix(root()).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} links found");
+    assert!(
+        broken.is_empty(),
+        "links that resolve to nothing: {broken:#?}"
+    );
+}
+
+#[test]
+fn link_targets_skip_code() {
+    let text = "see [a](x.md) and `[b](y.md)`\n```\n[c](z.md)\n```\n[d](w.md#part)";
+    assert_eq!(link_targets(text), ["x.md", "w.md#part"]);
+}
