@@ -241,3 +241,159 @@ fn link_targets_skip_code() {
     let text = "see [a](x.md) and `[b](y.md)`\n```\n[c](z.md)\n```\n[d](w.md#part)";
     assert_eq!(link_targets(text), ["x.md", "w.md#part"]);
 }
+
+// ---- docs/reference: generated from the clap definitions ----
+
+/// The command line as users see it, made deterministic: a fixed width, and environment
+/// variables named without the values this process happens to have.
+fn reference_command() -> clap::Command {
+    fn settle(cmd: clap::Command) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut cmd = cmd
+            .term_width(100)
+            .max_term_width(100)
+            .mut_args(|a| a.hide_env_values(true));
+        for n in names {
+            cmd = cmd.mut_subcommand(n, settle);
+        }
+        cmd
+    }
+    let mut cmd = settle(<walship::cli::Cli as clap::CommandFactory>::command());
+    cmd.build();
+    cmd
+}
+
+const GENERATED: &str = "<!-- Generated from walship's command-line definitions by tests/docs.rs; do not edit. \
+     After changing src/cli.rs or a command's flags: WALSHIP_BLESS=1 cargo test --test docs -->";
+
+fn page(title: &str, intro: &str, body: &str) -> String {
+    // without trailing blanks, which editors strip
+    let body: Vec<&str> = body.trim_end().lines().map(str::trim_end).collect();
+    let body = body.join("\n");
+    format!("# {title}\n\n{GENERATED}\n\n{intro}\n\n```text\n{body}\n```\n")
+}
+
+/// Every page of docs/reference, by file name.
+fn reference_pages() -> Vec<(String, String)> {
+    let mut cmd = reference_command();
+    let mut pages = Vec::new();
+    let mut index = String::from("# Command reference\n\n");
+    index.push_str(GENERATED);
+    index.push_str(
+        "\n\nThe help walship prints, one page per command. The guide explains when and why to use \
+         each: [docs/guide](../guide/). Every flag of the global options also has a configuration \
+         key and an environment variable: [configuration](configuration.md).\n\n",
+    );
+
+    let config_help = cmd
+        .get_after_help()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let top = cmd
+        .clone()
+        .after_help(None::<&str>)
+        .after_long_help(None::<&str>)
+        .render_long_help()
+        .to_string();
+    pages.push((
+        "walship.md".to_string(),
+        page(
+            "walship",
+            "`walship --help`, without the configuration table (see [configuration](configuration.md)).",
+            &top,
+        ),
+    ));
+    index.push_str("* [walship](walship.md): the commands and the global options\n");
+    pages.push((
+        "configuration.md".to_string(),
+        page(
+            "Configuration keys, PostgreSQL settings and exit codes",
+            "The end of `walship --help`. Each key explained at length: \
+             [docs/guide/configuration.md](../guide/configuration.md).",
+            &config_help,
+        ),
+    ));
+    index.push_str(
+        "* [configuration](configuration.md): every key, the PostgreSQL settings, the exit codes\n",
+    );
+
+    fn walk(
+        cmd: &mut clap::Command,
+        path: Vec<String>,
+        pages: &mut Vec<(String, String)>,
+        index: &mut String,
+    ) {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for n in names {
+            let sub = cmd.find_subcommand_mut(&n).unwrap();
+            let mut p = path.clone();
+            p.push(n);
+            let title = format!("walship {}", p.join(" "));
+            let file = format!("walship-{}.md", p.join("-"));
+            let about = sub.get_about().map(|s| s.to_string()).unwrap_or_default();
+            let help = sub.render_long_help().to_string();
+            pages.push((
+                file.clone(),
+                page(&title, &format!("`{title} --help`"), &help),
+            ));
+            index.push_str(&format!(
+                "* [{title}]({file}): {}\n",
+                about.lines().next().unwrap_or("")
+            ));
+            walk(sub, p, pages, index);
+        }
+    }
+    walk(&mut cmd, Vec::new(), &mut pages, &mut index);
+    pages.push(("README.md".to_string(), index));
+    pages
+}
+
+#[test]
+fn the_command_reference_is_up_to_date() {
+    let dir = root().join("docs/reference");
+    let pages = reference_pages();
+    assert!(pages.len() > 10, "{}", pages.len());
+    if std::env::var_os("WALSHIP_BLESS").is_some() {
+        if dir.exists() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "md") {
+                    fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        fs::create_dir_all(&dir).unwrap();
+        for (name, text) in &pages {
+            fs::write(dir.join(name), text).unwrap();
+        }
+        return;
+    }
+    let mut stale = Vec::new();
+    for (name, text) in &pages {
+        match fs::read_to_string(dir.join(name)) {
+            Ok(committed) if &committed == text => {}
+            Ok(_) => stale.push(format!("{name} differs")),
+            Err(_) => stale.push(format!("{name} is missing")),
+        }
+    }
+    let wanted: BTreeSet<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for e in entries {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if !wanted.contains(name.as_str()) {
+                stale.push(format!("{name} is no command's page"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/reference is stale: {stale:?}. Regenerate it: WALSHIP_BLESS=1 cargo test --test docs"
+    );
+}
