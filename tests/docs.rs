@@ -397,3 +397,55 @@ fn the_command_reference_is_up_to_date() {
         "docs/reference is stale: {stale:?}. Regenerate it: WALSHIP_BLESS=1 cargo test --test docs"
     );
 }
+
+/// The field names of a `pub struct NAME {` in src/config.rs.
+fn struct_fields(src: &str, name: &str) -> Vec<String> {
+    let start = src
+        .find(&format!("pub struct {name} {{"))
+        .unwrap_or_else(|| panic!("no struct {name} in src/config.rs"));
+    let body = &src[start..];
+    let body = &body[..body.find("\n}").unwrap()];
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, _)| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn every_configuration_key_is_in_the_help_and_the_guide() {
+    let src = fs::read_to_string(root().join("src/config.rs")).unwrap();
+    let keys = struct_fields(&src, "ConfigFile");
+    let target_keys = struct_fields(&src, "Target");
+    assert!(
+        keys.len() > 20 && target_keys.len() > 5,
+        "{keys:?} {target_keys:?}"
+    );
+    let help = reference_command()
+        .get_after_help()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let guide = fs::read_to_string(root().join("docs/guide/configuration.md")).unwrap();
+    let mut missing = Vec::new();
+    for k in &keys {
+        let shown = if k == "targets" { "[targets.NAME]" } else { k };
+        if !help.contains(shown) {
+            missing.push(format!("{shown} is not in walship --help (CONFIG_HELP)"));
+        }
+        if !guide.contains(&format!("`{shown}`")) {
+            missing.push(format!("{shown} is not in docs/guide/configuration.md"));
+        }
+    }
+    for k in &target_keys {
+        let shown = match k.as_str() {
+            "tablespace_map" | "settings" => format!("`[targets.NAME.{k}]`"),
+            _ => format!("`{k}`"),
+        };
+        if !guide.contains(&shown) {
+            missing.push(format!(
+                "target key {shown} is not in docs/guide/configuration.md"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
