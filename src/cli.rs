@@ -332,8 +332,9 @@ fn uses(command: &str) -> Option<Vec<&'static str>> {
 
 /// The command line for the help of `sub`: the global options it does not use are hidden.
 /// (Hiding them per subcommand of one command is not possible: clap propagates global options
-/// with their settings, so the help is rendered from a command made for it.)
-pub fn command_for_help(sub: &str) -> clap::Command {
+/// with their settings, so the help is rendered from a command made for it.) Not built yet:
+/// see [`command_for_help`].
+pub fn help_command(sub: &str) -> clap::Command {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     if let Some(used) = uses(sub) {
@@ -346,6 +347,12 @@ pub fn command_for_help(sub: &str) -> clap::Command {
             cmd = cmd.mut_arg(g, |a| a.hide(true));
         }
     }
+    cmd
+}
+
+/// [`help_command`], built (global options propagated), ready to render `sub`'s help.
+pub fn command_for_help(sub: &str) -> clap::Command {
+    let mut cmd = help_command(sub);
     cmd.build();
     cmd
 }

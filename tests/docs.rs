@@ -247,22 +247,23 @@ fn link_targets_skip_code() {
 /// The command line as users see it, made deterministic: a fixed width, and environment
 /// variables named without the values this process happens to have.
 fn reference_command() -> clap::Command {
-    fn settle(cmd: clap::Command) -> clap::Command {
-        let names: Vec<String> = cmd
-            .get_subcommands()
-            .map(|s| s.get_name().to_string())
-            .collect();
-        let mut cmd = cmd
-            .term_width(100)
-            .max_term_width(100)
-            .mut_args(|a| a.hide_env_values(true));
-        for n in names {
-            cmd = cmd.mut_subcommand(n, settle);
-        }
-        cmd
-    }
     let mut cmd = settle(<walship::cli::Cli as clap::CommandFactory>::command());
     cmd.build();
+    cmd
+}
+
+fn settle(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd
+        .term_width(100)
+        .max_term_width(100)
+        .mut_args(|a| a.hide_env_values(true));
+    for n in names {
+        cmd = cmd.mut_subcommand(n, settle);
+    }
     cmd
 }
 
@@ -332,7 +333,18 @@ fn reference_pages() -> Vec<(String, String)> {
             .map(|s| s.get_name().to_string())
             .collect();
         for n in names {
-            let sub = cmd.find_subcommand_mut(&n).unwrap();
+            // a command's help shows only the global options it uses (walship::cli::help_command)
+            let mut own = if path.is_empty() {
+                let mut c = settle(walship::cli::help_command(&n));
+                c.build();
+                Some(c)
+            } else {
+                None
+            };
+            let sub = match own.as_mut() {
+                Some(c) => c.find_subcommand_mut(&n).unwrap(),
+                None => cmd.find_subcommand_mut(&n).unwrap(),
+            };
             let mut p = path.clone();
             p.push(n);
             let title = format!("walship {}", p.join(" "));
