@@ -7,6 +7,7 @@
 //! standby made directly and one restored from the repository went through the same checks.
 
 pub mod source;
+pub mod target;
 pub mod unpack;
 
 use serde::{Deserialize, Serialize};
