@@ -269,13 +269,18 @@ impl Config {
     /// `restore_command` for a server this walship sets up (restore, rejoin): this binary with
     /// every setting as a flag, so the server restores from the same repository whatever its
     /// environment.
+    ///
+    /// Each word is shell-quoted (PostgreSQL runs the command through `sh -c`) and then has its
+    /// `%` doubled, since PostgreSQL replaces `%f`, `%p`, `%r` and `%%` before the shell sees it.
+    /// The result still needs [`crate::pg::server::conf_string`] to go into a configuration file.
     pub fn restore_command(&self) -> Result<String> {
         use crate::storage::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
-        let mut words = vec![shell_quote(&exe.display().to_string())];
+        let word = |s: &str| shell_quote(s).replace('%', "%%");
+        let mut words = vec![word(&exe.display().to_string())];
         for a in self.flag_args() {
-            words.push(shell_quote(&a.to_string_lossy()));
+            words.push(word(&a.to_string_lossy()));
         }
         words.push("fetch %f %p".into());
         Ok(words.join(" "))
@@ -387,6 +392,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.repo.as_deref(), Some("/from/flag"));
         assert_eq!((c.compression, c.compression_level), (Compression::Zstd, 1));
+    }
+
+    #[test]
+    fn restore_command_doubles_the_percent_signs_of_paths_not_of_its_placeholders() {
+        let c = resolve(&["walship", "--repo", "/srv/100%p 'x'", "fetch", "X", "Y"]).unwrap();
+        let rc = c.restore_command().unwrap();
+        assert!(rc.contains(r#" '/srv/100%%p '\''x'\''' "#), "{rc}");
+        assert!(rc.ends_with(" fetch %f %p"), "{rc}");
+        assert_eq!(rc.replace("%%", "").matches('%').count(), 2, "{rc}");
     }
 
     #[test]

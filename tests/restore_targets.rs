@@ -103,3 +103,116 @@ fn restore_force_on_the_primarys_host_never_touches_its_live_tablespace() {
     assert_eq!(names_below(&ts), before);
     assert_eq!(p.psql("SELECT count(*) FROM in_ts").unwrap(), "10000");
 }
+
+/// postgres itself, without pg_ctl (which puts the data directory in a shell command line in
+/// double quotes, where `$HOME` and `"` cannot survive); stopped by the PID in postmaster.pid.
+struct Postmaster {
+    child: std::process::Child,
+    pgdata: std::path::PathBuf,
+}
+
+impl Postmaster {
+    fn start(ws: &Workspace, pgdata: &Path, log: &Path) -> Postmaster {
+        let log = std::fs::File::create(log).unwrap();
+        let child = ws
+            .tools
+            .command("postgres")
+            .arg("-D")
+            .arg(pgdata)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Postmaster {
+            child,
+            pgdata: pgdata.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Postmaster {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.pgdata.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            // SAFETY: a signal to the postmaster this test started (fast shutdown).
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        let _ = ha::wait_exit(&mut self.child, TIMEOUT, "the postmaster to stop");
+    }
+}
+
+#[test]
+fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in_paths() {
+    let ws = Workspace::new();
+    let odd = ws.path().join("it's \"a\" 100% $HOME\\dir");
+    ws.tools.make_dir(&odd).unwrap();
+    // %p and %f in the repository's name: PostgreSQL would put its own paths there
+    let repo = odd.join("repo\n%p %f 'x'");
+    ws.tools.make_dir(&repo).unwrap();
+    let cfg = ws.path().join("walship.toml");
+    ws.tools
+        .write_file(
+            &cfg,
+            &format!(
+                "repo = {}\nworker_idle_timeout = 2\n",
+                toml::Value::String(repo.display().to_string())
+            ),
+        )
+        .unwrap();
+    let p = ha::primary(&ws, &cfg);
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    p.psql("CREATE TABLE after_backup AS SELECT 42 AS x")
+        .unwrap();
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+
+    // the restored server's restore_command runs this copy of walship, at an odd path too
+    let bin = odd.join("walship");
+    std::fs::copy(ws.walship_bin(), &bin).unwrap();
+    ws.tools.chown(&bin).unwrap();
+    let pgdata = odd.join("pgdata");
+    let port = walship::pg::cluster::free_port().unwrap();
+    let socket = ws.mkdir("sock");
+    // a --set value that tries to add a setting of its own
+    let prefix = "it's \"a\" 100% $HOME\\dir\nlisten_addresses = '*'";
+    let mut restore = ws.tools.command(bin.to_str().unwrap());
+    restore
+        .env_remove("WALSHIP_CONFIG")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--pgdata")
+        .arg(&pgdata)
+        .args(["restore", "--set"])
+        .arg(format!("port={port}"))
+        .arg("--set")
+        .arg(format!("unix_socket_directories={}", socket.display()))
+        .arg("--set")
+        .arg(format!("log_line_prefix={prefix}"))
+        .stdin(Stdio::null());
+    let (code, out) = output(&mut restore);
+    assert_eq!(code, 0, "{out}");
+    let _pm = Postmaster::start(&ws, &pgdata, &ws.path().join("odd.log"));
+    let mut c =
+        walship::pg::cluster::Cluster::existing(&ws.tools, &ws.path().join("q"), port).unwrap();
+    c.data = socket.clone();
+    c.socket_dir = socket.clone();
+    let opened = walship::pg::cluster::wait_until(TIMEOUT, "the restored copy to open", || {
+        Ok(c.psql("SELECT pg_is_in_recovery()")
+            .map(|r| r == "f")
+            .unwrap_or(false))
+    });
+    let log = std::fs::read_to_string(ws.path().join("odd.log")).unwrap_or_default();
+    opened.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    // the WAL after the backup came through restore_command, from the odd repository
+    assert_eq!(c.psql("SELECT x FROM after_backup").unwrap(), "42", "{log}");
+    assert_eq!(c.psql("SHOW log_line_prefix").unwrap(), prefix);
+    assert_eq!(c.psql("SHOW listen_addresses").unwrap(), "127.0.0.1");
+}

@@ -87,6 +87,26 @@ impl LocalServer {
     }
 }
 
+/// `v` as a string value in a PostgreSQL configuration file: in single quotes, `'` doubled, and
+/// backslash, line feed and carriage return as backslash escapes (the file's lexer reads
+/// backslash escapes in strings and ends a string at a line break, so a raw one would end the
+/// value there and make the rest of it a setting of its own).
+pub fn conf_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('\'');
+    for c in v.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Append settings to `pgdata`'s postgresql.auto.conf (later lines win), fsynced; its path.
 pub fn append_auto_conf(pgdata: &Path, text: &str) -> Result<PathBuf> {
     use std::io::Write;
