@@ -146,7 +146,21 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     })?;
 
     let started_at = now();
-    let id = backup::id_for(started_at);
+    // Into the repository, the id is claimed there first: two backups started within one
+    // second would otherwise share a directory and one manifest could describe the other's
+    // stream.
+    let id = match &target {
+        Some(_) => backup::id_for(started_at),
+        None => backup::claim_id(
+            repo.storage(),
+            started_at,
+            &format!(
+                "host = {}\npid = {}\nstarted_at = {started_at}\n",
+                toml::Value::String(crate::repo::lock::hostname()),
+                std::process::id()
+            ),
+        )?,
+    };
     let label = format!("walship {id}");
     let start_lsn = session
         .row(&format!("SELECT pg_backup_start('{label}', true)"), 1)?
@@ -223,7 +237,14 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     };
     match tally.inner {
         Sink::Repository(object) => {
-            object.commit()?;
+            if object.commit()? == crate::storage::Publish::AlreadyExists {
+                return Err(Error::conflict(format!(
+                    "backup {id}: {dir}/{} already exists in the repository; this backup's \
+                     stream was not stored and no manifest was written",
+                    stored.object
+                ))
+                .with_hint("Something else wrote into this backup's directory. Run basebackup again; `walship verify` checks the backups there."));
+            }
             manifest.stored = Some(stored.clone());
             let mut m = repo
                 .storage()
