@@ -93,8 +93,8 @@ pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Resul
     for (_, old, dir) in &dirs {
         let ours = marker.as_ref().is_some_and(|m| names(m, dir));
         plan.push((dir.clone(), ours, "tablespace directory"));
-        let may_replace =
-            ours || target.force && fs::canonicalize(dir).is_ok_and(|c| replaced.contains(&c));
+        // The stopped cluster's own tablespace is left to the non-empty check (--force).
+        let may_replace = ours || fs::canonicalize(dir).is_ok_and(|c| replaced.contains(&c));
         if !may_replace && let Some(pg) = version_dir(dir) {
             return Err(Error::conflict(format!(
                 "tablespace directory {} holds {pg}, another cluster's tablespace: walship never \
@@ -455,6 +455,12 @@ mod tests {
         let pgdata = d.path().join("old");
         old_cluster(&pgdata);
         std::os::unix::fs::symlink(&dir, pgdata.join("pg_tblspc/16384")).unwrap();
+        // without --force, the usual refusal, whose hint is --force
+        let mut t = forced(&pgdata);
+        t.force = false;
+        let e = prepare(&t, "t", &[ts(16384, &dir)]).err().unwrap();
+        assert!(e.message.contains("is not empty"), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("--force"), "{e:?}");
         let p = prepare(&forced(&pgdata), "t", &[ts(16384, &dir)]).unwrap();
         assert!(is_empty(&dir).unwrap());
         assert_eq!(p.tablespaces[&16384], dir);
