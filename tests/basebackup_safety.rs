@@ -75,3 +75,80 @@ fn two_base_backups_started_in_the_same_second_get_two_ids_and_both_verify() {
         );
     }
 }
+
+fn requested_checkpoints(p: &walship::pg::cluster::Cluster) -> u64 {
+    p.psql("SELECT checkpoints_req FROM pg_stat_bgwriter")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn basebackup_to_a_local_path_keeps_its_config_and_a_refused_target_costs_no_checkpoint() {
+    let ws = Workspace::new();
+    let sshd = common::Sshd::start(&ws, "sshd");
+    let repo = ws.mkdir("repo");
+    let cfg = ha::config(
+        &ws,
+        &repo,
+        &format!(
+            "ssh_key = '{key}'\nknown_hosts = '{kh}'\nssh_timeout = 10\n\n\
+             [targets.nowalship]\nhost = '127.0.0.1'\nport = {port}\nuser = '{user}'\n\
+             pgdata = '{w}/remote'\nwalship = '/nonexistent/walship'\n",
+            key = sshd.client_key.display(),
+            kh = sshd.known_hosts.display(),
+            port = sshd.port,
+            user = sshd.user,
+            w = ws.path().display(),
+        ),
+    );
+    let p = ha::primary(&ws, &cfg);
+    // a directory the PostgreSQL user cannot create anything in, and one that is not empty
+    let locked = ws.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let busy = ws.mkdir("busy");
+    ws.tools.write_file(&busy.join("keep"), "x").unwrap();
+    let before = requested_checkpoints(&p);
+    let basebackup_to = |to: &str| {
+        output(walship_as_pg(&ws, &cfg).arg("--pgdata").arg(&p.data).args([
+            "basebackup",
+            "--to",
+            to,
+        ]))
+    };
+    for (to, exit, says) in [
+        (
+            format!("{}/standby", locked.display()),
+            3,
+            "Permission denied",
+        ),
+        (busy.display().to_string(), 4, "is not empty"),
+        ("nowalship".to_string(), 3, "/nonexistent/walship"),
+    ] {
+        let (code, out) = basebackup_to(&to);
+        assert_eq!(code, exit, "--to {to}: {out}");
+        assert!(out.contains(says), "--to {to}: {out}");
+        assert!(!out.contains("started at"), "--to {to}: {out}");
+        assert_eq!(
+            requested_checkpoints(&p),
+            before,
+            "--to {to}: the primary checkpointed for a refused target: {out}"
+        );
+    }
+    assert!(busy.join("keep").exists());
+
+    // --to a local path: the restore there uses this command's repository (--config)
+    let standby = ws.path().join("standby");
+    let (code, out) = basebackup_to(standby.to_str().unwrap());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        requested_checkpoints(&p) > before,
+        "no checkpoint seen: {out}"
+    );
+    assert!(standby.join("standby.signal").exists());
+    let auto = std::fs::read_to_string(standby.join("postgresql.auto.conf")).unwrap();
+    assert!(
+        auto.contains(&format!("--repo {}", repo.display())),
+        "{auto}"
+    );
+}
