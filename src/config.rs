@@ -330,6 +330,11 @@ pub fn user_name(uid: u32) -> Option<String> {
     passwd_field_of(uid, |pw| pw.pw_name)
 }
 
+/// The home directory of user `uid`, from the password database.
+pub fn user_home(uid: u32) -> Option<String> {
+    passwd_field_of(uid, |pw| pw.pw_dir)
+}
+
 fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
     // SAFETY: geteuid cannot fail.
     passwd_field_of(unsafe { libc::geteuid() }, field)

@@ -91,6 +91,11 @@ impl<W: Write> Write for Tally<W> {
 }
 
 pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
+    // As root, the data directory is read as its owner (a tablespace link to /etc must not put
+    // root's files into the repository).
+    if let Some(d) = &config.pgdata {
+        crate::pg::server::become_owner(d)?;
+    }
     let client = PgClient::for_config(config)?.ok_or_else(|| {
         Error::usage("basebackup needs the primary: give --pgdata (its data directory) or --pg")
     })?;
@@ -137,6 +142,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         .pgdata
         .clone()
         .unwrap_or_else(|| PathBuf::from(&f[3]));
+    crate::pg::server::become_owner(&pgdata)?;
     std::fs::metadata(pgdata.join("PG_VERSION")).map_err(|e| {
         Error::usage(format!(
             "cannot read the data directory {}: {e}",
