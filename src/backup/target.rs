@@ -130,6 +130,7 @@ pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Resul
                  (never a running cluster's).",
             ));
         }
+        refuse_clusters_inside(dir, what)?;
     }
     for (dir, ours, what) in &plan {
         empty_dir(dir, *ours, what)?;
@@ -162,6 +163,37 @@ pub fn refuse_running_postmaster(dir: &Path) -> Result<()> {
                 d.display()
             ))
             .with_hint("Stop that server first (pg_ctl stop), or restore somewhere else."));
+        }
+    }
+    Ok(())
+}
+
+/// What emptying `dir` would remove must hold no other cluster: no data directory of a running
+/// postmaster, no tablespace (`PG_<v>_<cat>`) below its own top level. This catches the
+/// clusters of users whose processes /proc does not show us.
+fn refuse_clusters_inside(dir: &Path, what: &str) -> Result<()> {
+    let refused = |found: &Path, why: &str| {
+        Err(Error::conflict(format!(
+            "{what} {} holds {}, {why}: walship never removes another cluster's files, even with --force",
+            dir.display(),
+            found.display()
+        ))
+        .with_hint("Restore somewhere new (--pgdata, --tablespace-map OLD=NEW)."))
+    };
+    for e in walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy();
+        if e.file_type().is_file()
+            && name == "postmaster.pid"
+            && refuse_running_postmaster(e.path().parent().unwrap_or(dir)).is_err()
+        {
+            return refused(e.path(), "the data directory of a running postmaster");
+        }
+        if e.depth() >= 2 && e.file_type().is_dir() && is_version_name(&name) {
+            return refused(e.path(), "a cluster's tablespace");
         }
     }
     Ok(())
@@ -252,13 +284,19 @@ fn canonical(dir: &Path) -> PathBuf {
     }
 }
 
+/// Whether `name` is `PG_<major>_<catversion>`: the directory a cluster keeps in a tablespace.
+fn is_version_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("PG_")
+        .and_then(|v| v.split_once('_'))
+        .is_some_and(|(major, cat)| digits(major) && digits(cat))
+}
+
 /// A `PG_<major>_<catversion>` directory in `dir`: a cluster's tablespace.
 fn version_dir(dir: &Path) -> Option<String> {
     fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         let name = e.file_name().into_string().ok()?;
-        let (major, cat) = name.strip_prefix("PG_")?.split_once('_')?;
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        (digits(major) && digits(cat) && e.file_type().ok()?.is_dir()).then_some(name)
+        (is_version_name(&name) && e.file_type().ok()?.is_dir()).then_some(name)
     })
 }
 
@@ -538,6 +576,32 @@ mod tests {
             !new.exists(),
             "a refused restore created its data directory"
         );
+    }
+
+    #[test]
+    fn force_never_removes_a_cluster_found_below_the_target() {
+        let d = tempfile::tempdir().unwrap();
+        // another user's running cluster, seen only through its postmaster.pid (this process)
+        let live = d.path().join("srv/live");
+        old_cluster(&live);
+        fs::write(
+            live.join("postmaster.pid"),
+            format!("{}\n{}\n", std::process::id(), live.display()),
+        )
+        .unwrap();
+        let e = prepare(&forced(&d.path().join("srv")), "t", &[])
+            .err()
+            .unwrap_or_else(|| panic!("a running cluster below the target was removed"));
+        assert_eq!(e.kind, Kind::Conflict, "{e}");
+        assert!(e.message.contains("postmaster.pid"), "{e}");
+        assert!(live.join("PG_VERSION").exists());
+        // a tablespace one level down
+        let file = live_tablespace(&d.path().join("other/ts"));
+        let e = prepare(&forced(&d.path().join("other")), "t", &[])
+            .err()
+            .unwrap_or_else(|| panic!("a tablespace below the target was removed"));
+        assert!(e.message.contains("PG_15_202209061"), "{e}");
+        assert!(file.exists());
     }
 
     #[test]
