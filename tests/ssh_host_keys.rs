@@ -102,6 +102,12 @@ fn a_hashed_known_hosts_with_only_the_ecdsa_key_connects_as_openssh_does() {
     assert_eq!(code, 4, "changed: {out}");
     assert!(out.contains("HOST KEY CHANGED"), "{out}");
 
+    // the same key, also marked @revoked (for every host): refused, as OpenSSH refuses it
+    let revoked = format!("{hashed_ecdsa}@revoked * ecdsa-sha2-nistp256 {ours_blob}\n");
+    let (code, out) = status_with(&ws, &sshd, "kh_revoked", &revoked);
+    assert_eq!(code, 4, "revoked: {out}");
+    assert!(out.contains("@revoked"), "{out}");
+
     // a server without the ecdsa key known_hosts holds: unknown, not "changed"
     let plain = Sshd::start(&ws, "sshd_ed25519_only");
     let (code, out) = status_with(

@@ -145,6 +145,45 @@ fn hosts_field_names(field: &str, pattern: &str) -> bool {
     field.split(',').any(|h| h == pattern)
 }
 
+/// OpenSSH's host pattern match: `*` any run, `?` any one character.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], name) || (!name.is_empty() && glob(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p.eq_ignore_ascii_case(n) => glob(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Whether known_hosts marks this key `@revoked` for this host (a hashed name, or a pattern list
+/// with wildcards and `!` negations, as OpenSSH reads it). libssh2 ignores the marker.
+fn revoked(known_hosts: &str, host: &str, port: u16, key_type: &str, key_b64: &str) -> bool {
+    let pattern = host_pattern(host, port);
+    known_hosts.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [marker, hosts, kind, blob, ..] = f[..] else {
+            return false;
+        };
+        let host_matches = if hosts.starts_with("|1|") {
+            hosts_field_names(hosts, &pattern)
+        } else {
+            let mut matched = false;
+            for p in hosts.split(',') {
+                match p.strip_prefix('!') {
+                    Some(neg) if glob(neg.as_bytes(), pattern.as_bytes()) => return false,
+                    Some(_) => {}
+                    None => matched |= glob(p.as_bytes(), pattern.as_bytes()),
+                }
+            }
+            matched
+        };
+        marker == "@revoked" && host_matches && kind == key_type && blob == key_b64
+    })
+}
+
 /// The key types known_hosts holds for this host, in file order (plain and hashed lines).
 fn known_key_types<'k>(known_hosts: &'k str, host: &str, port: u16) -> Vec<&'k str> {
     let pattern = host_pattern(host, port);
@@ -332,6 +371,15 @@ fn verify_host_key(session: &Session, url: &SshUrl, known_hosts: &Path) -> Resul
     // (libssh2's check_port would also accept a plain `host` entry for any port.)
     let known_text = std::fs::read_to_string(known_hosts).unwrap_or_default();
     let known_types = known_key_types(&known_text, &url.host, url.port);
+    let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    if revoked(&known_text, &url.host, url.port, type_name, &key_b64) {
+        return Err(Error::conflict(format!(
+            "SSH host {host_pattern} presented the {type_name} key {fingerprint}, which {} marks \
+             @revoked; refusing to connect",
+            known_hosts.display()
+        ))
+        .with_hint("A revoked key must not be trusted again: ask the server's administrator for its new key."));
+    }
     match kh.check(&host_pattern, key) {
         CheckResult::Match => Ok(()),
         // libssh2 compares with keys of every type: a key of a type known_hosts has none of for
@@ -493,6 +541,34 @@ mod tests {
         assert!(host_key_preference(&mixed, "127.0.0.1", 2222).starts_with(
             "ecdsa-sha2-nistp384,rsa-sha2-512,rsa-sha2-256,ssh-rsa,ecdsa-sha2-nistp256,ssh-ed25519"
         ));
+    }
+
+    #[test]
+    fn revoked_keys_are_found_by_name_hash_wildcard_and_negation() {
+        let kh = format!(
+            "@revoked *.example,!safe.example ssh-ed25519 KEY1\n{}@revoked [127.0.0.1]:2?22 ssh-rsa KEY3\n",
+            hashed(
+                "[127.0.0.1]:2222",
+                b"01234567890123456789",
+                "ssh-ed25519 KEY2"
+            )
+            .replace("|1|", "@revoked |1|")
+        );
+        assert!(revoked(&kh, "db.example", 22, "ssh-ed25519", "KEY1"));
+        assert!(!revoked(&kh, "safe.example", 22, "ssh-ed25519", "KEY1"));
+        assert!(!revoked(&kh, "db.example", 22, "ssh-ed25519", "KEY2"));
+        assert!(!revoked(
+            &kh,
+            "db.example",
+            22,
+            "ecdsa-sha2-nistp256",
+            "KEY1"
+        ));
+        assert!(revoked(&kh, "127.0.0.1", 2222, "ssh-ed25519", "KEY2"));
+        assert!(revoked(&kh, "127.0.0.1", 2322, "ssh-rsa", "KEY3"));
+        assert!(!revoked(&kh, "127.0.0.1", 2222, "ssh-ed25519", "KEY1"));
+        // a revoked line never counts as a known key either
+        assert!(known_key_types(&kh, "127.0.0.1", 2222).is_empty());
     }
 
     #[test]
