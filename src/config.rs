@@ -277,10 +277,21 @@ impl Config {
         use crate::storage::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
-        let word = |s: &str| shell_quote(s).replace('%', "%%");
-        let mut words = vec![word(&exe.display().to_string())];
+        // A path that is not UTF-8 would come out changed (and name another file).
+        let word = |s: &std::ffi::OsStr| {
+            s.to_str()
+                .map(|s| shell_quote(s).replace('%', "%%"))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "{}: not UTF-8, so it cannot go into restore_command",
+                        s.to_string_lossy()
+                    ))
+                    .with_hint("Use paths that are UTF-8 for the walship binary, the SSH key and known_hosts.")
+                })
+        };
+        let mut words = vec![word(exe.as_os_str())?];
         for a in self.flag_args() {
-            words.push(word(&a.to_string_lossy()));
+            words.push(word(&a)?);
         }
         words.push("fetch %f %p".into());
         Ok(words.join(" "))
@@ -406,6 +417,27 @@ mod tests {
         assert!(rc.contains(r#" '/srv/100%%p '\''x'\''' "#), "{rc}");
         assert!(rc.ends_with(" fetch %f %p"), "{rc}");
         assert_eq!(rc.replace("%%", "").matches('%').count(), 2, "{rc}");
+    }
+
+    #[test]
+    fn restore_command_refuses_a_path_that_is_not_utf8_rather_than_change_it() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let args = [
+            OsStr::new("walship"),
+            OsStr::new("--repo"),
+            OsStr::new("/r"),
+            OsStr::new("--ssh-key"),
+            OsStr::from_bytes(b"/keys/\xff"),
+            OsStr::new("fetch"),
+            OsStr::new("X"),
+            OsStr::new("Y"),
+        ];
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let c = Config::resolve(&cli.global).unwrap();
+        let e = c.restore_command().unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage, "{e}");
+        assert!(e.message.contains("not UTF-8"), "{e}");
     }
 
     #[test]
