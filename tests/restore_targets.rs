@@ -163,6 +163,11 @@ fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in
         )
         .unwrap();
     let p = ha::primary(&ws, &cfg);
+    let ts = ws.mkdir("ts");
+    p.psql(&format!("CREATE TABLESPACE ts LOCATION '{}'", ts.display()))
+        .unwrap();
+    p.psql("CREATE TABLE in_ts TABLESPACE ts AS SELECT generate_series(1, 1000) AS id")
+        .unwrap();
     let (code, out) = output(
         walship_as_pg(&ws, &cfg)
             .arg("--pgdata")
@@ -190,7 +195,14 @@ fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in
         .arg(&cfg)
         .arg("--pgdata")
         .arg(&pgdata)
-        .args(["restore", "--set"])
+        .args(["restore", "--tablespace-map"])
+        // the tablespace_map PostgreSQL reads at startup holds this path, escaped its way
+        .arg(format!(
+            "{}={}",
+            ts.display(),
+            odd.join("ts\\new\nline").display()
+        ))
+        .arg("--set")
         .arg(format!("port={port}"))
         .arg("--set")
         .arg(format!("unix_socket_directories={}", socket.display()))
@@ -214,5 +226,17 @@ fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in
     // the WAL after the backup came through restore_command, from the odd repository
     assert_eq!(c.psql("SELECT x FROM after_backup").unwrap(), "42", "{log}");
     assert_eq!(c.psql("SHOW log_line_prefix").unwrap(), prefix);
+    assert_eq!(
+        c.psql("SELECT count(*) FROM in_ts").unwrap(),
+        "1000",
+        "{log}"
+    );
+    let link = std::fs::read_dir(pgdata.join("pg_tblspc"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read_link(link).unwrap(), odd.join("ts\\new\nline"));
     assert_eq!(c.psql("SHOW listen_addresses").unwrap(), "127.0.0.1");
 }

@@ -221,20 +221,9 @@ pub fn unpack(
         std::os::unix::fs::symlink(&to, &link).map_err(|e| write_err(&link, e))?;
     }
     if let Some(map) = tablespace_map {
-        let text = String::from_utf8_lossy(&map);
-        let mut out = String::new();
-        for line in text.lines() {
-            match line
-                .split_once(' ')
-                .and_then(|(oid, _)| Some((oid, tablespaces.get(&oid.parse().ok()?)?)))
-            {
-                Some((oid, dir)) => out.push_str(&format!("{oid} {}\n", dir.display())),
-                None => out.push_str(&format!("{line}\n")),
-            }
-        }
         let p = pgdata.join(TABLESPACE_MAP);
-        create_new(&p)
-            .and_then(|mut f| f.write_all(out.as_bytes()).map_err(|e| write_err(&p, e)))?;
+        let out = rewrite_tablespace_map(&map, &tablespaces);
+        create_new(&p).and_then(|mut f| f.write_all(&out).map_err(|e| write_err(&p, e)))?;
     }
     let pg_control =
         pg_control.ok_or_else(|| Error::corrupt("backup stream: no global/pg_control"))?;
@@ -247,6 +236,50 @@ pub fn unpack(
         stream_bytes: hashing.bytes,
         pg_control,
     })
+}
+
+/// `tablespace_map` with each restored tablespace's path replaced by the directory it was
+/// restored to. The file is PostgreSQL's: one `<oid> <path>` entry per line, where a backslash
+/// makes the next character literal (so a path may hold a line break, a backslash); read and
+/// written that way, or PostgreSQL would link a tablespace to another path at startup.
+fn rewrite_tablespace_map(map: &[u8], tablespaces: &HashMap<u32, PathBuf>) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::with_capacity(map.len());
+    let mut entry: Vec<u8> = Vec::new(); // raw bytes, escapes kept
+    let mut escaped = false;
+    let finish = |entry: &mut Vec<u8>, out: &mut Vec<u8>| {
+        if entry.is_empty() {
+            return;
+        }
+        let oid = entry
+            .iter()
+            .position(|&b| b == b' ')
+            .and_then(|sp| std::str::from_utf8(&entry[..sp]).ok()?.parse::<u32>().ok());
+        match oid.and_then(|oid| Some((oid, tablespaces.get(&oid)?))) {
+            Some((oid, dir)) => {
+                out.extend_from_slice(format!("{oid} ").as_bytes());
+                for &b in dir.as_os_str().as_bytes() {
+                    if matches!(b, b'\\' | b'\n' | b'\r') {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+            }
+            None => out.extend_from_slice(entry),
+        }
+        out.push(b'\n');
+        entry.clear();
+    };
+    for &b in map {
+        if !escaped && (b == b'\n' || b == b'\r') {
+            finish(&mut entry, &mut out);
+            continue;
+        }
+        escaped = !escaped && b == b'\\';
+        entry.push(b);
+    }
+    finish(&mut entry, &mut out);
+    out
 }
 
 fn stream_err(e: &std::io::Error) -> Error {
@@ -641,5 +674,21 @@ mod tests {
             .unwrap_or_else(|| panic!("pg_control replaced what was there"));
         assert!(e.message.contains("pg_control"), "{e}");
         assert_eq!(fs::read(&other).unwrap(), b"the other cluster's");
+    }
+
+    #[test]
+    fn tablespace_map_paths_with_backslashes_and_line_breaks_survive_the_rewrite() {
+        let map = b"16384 /srv/ts\\\n1\n16385 /srv/a\\\\b\n\n99 /kept/as\\\nit was\n";
+        let dirs: HashMap<u32, PathBuf> = [
+            (16384, PathBuf::from("/new/it's \"a\" 100% $HOME\\dir\nx")),
+            (16385, PathBuf::from("/new/b")),
+        ]
+        .into_iter()
+        .collect();
+        let out = rewrite_tablespace_map(map, &dirs);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "16384 /new/it's \"a\" 100% $HOME\\\\dir\\\nx\n16385 /new/b\n99 /kept/as\\\nit was\n"
+        );
     }
 }
