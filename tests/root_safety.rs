@@ -82,3 +82,52 @@ fn sudo_rejoin_never_hands_a_symlinked_auto_conf_target_to_postgres() {
         assert!(out.contains("belongs to root"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn sudo_push_and_fetch_in_a_data_directory_leave_nothing_root_owned_for_postgresql() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the scenario is walship run as root)");
+        return;
+    }
+    let ws = Workspace::new();
+    let pg_uid = fs::metadata(ws.path()).unwrap().uid();
+    assert_ne!(pg_uid, 0);
+    let repo = ws.mkdir("repo");
+    let pgdata = ws.mkdir("pgdata");
+    let pg_wal = ws.mkdir("pgdata/pg_wal");
+    ws.mkdir("pgdata/pg_wal/archive_status");
+    let seg = "000000010000000000000001";
+    common::write_segment(&pg_wal, seg, 7_000_000_000_000_000_001, 1);
+    let (code, out) = output(
+        walship()
+            .arg("--repo")
+            .arg(&repo)
+            .args(["--push-ahead", "0", "push", &format!("pg_wal/{seg}"), seg])
+            .current_dir(&pgdata),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = output(
+        walship()
+            .arg("--repo")
+            .arg(&repo)
+            .args(["--prefetch", "0", "fetch", seg, "pg_wal/RECOVERYXLOG"])
+            .current_dir(&pgdata),
+    );
+    assert_eq!(code, 0, "{out}");
+    // what root wrote into the PostgreSQL user's repository and pg_wal is that user's: the next
+    // push or fetch, run by PostgreSQL, can write next to it and read it
+    let mut root_owned = Vec::new();
+    for top in [&repo, &pg_wal] {
+        for e in walkdir::WalkDir::new(top)
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+        {
+            if e.metadata().unwrap().uid() != pg_uid && e.file_name() != seg {
+                root_owned.push(e.path().display().to_string());
+            }
+        }
+    }
+    assert!(root_owned.is_empty(), "owned by root: {root_owned:?}");
+    assert!(pg_wal.join("RECOVERYXLOG").exists());
+}

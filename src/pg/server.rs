@@ -85,6 +85,27 @@ pub fn become_owner(pgdata: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`become_owner`] of `dir` (the pg_wal push, fetch and their workers work in) when walship
+/// runs as root and `dir` belongs to someone else: as root, what they write into a PostgreSQL
+/// user's pg_wal (spools) and repository (objects, directories) would be root's, and the next
+/// push by PostgreSQL could not write there. A directory of root's is no PostgreSQL user's
+/// (`sudo walship fetch X /tmp/x`): then walship stays root.
+pub fn become_owner_of_workdir(dir: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.uid() != 0 => become_owner(dir),
+        _ => Ok(()),
+    }
+}
+
 impl LocalServer {
     /// The server whose data directory is `pgdata`; `pg_bin` is the directory of its programs
     /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout). As root, walship first
