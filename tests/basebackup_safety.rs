@@ -152,3 +152,45 @@ fn basebackup_to_a_local_path_keeps_its_config_and_a_refused_target_costs_no_che
         "{auto}"
     );
 }
+
+#[test]
+fn a_data_object_already_in_the_backup_directory_stops_the_backup_before_its_manifest() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = ha::config(&ws, &repo, "");
+    let p = ha::primary(&ws, &cfg);
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+    // directories left without a claim (by a walship before claims) for the next two minutes,
+    // each already holding a data object
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for s in 0..120 {
+        let dir = repo.join("backups").join(walship::backup::id_for(now + s));
+        ws.tools.make_dir(&dir).unwrap();
+        ws.tools
+            .write_file(&dir.join("data.tar.zst"), "another backup's stream")
+            .unwrap();
+    }
+    ws.tools.chown(&repo.join("backups")).unwrap();
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    for e in std::fs::read_dir(repo.join("backups")).unwrap().flatten() {
+        assert!(
+            !e.path().join("manifest.toml").exists(),
+            "a manifest was written over another backup's stream: {}",
+            e.path().display()
+        );
+        assert_eq!(
+            std::fs::read_to_string(e.path().join("data.tar.zst")).unwrap(),
+            "another backup's stream"
+        );
+    }
+}
