@@ -6,6 +6,7 @@
 //! `basebackup --to` pipes it over SSH into `walship restore --from-stdin` on the standby. So a
 //! standby made directly and one restored from the repository went through the same checks.
 
+mod live;
 pub mod source;
 pub mod target;
 pub mod unpack;
