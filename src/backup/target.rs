@@ -45,6 +45,9 @@ pub struct Prepared {
     /// Each tablespace of the backup and the directory it is restored to.
     pub(super) tablespaces: HashMap<u32, PathBuf>,
     pub(super) expected: Vec<Tablespace>,
+    /// The marker, locked (flock) for as long as this restore writes: a second restore into
+    /// the same directory finds it locked and stays out, rather than empty it under us.
+    pub(super) lock: fs::File,
 }
 
 /// Check and prepare `target` for a backup with these tablespaces (`what` names it in the
@@ -81,6 +84,17 @@ pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Resul
         }
     }
     let marker = read_marker(pgdata);
+    // Held until the new marker is in place: of two restores that find a dead one's marker, one
+    // empties the directory, the other finds the lock and stays out.
+    let _previous = match marker {
+        Some(_) => Some(lock_marker(pgdata, |p| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(p)
+        })?),
+        None => None,
+    };
     let running = running_clusters();
     // Read before the data directory is emptied: the tablespaces of the cluster --force replaces.
     let replaced: Vec<PathBuf> = fs::read_dir(pgdata.join("pg_tblspc"))
@@ -137,13 +151,14 @@ pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Resul
     for (dir, ours, what) in &plan {
         empty_dir(dir, *ours, what)?;
     }
-    write_marker(pgdata, what, dirs.iter().map(|(_, _, d)| d))?;
+    let lock = write_marker(pgdata, what, dirs.iter().map(|(_, _, d)| d))?;
     let mut expected = tablespaces.to_vec();
     expected.sort_by_key(|t| t.oid);
     Ok(Prepared {
         pgdata: pgdata.clone(),
         tablespaces: dirs.into_iter().map(|(oid, _, d)| (oid, d)).collect(),
         expected,
+        lock,
     })
 }
 
@@ -229,12 +244,31 @@ fn names(marker: &[u8], dir: &Path) -> bool {
         .any(|l| l == line.as_slice())
 }
 
-/// The marker: which tablespace directories this restore writes (a rerun may empty them).
+/// Open `pgdata`'s marker with `open` and lock it; a lock another restore holds is a refusal.
+fn lock_marker(
+    pgdata: &Path,
+    open: impl FnOnce(&Path) -> std::io::Result<fs::File>,
+) -> Result<fs::File> {
+    let p = pgdata.join(INCOMPLETE_MARKER);
+    let f = open(&p).map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::conflict(format!(
+            "another walship restore is writing into {} (it holds {INCOMPLETE_MARKER})",
+            pgdata.display()
+        ))
+        .with_hint("Let it finish, or stop it; then run the restore again.")),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", p.display()), e)),
+    }
+}
+
+/// The marker: which tablespace directories this restore writes (a rerun may empty them),
+/// created new and returned locked.
 fn write_marker<'a>(
     pgdata: &Path,
     what: &str,
     dirs: impl Iterator<Item = &'a PathBuf>,
-) -> Result<()> {
+) -> Result<fs::File> {
     let mut text = format!(
         "# walship restore of {what} in progress (or interrupted): this directory is incomplete.\n\
          # Run the restore again; it starts over. PostgreSQL cannot start here: global/pg_control is written last.\n"
@@ -245,16 +279,26 @@ fn write_marker<'a>(
     }
     let p = pgdata.join(INCOMPLETE_MARKER);
     let write_err = |e| Error::io(format!("writing {}", p.display()), e);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)
-        .map_err(write_err)?;
+    // create_new: a restore that started at the same moment made one first, and is writing.
+    let mut f = lock_marker(pgdata, |p| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+    })
+    .map_err(|e| match e.message.contains("File exists") {
+        true => Error::conflict(format!(
+            "another walship restore is writing into {} (it made {INCOMPLETE_MARKER} first)",
+            pgdata.display()
+        )),
+        false => e,
+    })?;
     f.write_all(&text)
         .and_then(|_| f.sync_all())
         .map_err(write_err)?;
-    crate::storage::local::sync_dir(pgdata)
+    crate::storage::local::sync_dir(pgdata)?;
+    Ok(f)
 }
 
 /// The marker's bytes if `pgdata` holds one (a regular file, not a link to one).
@@ -449,6 +493,31 @@ mod tests {
             .unwrap_or_else(|| panic!("a tablespace below the target was removed"));
         assert!(e.message.contains("PG_15_202209061"), "{e}");
         assert!(file.exists());
+    }
+
+    #[test]
+    fn a_second_restore_into_the_same_directory_stays_out_while_the_first_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let pgdata = d.path().join("new");
+        let mut t = forced(&pgdata);
+        t.force = false;
+        let first = prepare(&t, "t", &[]).unwrap();
+        fs::write(pgdata.join("PG_VERSION"), b"15\n").unwrap();
+        // its marker says "ours" to a rerun, but the first restore is alive and holds it
+        for force in [false, true] {
+            t.force = force;
+            let e = prepare(&t, "t", &[])
+                .err()
+                .unwrap_or_else(|| panic!("force={force}: the running restore was emptied"));
+            assert_eq!(e.kind, Kind::Conflict, "{e}");
+            assert!(e.message.contains("another walship restore"), "{e}");
+            assert!(pgdata.join("PG_VERSION").exists());
+        }
+        // once it is gone (killed: its lock with it), a rerun starts over without --force
+        drop(first);
+        t.force = false;
+        prepare(&t, "t", &[]).unwrap();
+        assert!(!pgdata.join("PG_VERSION").exists());
     }
 
     #[test]

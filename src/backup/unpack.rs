@@ -35,6 +35,8 @@ pub struct Restored {
     pub tablespaces: Vec<(u32, PathBuf)>,
     pub stream_bytes: u64,
     pg_control: Vec<u8>,
+    /// The marker's lock, held until the marker is removed.
+    _lock: File,
 }
 
 fn write_err(path: &Path, e: std::io::Error) -> Error {
@@ -80,6 +82,7 @@ pub fn unpack(
         pgdata,
         tablespaces,
         expected: expected_tablespaces,
+        lock,
     } = prepared;
     let pgdata = &pgdata;
     let mut hashing = Hashing {
@@ -235,6 +238,7 @@ pub fn unpack(
         tablespaces,
         stream_bytes: hashing.bytes,
         pg_control,
+        _lock: lock,
     })
 }
 
