@@ -128,6 +128,7 @@ pub fn unpack(
 
     let mut received: HashMap<String, (u64, String)> = HashMap::new();
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut skipped_links: Vec<String> = Vec::new();
     let mut pg_control = None;
     let mut tablespace_map = None;
     let mut manifest = None;
@@ -156,26 +157,36 @@ pub fn unpack(
                 .map_err(|e| write_err(&dest, e))?;
         } else if kind.is_symlink() {
             // Only a declared tablespace's link, to the directory prepared for it: a link the
-            // stream chose could point into another cluster (a `global` link to its pg_control).
-            let oid = path
-                .strip_prefix("data/pg_tblspc/")
-                .and_then(|oid| oid.parse::<u32>().ok());
-            let to = oid.and_then(|oid| tablespaces.get(&oid)).ok_or_else(|| {
-                let link = e.link_name().ok().flatten();
-                Error::corrupt(format!(
-                    "backup stream: symlink {path} -> {}: the only links a restore makes are \
-                     pg_tblspc/<oid> of the backup's tablespaces",
-                    link.as_deref().unwrap_or(Path::new("?")).display()
-                ))
-                .with_hint("The stream was not written by walship basebackup, or was altered; nothing of it can start.")
-            })?;
-            if symlinks.iter().any(|(l, _)| *l == dest) {
-                return Err(Error::corrupt(format!(
-                    "backup stream: symlink {path} twice"
-                )));
+            // stream chose could point into another cluster (a `global` link to its pg_control,
+            // a postgresql.auto.conf the recovery settings would then be appended to).
+            let link = e.link_name().ok().flatten().map(|l| l.into_owned());
+            let link = link
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
+                .to_string();
+            let oid = path.strip_prefix("data/pg_tblspc/");
+            match oid.and_then(|o| tablespaces.get(&o.parse().ok()?)) {
+                Some(_) if symlinks.iter().any(|(l, _)| *l == dest) => {
+                    return Err(Error::corrupt(format!(
+                        "backup stream: symlink {path} twice"
+                    )));
+                }
+                // Created at the end, so that no file of the stream is ever written through one.
+                Some(to) => symlinks.push((dest, to.clone())),
+                None if oid.is_some() => {
+                    return Err(Error::corrupt(format!(
+                        "backup stream: symlink {path} -> {link} is the link of a tablespace the \
+                         header does not declare"
+                    ))
+                    .with_hint(
+                        "The stream was not written by walship basebackup, or was altered.",
+                    ));
+                }
+                // A link on the primary (a certificate, a configuration file kept elsewhere):
+                // not made, and said, so that the DBA recreates it if the server needs it.
+                None => skipped_links.push(format!("{path} -> {link}")),
             }
-            // Created at the end, so that no file of the stream is ever written through one.
-            symlinks.push((dest, to.clone()));
         } else if kind.is_file() {
             let rel = path.strip_prefix(DATA_PREFIX);
             let (size, sha) = if rel == Some(PG_CONTROL) || rel == Some(TABLESPACE_MAP) {
@@ -218,6 +229,12 @@ pub fn unpack(
                 want.object, hashing.bytes, want.bytes, want.sha256
             )));
         }
+    }
+    for l in &skipped_links {
+        crate::log_line!(
+            "walship: restore: WARNING: symlink {l} not restored: a restore makes no link but \
+             its tablespaces'; recreate it if the server needs it"
+        );
     }
     for (link, to) in symlinks {
         // symlink(2) never replaces what is there.
@@ -629,6 +646,13 @@ mod tests {
         let other = d.path().join("other");
         fs::create_dir_all(other.join("global")).unwrap();
         fs::write(other.join("global/pg_control"), b"the other cluster's").unwrap();
+        fs::write(
+            other.join("postgresql.auto.conf"),
+            b"the other's settings\n",
+        )
+        .unwrap();
+        // links from the stream are not made (the restore says so): everything is written into
+        // the restored directory itself
         for (i, (path, to)) in [
             ("data/global", other.join("global")),
             (
@@ -636,8 +660,6 @@ mod tests {
                 other.join("postgresql.auto.conf"),
             ),
             ("data/base/1/evil", other.clone()),
-            // a tablespace link, but not of a tablespace the backup declares
-            ("data/pg_tblspc/16999", other.clone()),
         ]
         .into_iter()
         .enumerate()
@@ -648,18 +670,37 @@ mod tests {
             };
             let stream = stream_with(&d.path().join(format!("src{i}")), vec![link]);
             let out = d.path().join(format!("out{i}"));
-            let e = restore(&stream, &out, None)
-                .err()
-                .unwrap_or_else(|| panic!("{path}: the link was restored"));
-            assert_eq!(e.kind, crate::error::Kind::Corrupt, "{path}: {e}");
-            assert!(e.message.contains(path), "{e}");
-            assert!(!out.join(path.strip_prefix("data/").unwrap()).is_symlink());
+            let r = restore(&stream, &out, None).unwrap_or_else(|e| panic!("{path}: {e}"));
+            crate::pg::server::append_auto_conf(&out, "restore_command = 'x'\n").unwrap();
+            r.complete().unwrap();
+            assert!(
+                !out.join(path.strip_prefix("data/").unwrap()).is_symlink(),
+                "{path}"
+            );
+            assert!(out.join("global/pg_control").is_file());
         }
         assert_eq!(
             fs::read(other.join("global/pg_control")).unwrap(),
             b"the other cluster's"
         );
-        assert_eq!(fs::read_dir(&other).unwrap().count(), 1);
+        assert_eq!(
+            fs::read(other.join("postgresql.auto.conf")).unwrap(),
+            b"the other's settings\n"
+        );
+        assert_eq!(fs::read_dir(&other).unwrap().count(), 2);
+        // a tablespace link the header does not declare: the stream is not what it says
+        let link = Item::Symlink {
+            path: "data/pg_tblspc/16999".into(),
+            target: other.clone(),
+        };
+        let stream = stream_with(&d.path().join("src_ts"), vec![link]);
+        let out = d.path().join("out_ts");
+        let e = restore(&stream, &out, None)
+            .err()
+            .unwrap_or_else(|| panic!("an undeclared tablespace link was restored"));
+        assert_eq!(e.kind, crate::error::Kind::Corrupt, "{e}");
+        assert!(e.message.contains("pg_tblspc/16999"), "{e}");
+        assert!(!out.join("pg_tblspc/16999").is_symlink());
     }
 
     #[test]
