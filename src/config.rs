@@ -283,6 +283,10 @@ impl Config {
     /// `restore_command` for a server this walship sets up (restore, rejoin): this binary with
     /// every setting as a flag, so the server restores from the same repository whatever its
     /// environment.
+    ///
+    /// Each word is shell-quoted (PostgreSQL runs the command through `sh -c`) and then has its
+    /// `%` doubled, since PostgreSQL replaces `%f`, `%p`, `%r` and `%%` before the shell sees it.
+    /// The result still needs [`crate::pg::server::conf_string`] to go into a configuration file.
     pub fn restore_command(&self) -> Result<String> {
         self.server_command("fetch %f %p")
     }
@@ -293,9 +297,21 @@ impl Config {
         use crate::storage::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
-        let mut words = vec![shell_quote(&exe.display().to_string())];
+        // A path that is not UTF-8 would come out changed (and name another file).
+        let word = |s: &std::ffi::OsStr| {
+            s.to_str()
+                .map(|s| shell_quote(s).replace('%', "%%"))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "{}: not UTF-8, so it cannot go into restore_command",
+                        s.to_string_lossy()
+                    ))
+                    .with_hint("Use paths that are UTF-8 for the walship binary, the SSH key and known_hosts.")
+                })
+        };
+        let mut words = vec![word(exe.as_os_str())?];
         for a in self.flag_args() {
-            words.push(shell_quote(&a.to_string_lossy()));
+            words.push(word(&a)?);
         }
         words.push(tail.into());
         Ok(words.join(" "))
@@ -343,6 +359,11 @@ pub fn home_dir() -> PathBuf {
 /// The login name of user `uid`, from the password database.
 pub fn user_name(uid: u32) -> Option<String> {
     passwd_field_of(uid, |pw| pw.pw_name)
+}
+
+/// The home directory of user `uid`, from the password database.
+pub fn user_home(uid: u32) -> Option<String> {
+    passwd_field_of(uid, |pw| pw.pw_dir)
 }
 
 fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
@@ -466,6 +487,35 @@ mod tests {
         .unwrap();
         assert_eq!(c.repo.as_deref(), Some("/from/flag"));
         assert_eq!((c.compression, c.compression_level), (Compression::Zstd, 1));
+    }
+
+    #[test]
+    fn restore_command_doubles_the_percent_signs_of_paths_not_of_its_placeholders() {
+        let c = resolve(&["walship", "--repo", "/srv/100%p 'x'", "fetch", "X", "Y"]).unwrap();
+        let rc = c.restore_command().unwrap();
+        assert!(rc.contains(r#" '/srv/100%%p '\''x'\''' "#), "{rc}");
+        assert!(rc.ends_with(" fetch %f %p"), "{rc}");
+        assert_eq!(rc.replace("%%", "").matches('%').count(), 2, "{rc}");
+    }
+
+    #[test]
+    fn restore_command_refuses_a_path_that_is_not_utf8_rather_than_change_it() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let args = [
+            OsStr::new("walship"),
+            OsStr::new("--repo"),
+            OsStr::new("/r"),
+            OsStr::new("--ssh-key"),
+            OsStr::from_bytes(b"/keys/\xff"),
+            OsStr::new("fetch"),
+            OsStr::new("X"),
+            OsStr::new("Y"),
+        ];
+        let c = resolve(&args).unwrap();
+        let e = c.restore_command().unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage, "{e}");
+        assert!(e.message.contains("not UTF-8"), "{e}");
     }
 
     #[test]

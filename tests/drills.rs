@@ -380,6 +380,38 @@ fn drill_bad_input_corpus() {
         "changed_known_hosts",
         &format!("[127.0.0.1]:{} {other_key}\n", sshd.port),
     );
+    // the same, hashed as `ssh-keyscan -H` writes it; and only a key of another type (ecdsa)
+    let hashed_changed_kh = {
+        use base64::Engine;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let salt = b"twenty bytes of salt";
+        let mac =
+            walship::hashing::hmac_sha1(salt, format!("[127.0.0.1]:{}", sshd.port).as_bytes());
+        cfg(
+            "hashed_changed_known_hosts",
+            &format!("|1|{}|{} {other_key}\n", b64.encode(salt), b64.encode(mac)),
+        )
+    };
+    let ecdsa = root.join("ecdsa_key");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+            .arg(&ecdsa)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ecdsa_pub = fs::read_to_string(ecdsa.with_extension("pub")).unwrap();
+    let ecdsa_pub: Vec<&str> = ecdsa_pub.split_whitespace().take(2).collect();
+    let other_type_kh = cfg(
+        "other_type_known_hosts",
+        &format!("[127.0.0.1]:{} {}\n", sshd.port, ecdsa_pub.join(" ")),
+    );
+    // a data directory that belongs to root (when the drill runs as root)
+    let rooted = root.join("rooted");
+    fs::create_dir(&rooted).unwrap();
+    fs::write(rooted.join("PG_VERSION"), "15\n").unwrap();
+    let rooted = rooted.display().to_string();
 
     // a restored snapshot of this cluster: same system identifier, other bytes under a name
     // already archived
@@ -436,7 +468,7 @@ fn drill_bad_input_corpus() {
             name.into(),
         ]
     };
-    let cases: Vec<Case> = vec![
+    let mut cases: Vec<Case> = vec![
         // names
         case(
             "empty %f",
@@ -807,7 +839,7 @@ fn drill_bad_input_corpus() {
             4,
             "ssh-keygen -R",
         ),
-        // destructive paths (issue 18): a root without walship.repo is unavailable for the
+        // destructive paths: a root without walship.repo is unavailable for the
         // commands a cron job runs, never "empty, nothing to do"
         case(
             "verify on a root without walship.repo",
@@ -911,7 +943,73 @@ fn drill_bad_input_corpus() {
             2,
             "reader id",
         ),
+        // host keys: hashed known_hosts, key types, a data directory as root
+        case(
+            "changed host key, hashed known_hosts line",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &hashed_changed_kh,
+                "status",
+            ],
+            4,
+            "HOST KEY CHANGED",
+        ),
+        case(
+            "known_hosts holds only another key type for the host",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &other_type_kh,
+                "status",
+            ],
+            4,
+            "holds only ecdsa-sha2-nistp256",
+        ),
     ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // as root, a data directory that belongs to root is nobody's
+        // PostgreSQL's; every command that works in one refuses it before touching it
+        for (what, args) in [
+            (
+                "promote as root in a root-owned data directory",
+                vec!["promote"],
+            ),
+            (
+                "rejoin as root in a root-owned data directory",
+                vec!["rejoin", "--primary", "host=/tmp"],
+            ),
+            (
+                "watch as root in a root-owned data directory",
+                vec!["watch"],
+            ),
+            (
+                "switchover as root in a root-owned data directory",
+                vec![
+                    "switchover",
+                    "--primary",
+                    "host=/tmp",
+                    "--primary-stop-command",
+                    "true",
+                ],
+            ),
+            (
+                "basebackup as root in a root-owned data directory",
+                vec!["basebackup"],
+            ),
+        ] {
+            let mut a = vec!["--repo", &r, "--pgdata", &rooted];
+            a.extend(args);
+            cases.push(case(what, &a, 2, "belongs to root"));
+        }
+    }
     let before = tree(&repo);
     let mut survived = 0;
     let mut failures = Vec::new();

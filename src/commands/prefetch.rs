@@ -38,6 +38,7 @@ pub fn in_flight_marker(spool: &Spool, name: &str) -> std::path::PathBuf {
 const MISSING_RETRY: Duration = Duration::from_millis(500);
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
+    crate::pg::server::become_owner_of_workdir(pg_wal)?;
     let spool = Spool::open(pg_wal, SpoolKind::Fetch, config.location())?;
     let Some(lock) = spool.acquire_worker_lock()? else {
         return Ok(());

@@ -16,6 +16,7 @@ use crate::backup::{self, Manifest, Tablespace};
 use crate::commands::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::pg::server::conf_string as quote;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
@@ -273,10 +274,6 @@ struct Recovery {
     signal: &'static str,
     settings: String,
     describe: String,
-}
-
-fn quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "''"))
 }
 
 fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {

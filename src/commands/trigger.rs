@@ -104,9 +104,11 @@ pub fn read(path: &Path, owner: u32) -> Trigger {
             "it is not a regular file (a FIFO, a device or a directory)".into(),
         );
     }
-    if m.uid() != euid() && m.uid() != owner {
+    // root's file too: whoever is root can promote the server anyway (and `watch` started as
+    // root runs as the standby's owner, so its own euid is not root's)
+    if m.uid() != euid() && m.uid() != owner && m.uid() != 0 {
         return Trigger::Refused(format!(
-            "it belongs to uid {}, not to this user (uid {}) or the standby's owner",
+            "it belongs to uid {}, not to this user (uid {}), the standby's owner or root",
             m.uid(),
             euid()
         ));

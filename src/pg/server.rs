@@ -1,7 +1,7 @@
 //! A PostgreSQL server on this host, known by its data directory: whether its postmaster runs,
 //! who owns it, where its programs are, and a connection to it. The commands that change a
 //! server's role (promote, watch, rejoin) start here. PostgreSQL's programs run as the data
-//! directory's owner (through runuser when walship runs as root: they refuse root).
+//! directory's owner: walship run as root becomes that user first (see [`become_owner`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -39,10 +39,102 @@ impl Postmaster {
     }
 }
 
+/// When walship runs as root, become the owner of the data directory `pgdata` for the rest of
+/// the process, before anything in it is touched. The directory is the PostgreSQL user's: as
+/// root, a symlink that user planted there (postgresql.auto.conf -> /etc/shadow) would have root
+/// read, append to or chown the file it points to. As its owner, walship can do in it exactly
+/// what PostgreSQL can. A data directory that belongs to root is refused. No-op for other users.
+pub fn become_owner(pgdata: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(pgdata)
+        .map_err(|e| Error::io(format!("stat {}", pgdata.display()), e))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return Err(Error::usage(format!(
+            "{} belongs to root: walship works in a data directory only as its owner, and \
+             PostgreSQL never runs as root",
+            pgdata.display()
+        ))
+        .with_hint(
+            "Give --pgdata the server's data directory (it belongs to the user PostgreSQL runs as).",
+        ));
+    }
+    let name = crate::config::user_name(uid).ok_or_else(|| {
+        Error::usage(format!(
+            "the owner (uid {uid}) of {} has no name",
+            pgdata.display()
+        ))
+    })?;
+    let cname = std::ffi::CString::new(name.clone())
+        .map_err(|_| Error::usage(format!("user name {name:?} holds a NUL byte")))?;
+    let failed = |what: &str| {
+        Error::io(
+            format!(
+                "becoming {name} (the owner of {}): {what}",
+                pgdata.display()
+            ),
+            std::io::Error::last_os_error(),
+        )
+    };
+    // Groups, then group, then user: once the user is set, the others can no longer change.
+    // SAFETY: plain system calls on values we own; each result is checked.
+    unsafe {
+        if libc::initgroups(cname.as_ptr(), gid) != 0 {
+            return Err(failed("initgroups"));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(failed("setgid"));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(failed("setuid"));
+        }
+        if libc::setuid(0) == 0 || libc::geteuid() != uid {
+            return Err(Error::usage(format!(
+                "could not give up root to become {name}"
+            )));
+        }
+    }
+    let home = crate::config::user_home(uid).unwrap_or_else(|| "/".into());
+    // SAFETY: at the start of a command, before it starts any thread; what PostgreSQL's
+    // programs and libpq (~/.pgpass) read must be the owner's, not root's.
+    unsafe {
+        std::env::set_var("HOME", home);
+        std::env::set_var("USER", &name);
+        std::env::set_var("LOGNAME", &name);
+    }
+    Ok(())
+}
+
+/// [`become_owner`] of `dir` (the pg_wal push, fetch and their workers work in) when walship
+/// runs as root and `dir` belongs to someone else: as root, what they write into a PostgreSQL
+/// user's pg_wal (spools) and repository (objects, directories) would be root's, and the next
+/// push by PostgreSQL could not write there. A directory of root's is no PostgreSQL user's
+/// (`sudo walship fetch X /tmp/x`): then walship stays root.
+pub fn become_owner_of_workdir(dir: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.uid() != 0 => become_owner(dir),
+        _ => Ok(()),
+    }
+}
+
 impl LocalServer {
     /// The server whose data directory is `pgdata`; `pg_bin` is the directory of its programs
-    /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout).
+    /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout). As root, walship first
+    /// becomes the directory's owner ([`become_owner`]).
     pub fn open(pgdata: &Path, pg_bin: Option<&Path>) -> Result<LocalServer> {
+        become_owner(pgdata)?;
         let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).map_err(|e| {
             Error::usage(format!(
                 "{} is not a PostgreSQL data directory (PG_VERSION: {e})",
@@ -121,6 +213,26 @@ impl LocalServer {
             .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
         crate::storage::local::sync_dir(dir)
     }
+}
+
+/// `v` as a string value in a PostgreSQL configuration file: in single quotes, `'` doubled, and
+/// backslash, line feed and carriage return as backslash escapes (the file's lexer reads
+/// backslash escapes in strings and ends a string at a line break, so a raw one would end the
+/// value there and make the rest of it a setting of its own).
+pub fn conf_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('\'');
+    for c in v.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Append settings to `pgdata`'s postgresql.auto.conf (later lines win), fsynced; its path.
