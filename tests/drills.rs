@@ -1010,6 +1010,148 @@ fn drill_bad_input_corpus() {
             cases.push(case(what, &a, 2, "belongs to root"));
         }
     }
+    // failover and the command line: the archive's fence, the trigger file's rules, watch and
+    // promote refusing what they cannot do safely, unknown values
+    {
+        let forked = root.join("forked");
+        fs::create_dir(&forked).unwrap();
+        let f = forked.display().to_string();
+        let pushed = run(walship()
+            .args(["--repo", &f, "push"])
+            .arg(format!("pg_wal/{}", seg(1)))
+            .arg(seg(1))
+            .current_dir(&pgdata));
+        assert_eq!(pushed.0, 0, "{}", pushed.1);
+        // timeline 2 forked off timeline 1 inside segment 1 (1 MiB segments)
+        fs::write(
+            pg_wal.join("00000002.history"),
+            "1\t0/180000\tno recovery target specified\n",
+        )
+        .unwrap();
+        let pushed = run(walship()
+            .args([
+                "--repo",
+                &f,
+                "push",
+                "pg_wal/00000002.history",
+                "00000002.history",
+            ])
+            .current_dir(&pgdata));
+        assert_eq!(pushed.0, 0, "{}", pushed.1);
+        let data = ws.mkdir("a_standby");
+        ws.tools
+            .write_file(&data.join("PG_VERSION"), "15\n")
+            .unwrap();
+        let d = data.display().to_string();
+        let not_data = ws.mkdir("not_data").display().to_string();
+        let private = ws.mkdir("private");
+        let link = root.join("private_link");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        let via_link = link.join("trigger").display().to_string();
+        let dir_t = private.join("trigger").display().to_string();
+        let w = |extra: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = ["--repo", &r, "--pgdata", &d]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.push("watch".into());
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let seg2 = format!("pg_wal/{}", seg(2));
+        cases.extend([
+            case(
+                "a demoted primary pushes past a newer timeline's fork",
+                &["--repo", &f, "push", &seg2, &seg(2)],
+                4,
+                "forked off timeline 1",
+            ),
+            case(
+                "a trigger file in /tmp",
+                &w(&["--trigger-file", "/tmp/pg_failover_trigger"]),
+                2,
+                "can be written by other users",
+            ),
+            case(
+                "a relative trigger path",
+                &w(&["--trigger-file", "trigger"]),
+                2,
+                "not an absolute path",
+            ),
+            case(
+                "a trigger path through a symlinked directory",
+                &w(&["--trigger-file", &via_link]),
+                2,
+                "is a symlink",
+            ),
+            case(
+                "automatic failover without a fence",
+                &w(&["--primary", "host=db1"]),
+                2,
+                "needs fence_command",
+            ),
+            case(
+                "watch with nothing to watch",
+                &w(&[]),
+                2,
+                "nothing to watch",
+            ),
+            case(
+                "watch's interval is not a number",
+                &w(&["--interval", "soon", "--trigger-file", &dir_t]),
+                2,
+                "invalid value",
+            ),
+            case(
+                "a password in the primary's connection string",
+                &w(&[
+                    "--primary",
+                    "host=db1 password=x",
+                    "--fence-command",
+                    "true",
+                ]),
+                2,
+                "password",
+            ),
+            case(
+                "promote a directory that is no data directory",
+                &["--repo", &r, "--pgdata", &not_data, "promote"],
+                2,
+                "not a PostgreSQL data directory",
+            ),
+            case(
+                "promote a standby that is not running",
+                &["--repo", &r, "--pgdata", &d, "promote"],
+                3,
+                "not running",
+            ),
+            case(
+                "status --output yaml",
+                &["--repo", &r, "status", "--output", "yaml"],
+                2,
+                "invalid value",
+            ),
+            case(
+                "config with an unknown compression",
+                &["--repo", &r, "--compression", "lz5", "config"],
+                2,
+                "unknown compression",
+            ),
+            case(
+                "the man page of no command",
+                &["man", "nosuch"],
+                2,
+                "no command",
+            ),
+            case(
+                "completions for an unknown shell",
+                &["completions", "tcsh"],
+                2,
+                "invalid value",
+            ),
+        ]);
+        fs::remove_file(pg_wal.join("00000002.history")).unwrap();
+    }
     let before = tree(&repo);
     let mut survived = 0;
     let mut failures = Vec::new();
