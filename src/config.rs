@@ -183,7 +183,7 @@ impl Config {
             .known_hosts
             .clone()
             .or(file.known_hosts)
-            .unwrap_or_else(|| home_dir().join(".ssh/known_hosts"));
+            .unwrap_or_else(|| crate::os::home_dir().join(".ssh/known_hosts"));
         let repo = flags.repo.clone().or(file.repo);
         if let Some(r) = &repo {
             Location::parse(r)?; // report a bad location before anything else happens
@@ -340,67 +340,24 @@ impl Config {
     }
 }
 
-/// The login name of the effective user (for SSH logins without `user@`).
-pub fn current_user() -> String {
-    passwd_field(|pw| pw.pw_name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "postgres".into())
-}
-
-/// The effective user's home directory: $HOME, else the password database.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| passwd_field(|pw| pw.pw_dir).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// The login name of user `uid`, from the password database.
-pub fn user_name(uid: u32) -> Option<String> {
-    passwd_field_of(uid, |pw| pw.pw_name)
-}
-
-/// The home directory of user `uid`, from the password database.
-pub fn user_home(uid: u32) -> Option<String> {
-    passwd_field_of(uid, |pw| pw.pw_dir)
-}
-
-fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    passwd_field_of(unsafe { libc::geteuid() }, field)
-}
-
-fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
-    // getpwuid_r with a buffer of our own: pool threads look users up while opening SSH
-    // sessions, and getpwuid's static result would be shared between them.
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: every pointer is to storage we own and that outlives the call; the result
-        // points into `pw` and `buf`, which we copy out of before they go away.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
-            if rc == libc::ERANGE && buf.len() < 1 << 20 {
-                buf.resize(buf.len() * 4, 0);
-                continue;
-            }
-            if rc != 0 || result.is_null() {
-                return None;
-            }
-            let p = field(&pw);
-            if p.is_null() {
-                return None;
-            }
-            return Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The configuration from `args` alone: no WALSHIP_* variable of the machine running the
+    /// tests, and /dev/null instead of /etc/walship.toml unless the test names a file.
+    fn resolve<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Config> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut args: Vec<std::ffi::OsString> =
+            args.iter().map(|a| a.as_ref().to_os_string()).collect();
+        if !args.iter().any(|a| a == "--config") {
+            args.splice(1..1, ["--config".into(), "/dev/null".into()]);
+        }
+        let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None));
+        let cli =
+            crate::cli::Cli::from_arg_matches(&cmd.try_get_matches_from(args).unwrap()).unwrap();
+        Config::resolve(&cli.global)
+    }
 
     #[test]
     fn regression_the_configuration_tests_ignore_the_machines_walship_settings() {
@@ -423,37 +380,6 @@ mod tests {
             String::from_utf8_lossy(&out.stdout)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("passed"));
-    }
-
-    #[test]
-    fn regression_user_lookups_from_many_threads_at_once_agree() {
-        let me = unsafe { libc::geteuid() };
-        let name = user_name(me);
-        assert!(name.is_some());
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                std::thread::spawn(move || (0..200).map(|_| user_name(me)).collect::<Vec<_>>())
-            })
-            .collect();
-        for t in threads {
-            assert!(t.join().unwrap().iter().all(|n| *n == name));
-        }
-        assert_eq!(user_name(0).as_deref(), Some("root"));
-    }
-
-    /// The configuration from `args` alone: no WALSHIP_* variable of the machine running the
-    /// tests, and /dev/null instead of /etc/walship.toml unless the test names a file.
-    fn resolve<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Config> {
-        use clap::{CommandFactory, FromArgMatches};
-        let mut args: Vec<std::ffi::OsString> =
-            args.iter().map(|a| a.as_ref().to_os_string()).collect();
-        if !args.iter().any(|a| a == "--config") {
-            args.splice(1..1, ["--config".into(), "/dev/null".into()]);
-        }
-        let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None));
-        let cli =
-            crate::cli::Cli::from_arg_matches(&cmd.try_get_matches_from(args).unwrap()).unwrap();
-        Config::resolve(&cli.global)
     }
 
     #[test]

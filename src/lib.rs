@@ -29,6 +29,7 @@ pub mod repo;
 pub mod spool;
 pub mod storage;
 pub mod transfer;
+pub mod units;
 
 pub use error::{Error, Kind, Result};
 

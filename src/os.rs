@@ -1,4 +1,8 @@
-//! The operating-system boundary that has no better home: facts about processes on this host.
+//! The operating-system boundary: facts about this host, its processes and its users (the
+//! password database), each behind a safe function.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), which
 /// tells a process from a later one that was given the same PID.
@@ -43,8 +47,110 @@ pub fn libssh2_version() -> String {
         .into_owned()
 }
 
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Whether process `pid` exists on this host (whoever owns it).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The login name of the effective user (for SSH logins without `user@`).
+pub fn current_user() -> String {
+    passwd_field(|pw| pw.pw_name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "postgres".into())
+}
+
+/// The effective user's home directory: $HOME, else the password database.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| passwd_field(|pw| pw.pw_dir).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The login name of user `uid`, from the password database.
+pub fn user_name(uid: u32) -> Option<String> {
+    passwd_field_of(uid, |pw| pw.pw_name)
+}
+
+/// The home directory of user `uid`, from the password database.
+pub fn user_home(uid: u32) -> Option<String> {
+    passwd_field_of(uid, |pw| pw.pw_dir)
+}
+
+fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    passwd_field_of(unsafe { libc::geteuid() }, field)
+}
+
+fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
+    // getpwuid_r with a buffer of our own: pool threads look users up while opening SSH
+    // sessions, and getpwuid's static result would be shared between them.
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: every pointer is to storage we own and that outlives the call; the result
+        // points into `pw` and `buf`, which we copy out of before they go away.
+        unsafe {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || result.is_null() {
+                return None;
+            }
+            let p = field(&pw);
+            if p.is_null() {
+                return None;
+            }
+            return Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::user_name;
+
+    #[test]
+    fn regression_user_lookups_from_many_threads_at_once_agree() {
+        let me = unsafe { libc::geteuid() };
+        let name = user_name(me);
+        assert!(name.is_some());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || (0..200).map(|_| user_name(me)).collect::<Vec<_>>())
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().iter().all(|n| *n == name));
+        }
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+
     #[test]
     fn this_process_has_a_start_time_and_a_dead_pid_has_none() {
         let me = super::process_start_ticks(std::process::id());

@@ -303,7 +303,7 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
         repo.join("promotions/off-00000001.toml"),
         format!(
             "new_timeline = 2\nfrom_timeline = 1\nnode_id = \"{node_id}\"\nhost = \"{}\"\npgdata = \"{}\"\nreason = \"trigger file\"\ndecided_at = 1\n",
-            walship::repo::lock::hostname(),
+            walship::os::hostname(),
             s.data.display()
         ),
     )

@@ -20,7 +20,7 @@ pub(super) fn refuse_running_postmaster(dir: &Path) -> Result<()> {
             .lines()
             .next()
             .and_then(|l| l.trim().parse::<u32>().ok())
-            && crate::repo::lock::process_alive(pid)
+            && crate::os::process_alive(pid)
         {
             return Err(Error::conflict(format!(
                 "a postmaster (pid {pid}) runs on {}; walship never writes into a running cluster",

@@ -247,7 +247,7 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 
 impl<W: Write> StreamWriter<W> {
     pub fn new(w: W, header: &StreamHeader) -> Result<StreamWriter<W>> {
-        let mtime = u64::try_from(crate::repo::lock::now()).unwrap_or(0);
+        let mtime = u64::try_from(crate::os::now()).unwrap_or(0);
         let mut s = StreamWriter {
             tar: tar::Builder::new(w),
             files: Vec::new(),

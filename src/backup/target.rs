@@ -181,7 +181,7 @@ fn empty_dir(dir: &Path, ours: bool, what: &str) -> Result<()> {
                 let (files, bytes) = count_tree(dir);
                 crate::log_line!(
                     "walship: restore: removing {files} files ({}) from {what} {} ({})",
-                    crate::commands::human_bytes(bytes),
+                    crate::units::human_bytes(bytes),
                     dir.display(),
                     if ours {
                         "left by an interrupted restore"

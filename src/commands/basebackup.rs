@@ -17,18 +17,18 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::source::{self, StreamWriter};
 use crate::backup::{self, Manifest, StoredData, StreamHeader, Tablespace, unpack};
-use crate::commands::human_bytes;
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
+use crate::os::now;
 use crate::pg::client::PgClient;
 use crate::pg::session::PgSession;
 use crate::pg::{WalFileName, walname::segment_name};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::parse_lsn;
-use crate::repo::lock::now;
 use crate::storage::remote::{RemoteCommand, shell_quote};
 use crate::storage::ssh::SshUrl;
+use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
 pub struct BasebackupArgs {
@@ -167,7 +167,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
                 started_at,
                 &format!(
                     "host = {}\npid = {}\nstarted_at = {started_at}\n",
-                    toml::Value::String(crate::repo::lock::hostname()),
+                    toml::Value::String(crate::os::hostname()),
                     std::process::id()
                 ),
             )?;

@@ -13,13 +13,13 @@ use clap::Args;
 
 use crate::backup::unpack::{self, Target};
 use crate::backup::{self, Manifest, Tablespace};
-use crate::commands::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::server::conf_string as quote;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
+use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {

@@ -20,10 +20,10 @@ use super::trigger::{self, Trigger};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnd, run_hook};
+use crate::os::{hostname, now};
 use crate::pg::client::{Health, PgClient};
 use crate::pg::server::LocalServer;
 use crate::repo::Repository;
-use crate::repo::lock::{hostname, now};
 use crate::repo::promotion::WatcherBeat;
 
 /// The whole health check of the primary, connecting included.

@@ -335,7 +335,7 @@ fn owner_name(path: &Path) -> Result<String> {
     let uid = std::fs::metadata(path)
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
         .uid();
-    crate::config::user_name(uid).ok_or_else(|| {
+    crate::os::user_name(uid).ok_or_else(|| {
         Error::usage(format!(
             "the owner (uid {uid}) of {} has no user name",
             path.display()

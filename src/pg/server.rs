@@ -35,7 +35,7 @@ impl Postmaster {
         let mut lines = text.lines();
         let pid: u32 = lines.next()?.trim().parse().ok()?;
         let started: i64 = lines.nth(1)?.trim().parse().ok()?;
-        crate::repo::lock::process_alive(pid).then_some(Postmaster { pid, started })
+        crate::os::process_alive(pid).then_some(Postmaster { pid, started })
     }
 }
 
@@ -62,7 +62,7 @@ pub fn become_owner(pgdata: &Path) -> Result<()> {
             "Give --pgdata the server's data directory (it belongs to the user PostgreSQL runs as).",
         ));
     }
-    let name = crate::config::user_name(uid).ok_or_else(|| {
+    let name = crate::os::user_name(uid).ok_or_else(|| {
         Error::usage(format!(
             "the owner (uid {uid}) of {} has no name",
             pgdata.display()
@@ -97,7 +97,7 @@ pub fn become_owner(pgdata: &Path) -> Result<()> {
             )));
         }
     }
-    let home = crate::config::user_home(uid).unwrap_or_else(|| "/".into());
+    let home = crate::os::user_home(uid).unwrap_or_else(|| "/".into());
     // SAFETY: at the start of a command, before it starts any thread; what PostgreSQL's
     // programs and libpq (~/.pgpass) read must be the owner's, not root's.
     unsafe {
@@ -145,7 +145,7 @@ impl LocalServer {
         let uid = std::fs::metadata(pgdata)
             .map_err(|e| Error::io(format!("stat {}", pgdata.display()), e))?
             .uid();
-        let owner = crate::config::user_name(uid).ok_or_else(|| {
+        let owner = crate::os::user_name(uid).ok_or_else(|| {
             Error::usage(format!(
                 "the owner (uid {uid}) of {} has no name",
                 pgdata.display()
@@ -176,7 +176,7 @@ impl LocalServer {
     pub fn running_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        crate::repo::lock::process_alive(pid).then_some(pid)
+        crate::os::process_alive(pid).then_some(pid)
     }
 
     pub fn client(&self) -> Result<PgClient> {
@@ -293,7 +293,7 @@ fn node_place(pgdata: &Path) -> Result<String> {
         .map_err(|e| Error::io(format!("stat {}", canonical.display()), e))?;
     Ok(format!(
         "{} {} {}:{}",
-        crate::repo::lock::hostname(),
+        crate::os::hostname(),
         canonical.display(),
         m.dev(),
         m.ino()

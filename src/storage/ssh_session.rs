@@ -330,7 +330,7 @@ pub(super) fn open_session(
     verify_host_key(&session, url, &opts.known_hosts)?;
     timing.mark("host key check");
 
-    let user = url.user.clone().unwrap_or_else(crate::config::current_user);
+    let user = url.user.clone().unwrap_or_else(crate::os::current_user);
     authenticate(&session, &user, opts.key.as_deref())
         .map_err(|e| e.context(format!("{where_}: login as {user}")))?;
     timing.mark("auth");
@@ -444,7 +444,7 @@ fn authenticate(session: &Session, user: &str, key: Option<&Path>) -> Result<()>
         }
         tried.push("ssh-agent".to_string());
     }
-    let home = crate::config::home_dir();
+    let home = crate::os::home_dir();
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
         let path = home.join(".ssh").join(name);
         if path.exists() {
