@@ -131,6 +131,141 @@ fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char)
     }
 }
 
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid and gid of user `name`, from the password database (getpwnam_r: other threads may
+/// look users up at the same time).
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: every pointer is to storage we own that outlives the call.
+        unsafe {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            );
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || result.is_null() {
+                return None;
+            }
+            return Some((pw.pw_uid, pw.pw_gid));
+        }
+    }
+}
+
+/// Send `signal` to process `pid` (a negative pid: its process group); false if it failed.
+pub fn signal(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) has no memory preconditions; the caller chose the process.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Bytes available to an unprivileged writer on the file system of `dir` (statvfs), if known.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+}
+
+/// syncfs(2): everything written to the file system holding `file` reaches the disk.
+pub fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a file descriptor the caller owns.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lower this thread's scheduling priority by `n` (nice): background work yields to PostgreSQL.
+pub fn lower_priority(n: i32) {
+    // SAFETY: nice(2) only changes the scheduling priority.
+    unsafe { libc::nice(n) };
+}
+
+/// Start the child of `cmd` in a session of its own (setsid), away from our process group, so
+/// that signals meant for PostgreSQL's archiver or startup process do not reach it.
+pub fn in_new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// Become user `name` (`uid`, `gid`) for good: supplementary groups, then group, then user, and
+/// check that root cannot be taken back. Returns the step that failed.
+pub fn become_user(name: &str, uid: u32, gid: u32) -> Result<(), (&'static str, std::io::Error)> {
+    let cname = std::ffi::CString::new(name).map_err(|_| {
+        (
+            "a user name without NUL",
+            std::io::ErrorKind::InvalidInput.into(),
+        )
+    })?;
+    // SAFETY: plain system calls on values we own; each result is checked.
+    unsafe {
+        if libc::initgroups(cname.as_ptr(), gid) != 0 {
+            return Err(("initgroups", std::io::Error::last_os_error()));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(("setgid", std::io::Error::last_os_error()));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(("setuid", std::io::Error::last_os_error()));
+        }
+        if libc::setuid(0) == 0 || libc::geteuid() != uid {
+            return Err((
+                "giving up root",
+                std::io::ErrorKind::PermissionDenied.into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Set environment variables for the rest of the process. Only before any thread starts (at the
+/// start of a command), which is why it is one function with that rule.
+pub fn set_env_at_start(vars: &[(&str, &std::ffi::OsStr)]) {
+    for (k, v) in vars {
+        // SAFETY: called at the start of a command, before it starts any thread.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+/// mkfifo(3), for tests that put a FIFO where a file is expected.
+pub fn mkfifo(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::user_name;

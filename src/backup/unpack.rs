@@ -446,14 +446,7 @@ impl Restored {
         dirs.extend(self.tablespaces.iter().map(|(_, d)| d.clone()));
         for d in &dirs {
             let f = File::open(d).map_err(|e| Error::io(format!("opening {}", d.display()), e))?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: syncfs on a file descriptor we own.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(Error::io(
-                    format!("syncfs {}", d.display()),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            crate::os::syncfs(&f).map_err(|e| Error::io(format!("syncfs {}", d.display()), e))?;
         }
         let global = self.pgdata.join("global");
         let tmp = global.join(".pg_control.walship.tmp");

@@ -63,8 +63,7 @@ pub struct RestoreArgs {
 }
 
 pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::os::euid() == 0 {
         return Err(
             Error::usage("restore runs as root; run it as the user PostgreSQL runs as").with_hint(
                 "The files must belong to that user, and PostgreSQL refuses to run as root.",

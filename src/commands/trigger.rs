@@ -148,8 +148,7 @@ pub fn remove(path: &Path) {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    crate::os::euid()
 }
 
 #[cfg(test)]
@@ -185,9 +184,7 @@ mod tests {
         assert!(matches!(read(&t, euid()), Trigger::Refused(w) if w.contains("symlink")));
         std::fs::remove_file(&t).unwrap();
         // a FIFO: it would hang a blocking open
-        let c = std::ffi::CString::new(t.as_os_str().to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::os::mkfifo(&t).unwrap();
         let started = std::time::Instant::now();
         assert!(
             matches!(read(&t, euid()), Trigger::Refused(w) if w.contains("not a regular file"))

@@ -254,8 +254,8 @@ impl PgClient {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
                 Ok(None) if started.elapsed() >= timeout => {
-                    // SAFETY: psql leads its own process group (process_group(0) above).
-                    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                    // psql leads its own process group (process_group(0) above)
+                    crate::os::signal(-(child.id() as i32), libc::SIGKILL);
                     let _ = child.wait();
                     return Ok(Answer::TimedOut);
                 }

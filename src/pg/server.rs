@@ -45,8 +45,7 @@ impl Postmaster {
 /// read, append to or chown the file it points to. As its owner, walship can do in it exactly
 /// what PostgreSQL can. A data directory that belongs to root is refused. No-op for other users.
 pub fn become_owner(pgdata: &Path) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
     let meta = std::fs::metadata(pgdata)
@@ -68,43 +67,23 @@ pub fn become_owner(pgdata: &Path) -> Result<()> {
             pgdata.display()
         ))
     })?;
-    let cname = std::ffi::CString::new(name.clone())
-        .map_err(|_| Error::usage(format!("user name {name:?} holds a NUL byte")))?;
-    let failed = |what: &str| {
+    crate::os::become_user(&name, uid, gid).map_err(|(what, e)| {
         Error::io(
             format!(
                 "becoming {name} (the owner of {}): {what}",
                 pgdata.display()
             ),
-            std::io::Error::last_os_error(),
+            e,
         )
-    };
-    // Groups, then group, then user: once the user is set, the others can no longer change.
-    // SAFETY: plain system calls on values we own; each result is checked.
-    unsafe {
-        if libc::initgroups(cname.as_ptr(), gid) != 0 {
-            return Err(failed("initgroups"));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(failed("setgid"));
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(failed("setuid"));
-        }
-        if libc::setuid(0) == 0 || libc::geteuid() != uid {
-            return Err(Error::usage(format!(
-                "could not give up root to become {name}"
-            )));
-        }
-    }
+    })?;
     let home = crate::os::user_home(uid).unwrap_or_else(|| "/".into());
-    // SAFETY: at the start of a command, before it starts any thread; what PostgreSQL's
-    // programs and libpq (~/.pgpass) read must be the owner's, not root's.
-    unsafe {
-        std::env::set_var("HOME", home);
-        std::env::set_var("USER", &name);
-        std::env::set_var("LOGNAME", &name);
-    }
+    // At the start of a command, before it starts any thread: what PostgreSQL's programs and
+    // libpq (~/.pgpass) read must be the owner's, not root's.
+    crate::os::set_env_at_start(&[
+        ("HOME", std::ffi::OsStr::new(&home)),
+        ("USER", std::ffi::OsStr::new(&name)),
+        ("LOGNAME", std::ffi::OsStr::new(&name)),
+    ]);
     Ok(())
 }
 
@@ -114,8 +93,7 @@ pub fn become_owner(pgdata: &Path) -> Result<()> {
 /// push by PostgreSQL could not write there. A directory of root's is no PostgreSQL user's
 /// (`sudo walship fetch X /tmp/x`): then walship stays root.
 pub fn become_owner_of_workdir(dir: &Path) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::os::euid() != 0 {
         return Ok(());
     }
     let dir = if dir.as_os_str().is_empty() {
