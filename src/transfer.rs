@@ -2,7 +2,6 @@
 //! arguments and hold no global state, so the push-ahead and prefetch workers of later releases
 //! can run many of them in parallel, on any storage backend.
 
-use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -15,6 +14,7 @@ use crate::error::{Context, Error, Kind, Result};
 use crate::hashing::HashPipe;
 use crate::pg::{WalFileName, WalHeader, WalKind};
 use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
+use crate::repo::read::{Checks, read_verified};
 use crate::repo::{Identity, ObjectHeader, Repository};
 use crate::storage::{Publish, read_full};
 
@@ -252,8 +252,7 @@ pub fn push_file(
 /// longer exist, a demoted one that came back or a second one. Refused, touching nothing.
 fn refuse_past_fork(repo: &Repository, name: &WalFileName, segment_size: u32) -> Result<()> {
     let start = name.segment_number(segment_size)? * u64::from(segment_size);
-    let read = |h: &WalFileName| read_small_object(repo, h, 1 << 20);
-    if let Some((newer, switch)) = repo.fork_past(name.timeline(), start, &read)? {
+    if let Some((newer, switch)) = repo.fork_past(name.timeline(), start)? {
         return Err(Error::conflict(format!(
             "{} lies past the point where timeline {newer} forked off timeline {} (at {}): this \
              server's timeline ended there, and another server was promoted",
@@ -329,16 +328,6 @@ fn compare_existing(
     ))
 }
 
-/// How much of an object a reader checks (FORMAT.md, "What a reader checks").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Checks {
-    /// The payload digest, the compression's own check and the length; the SHA-256 of the
-    /// original only for a version 1 object, which has nothing else. What fetch does.
-    Payload,
-    /// All of the above and the SHA-256 of the original, whatever the version. What verify does.
-    Everything,
-}
-
 /// Fetch one file into `dest`: decompress into a temporary file beside it, verify it, and only
 /// then rename it to `dest`. A missing object is `Kind::NotFound`.
 pub fn fetch_file(repo: &Repository, name: &WalFileName, dest: &Path) -> Result<FetchReport> {
@@ -397,204 +386,6 @@ fn remove_stale_fetch_files(dir: &Path) {
                 e.path().display()
             );
         }
-    }
-}
-
-/// Read the object archived as `name` in full, decompress and check it (length, payload digest
-/// and SHA-256 of the original) without keeping the bytes: what `verify` does to every object.
-pub fn verify_object(repo: &Repository, name: &WalFileName) -> Result<ObjectHeader> {
-    read_verified(repo, name, &mut io::sink(), "nowhere", Checks::Everything)
-}
-
-/// Read a small object (a history or backup history file) into memory, checked like any other.
-/// Refuses an object whose header records more than `limit` bytes.
-pub fn read_small_object(repo: &Repository, name: &WalFileName, limit: u64) -> Result<Vec<u8>> {
-    if let Some(h) = repo.object_header(name)?
-        && h.original_len > limit
-    {
-        return Err(Error::corrupt(format!(
-            "repository object {} records {} bytes; a file of its kind is at most {limit}",
-            name.as_str(),
-            h.original_len
-        )));
-    }
-    let mut bytes = Vec::new();
-    read_verified(repo, name, &mut bytes, name.as_str(), Checks::Everything)?;
-    Ok(bytes)
-}
-
-/// Stream the object `name` through decompression into `out`, checking it on the way. `out` must
-/// be thrown away if this fails: it then holds unverified bytes. A missing object is
-/// `Kind::NotFound`; a damaged one `Kind::Corrupt`; a storage failure `Kind::Unavailable`.
-fn read_verified(
-    repo: &Repository,
-    name: &WalFileName,
-    out: &mut dyn Write,
-    out_name: &str,
-    checks: Checks,
-) -> Result<ObjectHeader> {
-    let limit = u64::from(repo.require_identity()?.wal_segment_size);
-    let Some((header, payload)) = repo.open_object(name)? else {
-        repo.confirm_absent(name)?;
-        return Err(Error::not_found(format!(
-            "{} is not in {}",
-            name.as_str(),
-            repo.describe()
-        )));
-    };
-    // A header is only checked against itself: a length beyond what PostgreSQL ever writes
-    // under this name would have fetch fill pg_wal before any digest could say no.
-    if header.original_len > limit {
-        return Err(Error::corrupt(format!(
-            "repository object {} in {} records {} bytes; no WAL file of this repository is larger than its {limit}-byte segments",
-            name.as_str(),
-            repo.describe(),
-            header.original_len
-        ))
-        .with_hint("Nothing was written. The object is damaged or was not written by walship: restore it from another copy of the archive."));
-    }
-    let storage_failed = Cell::new(false);
-    let mut source = PayloadReader {
-        inner: payload,
-        // Only a version 2 object has a payload digest to compare with.
-        digest: header.payload_digest.map(|_| Sha256::new()),
-        first: Vec::new(),
-        failed: &storage_failed,
-    };
-    // Small objects (history, backup history, tiny test segments) get small buffers: zero-filling
-    // a 1 MiB chunk per object would dominate `verify` on them.
-    let chunk = usize::try_from(header.original_len.saturating_add(1))
-        .unwrap_or(CHUNK)
-        .clamp(4096, CHUNK);
-    // The SHA-256 of the original runs on a helper thread, and only when it is asked for.
-    let original_hasher = (checks == Checks::Everything || header.payload_digest.is_none())
-        .then(|| HashPipe::new(chunk))
-        .transpose()?;
-    let mut spare = vec![0u8; chunk];
-    let mut len = 0u64;
-    let corrupt = |why: String| {
-        Error::corrupt(format!("repository object {} in {} is damaged: {why}", name.as_str(), repo.describe()))
-            .with_hint("Nothing was handed to PostgreSQL. Restore the object from another copy of the archive.")
-    };
-    {
-        let mut decoder = header
-            .compression
-            .payload_decoder(&mut source)
-            .map_err(|e| corrupt(e.to_string()))?;
-        loop {
-            let mut buf = match &original_hasher {
-                Some(h) => h.buffer(),
-                None => std::mem::take(&mut spare),
-            };
-            // Only grows a fresh buffer: a reused one is already `chunk` long.
-            buf.resize(chunk, 0);
-            let n = match read_full(&mut decoder, &mut buf) {
-                Ok(n) => n,
-                Err(e) if !storage_failed.get() => {
-                    return Err(corrupt(format!("decompression failed: {e}")));
-                }
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("reading {} from {}", name.as_str(), repo.describe()),
-                        e,
-                    ));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            len += n as u64;
-            if len > header.original_len {
-                return Err(corrupt(format!(
-                    "more than the {} bytes its header records",
-                    header.original_len
-                )));
-            }
-            out.write_all(&buf[..n])
-                .context(format!("writing {out_name}"))?;
-            match &original_hasher {
-                Some(h) => {
-                    buf.truncate(n);
-                    h.send(buf);
-                }
-                None => spare = buf,
-            }
-        }
-    }
-    if len != header.original_len {
-        return Err(corrupt(format!(
-            "{len} bytes after decompression, header records {}",
-            header.original_len
-        )));
-    }
-    if let Some(recorded) = header.payload_digest {
-        // A decompressor stops at the end of its stream; the digest covers every stored byte,
-        // so anything after that end (nothing, in an intact object) is read and hashed too.
-        io::copy(&mut source, &mut io::sink()).map_err(|e| {
-            Error::io(
-                format!("reading {} from {}", name.as_str(), repo.describe()),
-                e,
-            )
-        })?;
-        let digest = source
-            .digest
-            .take()
-            .expect("hashed when the header has a payload digest")
-            .finalize();
-        if digest[..PAYLOAD_DIGEST_LEN] != recorded {
-            return Err(corrupt(format!(
-                "the stored bytes hash to {}..., the header records {}...",
-                hex(&digest[..PAYLOAD_DIGEST_LEN]),
-                hex(&recorded)
-            )));
-        }
-        if !header.compression.payload_checks_itself(&source.first) {
-            return Err(corrupt(format!(
-                "its {} payload carries no checksum of its own, which a version 2 object must",
-                header.compression.name()
-            )));
-        }
-    }
-    if let Some(hasher) = original_hasher {
-        let (_, sha) = hasher.finish();
-        if sha != header.sha256 {
-            return Err(corrupt(format!(
-                "sha256 {} does not match the recorded {}",
-                hex(&sha),
-                hex(&header.sha256)
-            )));
-        }
-    }
-    Ok(header)
-}
-
-/// The payload as it comes from storage: hashed on the way (the payload digest), its first bytes
-/// kept (the compression's frame header), and a storage failure remembered, so that a
-/// decompression error can be told apart from a dropped connection.
-struct PayloadReader<'a, R> {
-    inner: R,
-    digest: Option<Sha256>,
-    first: Vec<u8>,
-    failed: &'a Cell<bool>,
-}
-
-/// Bytes of the payload's start kept for the compression's frame header check.
-const FRAME_HEADER_KEPT: usize = 16;
-
-impl<R: Read> Read for PayloadReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read(buf)
-            .inspect_err(|_| self.failed.set(true))?;
-        if let Some(d) = &mut self.digest {
-            d.update(&buf[..n]);
-        }
-        if self.first.len() < FRAME_HEADER_KEPT {
-            let take = n.min(FRAME_HEADER_KEPT - self.first.len());
-            self.first.extend_from_slice(&buf[..take]);
-        }
-        Ok(n)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::pool::Pool;
 use crate::repo::Repository;
 use crate::repo::backups::catalog;
 use crate::repo::inventory::summarize;
-use crate::transfer::verify_object;
+use crate::repo::read::verify_object;
 
 pub fn run(config: &Config) -> Result<()> {
     let started = Instant::now();

@@ -6,10 +6,10 @@
 
 use serde::Serialize;
 
+use super::read::read_small_object;
 use super::{ListedObject, Repository};
 use crate::error::{Error, Result};
 use crate::pg::{WalFileName, WalKind};
-use crate::transfer::read_small_object;
 
 /// PostgreSQL writes a few hundred bytes; anything much larger is not a backup history file.
 const MAX_RECORD: u64 = 64 * 1024;

@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod lock;
 pub mod object;
 pub mod promotion;
+pub mod read;
 pub mod readers;
 pub mod retention;
 

@@ -208,9 +208,16 @@ impl Repository {
     /// The fence at the archive: a segment of timeline `timeline` that begins at or past the
     /// point where a newer timeline forked off it comes from a primary that was demoted (or
     /// from a second primary) and must not enter the repository the new timeline's standbys
-    /// follow. `segment_start` is the segment's first byte position; `read` reads a history
-    /// object (the reader that checks headers and digests lives above this layer).
-    pub fn fork_past(
+    /// follow. `segment_start` is the segment's first byte position. `Some((newer timeline,
+    /// switch point))` when it lies past a fork.
+    pub fn fork_past(&self, timeline: u32, segment_start: u64) -> Result<Option<(u32, u64)>> {
+        self.fork_past_with(timeline, segment_start, &|h| {
+            super::read::read_small_object(self, h, 1 << 20)
+        })
+    }
+
+    /// [`Repository::fork_past`], with the history files read by `read`.
+    fn fork_past_with(
         &self,
         timeline: u32,
         segment_start: u64,
@@ -385,23 +392,23 @@ mod tests {
         let read = |n: &crate::pg::WalFileName| {
             Ok(storage.files.borrow()[&format!("wal/history/{}", n.as_str())].clone())
         };
-        assert_eq!(repo.fork_past(1, 0x200_0000, &read).unwrap(), None);
+        assert_eq!(repo.fork_past_with(1, 0x200_0000, &read).unwrap(), None);
         assert_eq!(
-            repo.fork_past(1, 0x300_0000, &read).unwrap(),
+            repo.fork_past_with(1, 0x300_0000, &read).unwrap(),
             Some((3, 0x300_0000))
         );
-        assert_eq!(repo.fork_past(2, 0x400_0000, &read).unwrap(), None);
+        assert_eq!(repo.fork_past_with(2, 0x400_0000, &read).unwrap(), None);
         assert_eq!(
-            repo.fork_past(2, 0x500_0000, &read).unwrap(),
+            repo.fork_past_with(2, 0x500_0000, &read).unwrap(),
             Some((3, 0x500_0000))
         );
-        assert_eq!(repo.fork_past(3, 0x900_0000, &read).unwrap(), None);
+        assert_eq!(repo.fork_past_with(3, 0x900_0000, &read).unwrap(), None);
         // garbage in a history file is an error, never "no fork"
         storage
             .files
             .borrow_mut()
             .insert("wal/history/00000003.history".into(), b"garbage".to_vec());
-        assert!(repo.fork_past(1, 0x900_0000, &read).is_err());
+        assert!(repo.fork_past_with(1, 0x900_0000, &read).is_err());
     }
 
     #[test]

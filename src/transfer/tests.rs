@@ -2,6 +2,7 @@
 //! accepts as already archived, and the repair of a damaged object.
 
 use super::*;
+use crate::repo::read::verify_object;
 use crate::storage::memory::MemoryStorage;
 
 #[test]
