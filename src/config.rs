@@ -294,7 +294,7 @@ impl Config {
     /// A command line for a server this walship sets up: this binary with every setting as a
     /// flag, then `tail` (a subcommand and its arguments, already quoted for the shell).
     pub fn server_command(&self, tail: &str) -> Result<String> {
-        use crate::storage::remote::shell_quote;
+        use crate::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
         // A path that is not UTF-8 would come out changed (and name another file).

@@ -25,6 +25,7 @@ pub mod os;
 pub mod pg;
 pub mod pool;
 pub mod progress;
+pub mod remote;
 pub mod repo;
 pub mod spool;
 pub mod storage;

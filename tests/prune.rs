@@ -27,7 +27,9 @@ fn put(repo: &Path, name: &str, payload: &[u8]) {
         payload_digest: Some(Sha256::digest(payload)[..16].try_into().unwrap()),
         name: name.to_string(),
     };
-    let path = repo.join(walship::pg::WalFileName::parse(name).unwrap().repo_path());
+    let path = repo.join(walship::repo::object_path(
+        &walship::pg::WalFileName::parse(name).unwrap(),
+    ));
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut bytes = header.encode().to_vec();
     bytes.extend_from_slice(payload);
@@ -464,21 +466,17 @@ fn prune_keeps_the_last_good_backup_when_the_newest_is_damaged() {
             fs::remove_file(repo.join(format!("backups/{id}/data.tar"))).unwrap()
         }),
         ("a segment's header rotted", |repo, _| {
-            let p = repo.join(
-                walship::pg::WalFileName::parse(&segment_name(1, 21, SEG))
-                    .unwrap()
-                    .repo_path(),
-            );
+            let p = repo.join(walship::repo::object_path(
+                &walship::pg::WalFileName::parse(&segment_name(1, 21, SEG)).unwrap(),
+            ));
             let mut b = fs::read(&p).unwrap();
             b[20] ^= 0xff;
             fs::write(p, b).unwrap()
         }),
         ("a segment truncated to nothing", |repo, _| {
-            let p = repo.join(
-                walship::pg::WalFileName::parse(&segment_name(1, 20, SEG))
-                    .unwrap()
-                    .repo_path(),
-            );
+            let p = repo.join(walship::repo::object_path(
+                &walship::pg::WalFileName::parse(&segment_name(1, 20, SEG)).unwrap(),
+            ));
             fs::write(p, b"").unwrap()
         }),
     ];

@@ -24,9 +24,9 @@ use crate::pg::client::PgClient;
 use crate::pg::session::PgSession;
 use crate::pg::{WalFileName, walname::segment_name};
 use crate::progress::Progress;
+use crate::remote::{RemoteCommand, shell_quote};
 use crate::repo::Repository;
 use crate::repo::backups::parse_lsn;
-use crate::storage::remote::{RemoteCommand, shell_quote};
 use crate::storage::ssh::SshUrl;
 use crate::units::human_bytes;
 

@@ -127,8 +127,8 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     let mut emptied: Vec<&WalFileName> = Vec::new();
     for o in &plan.remove {
         if let Some(prev) = last
-            && crate::storage::split_path(&prev.repo_path()).0
-                != crate::storage::split_path(&o.name.repo_path()).0
+            && crate::storage::split_path(&crate::repo::object_path(prev)).0
+                != crate::storage::split_path(&crate::repo::object_path(&o.name)).0
         {
             repo.sync_object_dir(prev)?;
             emptied.push(prev);

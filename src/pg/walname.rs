@@ -115,14 +115,6 @@ impl WalFileName {
         }
         Ok(u64::from(self.log) * per_log + u64::from(self.seg))
     }
-
-    /// The object's path in the repository, relative to its root (see FORMAT.md, "Layout").
-    pub fn repo_path(&self) -> String {
-        match self.kind {
-            WalKind::TimelineHistory => format!("wal/history/{}", self.name),
-            _ => format!("wal/{}/{}", &self.name[0..16], self.name),
-        }
-    }
 }
 
 /// Segments per "log" id (the middle name field): 0x100000000 / segment size.
@@ -151,12 +143,12 @@ mod tests {
         assert_eq!(s.kind(), WalKind::Segment);
         assert_eq!(s.segment_number(16 << 20).unwrap(), 13);
         assert_eq!(
-            s.repo_path(),
+            crate::repo::object_path(&s),
             "wal/0000000100000000/00000001000000000000000D"
         );
         let h = WalFileName::parse("0000000A.history").unwrap();
         assert_eq!((h.kind(), h.timeline()), (WalKind::TimelineHistory, 10));
-        assert_eq!(h.repo_path(), "wal/history/0000000A.history");
+        assert_eq!(crate::repo::object_path(&h), "wal/history/0000000A.history");
         let b = WalFileName::parse("00000001000000000000000D.00000028.backup").unwrap();
         assert_eq!(b.kind(), WalKind::BackupHistory);
         assert!(!b.has_wal_header());

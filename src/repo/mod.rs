@@ -17,7 +17,7 @@ pub use identity::Identity;
 pub use object::ObjectHeader;
 
 use crate::error::{Error, Result};
-use crate::pg::WalFileName;
+use crate::pg::{WalFileName, WalKind};
 use crate::storage::{NewObject, Storage, read_full};
 use identity::IDENTITY_FILE;
 use object::HEADER_LEN;
@@ -41,6 +41,16 @@ pub struct Listing {
 pub struct Repository {
     storage: Box<dyn Storage>,
     identity: Option<Identity>,
+}
+
+/// Where the object of WAL file `name` lives in a repository, relative to its root (FORMAT.md,
+/// "Layout"): history files under `wal/history/`, everything else in the directory named after
+/// the first 16 hex digits of its name (timeline and "log" number).
+pub fn object_path(name: &WalFileName) -> String {
+    match name.kind() {
+        WalKind::TimelineHistory => format!("wal/history/{}", name.as_str()),
+        _ => format!("wal/{}/{}", &name.as_str()[0..16], name.as_str()),
+    }
 }
 
 impl Repository {
@@ -92,7 +102,7 @@ impl Repository {
     /// After `open_object` found nothing: fail if that was a damaged repository path, not an
     /// absent object (`Storage::confirm_absent`).
     pub fn confirm_absent(&self, name: &WalFileName) -> Result<()> {
-        self.storage.confirm_absent(&name.repo_path())
+        self.storage.confirm_absent(&object_path(name))
     }
 
     /// Open the object archived under `name`: its checked header and a reader positioned at the
@@ -101,7 +111,7 @@ impl Repository {
         &self,
         name: &WalFileName,
     ) -> Result<Option<(ObjectHeader, Box<dyn Read + '_>)>> {
-        let Some(mut r) = self.storage.open_read(&name.repo_path())? else {
+        let Some(mut r) = self.storage.open_read(&object_path(name))? else {
             return Ok(None);
         };
         let mut buf = [0u8; HEADER_LEN];
@@ -129,7 +139,7 @@ impl Repository {
             }
             for e in self.storage.list(&path)? {
                 match WalFileName::parse(&e.name) {
-                    Ok(n) if !e.is_dir && n.repo_path() == format!("{path}/{}", e.name) => {
+                    Ok(n) if !e.is_dir && object_path(&n) == format!("{path}/{}", e.name) => {
                         listing.objects.push(ListedObject {
                             name: n,
                             stored_bytes: e.size,
@@ -148,7 +158,7 @@ impl Repository {
 
     /// Make an existing object durable (file and directories), see [`Storage::make_durable`].
     pub fn make_durable(&self, name: &WalFileName) -> Result<()> {
-        self.storage.make_durable(&name.repo_path())
+        self.storage.make_durable(&object_path(name))
     }
 
     /// The identity, or an error if there is none: a root without `walship.repo` may be an
@@ -165,19 +175,19 @@ impl Repository {
     /// Remove the object `name` (prune only, under the prune lock). The directory is synced by
     /// [`Repository::sync_object_dir`] after a batch.
     pub fn remove_object(&self, name: &WalFileName) -> Result<bool> {
-        self.storage.remove(&name.repo_path())
+        self.storage.remove(&object_path(name))
     }
 
     /// fsync the directory holding `name`'s object, so that removals there survive a crash.
     pub fn sync_object_dir(&self, name: &WalFileName) -> Result<()> {
         self.storage
-            .sync_directory(crate::storage::split_path(&name.repo_path()).0)
+            .sync_directory(crate::storage::split_path(&object_path(name)).0)
     }
 
     /// Remove the segment directory of `name` if nothing (not even a writer's temporary file) is
     /// left in it, and sync its parent.
     pub fn remove_object_dir_if_empty(&self, name: &WalFileName) -> Result<bool> {
-        let dir = crate::storage::split_path(&name.repo_path()).0.to_string();
+        let dir = crate::storage::split_path(&object_path(name)).0.to_string();
         let removed = self.storage.remove_dir_if_empty(&dir)?;
         if removed {
             self.storage
@@ -224,7 +234,7 @@ impl Repository {
 
     /// Start writing the object for `name` (see [`Storage::create`]).
     pub fn create_object(&self, name: &WalFileName) -> Result<Box<dyn NewObject + '_>> {
-        self.storage.create(&name.repo_path())
+        self.storage.create(&object_path(name))
     }
 }
 

@@ -9,9 +9,8 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
-pub mod remote;
 pub mod ssh;
-mod ssh_session;
+pub(crate) mod ssh_session;
 
 use std::io::{Read, Seek, Write};
 

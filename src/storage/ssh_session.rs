@@ -90,7 +90,7 @@ pub struct SshOptions {
 
 /// An SSH or SFTP failure while doing `what`: `Unavailable`, whatever the status ("no such file"
 /// included: the backend says an object is absent on purpose, see `Error::io`).
-pub(super) fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
+pub(crate) fn ssh_err(what: impl std::fmt::Display, e: ssh2::Error) -> Error {
     Error::new(Kind::Unavailable, format!("{what}: {}", e.message()))
 }
 
@@ -236,14 +236,14 @@ pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
 
 /// Where connection time goes, printed when WALSHIP_DEBUG is set: the numbers behind the choice of
 /// keeping sessions open (push-ahead, prefetch) and of the cipher.
-pub(super) struct Timing {
+pub(crate) struct Timing {
     enabled: bool,
     last: std::time::Instant,
     steps: Vec<(&'static str, Duration)>,
 }
 
 impl Timing {
-    pub(super) fn start() -> Timing {
+    pub(crate) fn start() -> Timing {
         Timing {
             enabled: std::env::var_os("WALSHIP_DEBUG").is_some(),
             last: std::time::Instant::now(),
@@ -251,13 +251,13 @@ impl Timing {
         }
     }
 
-    pub(super) fn mark(&mut self, step: &'static str) {
+    pub(crate) fn mark(&mut self, step: &'static str) {
         let now = std::time::Instant::now();
         self.steps.push((step, now - self.last));
         self.last = now;
     }
 
-    pub(super) fn report(&self, target: &str, session: &Session) {
+    pub(crate) fn report(&self, target: &str, session: &Session) {
         if !self.enabled {
             return;
         }
@@ -279,7 +279,7 @@ impl Timing {
 
 /// Open an SSH session: TCP, handshake with a fast cipher preferred, the host key checked against
 /// known_hosts, public-key login. Shared by the SFTP repository and remote commands.
-pub(super) fn open_session(
+pub(crate) fn open_session(
     url: &SshUrl,
     opts: &SshOptions,
     timing: &mut Timing,

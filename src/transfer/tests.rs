@@ -32,7 +32,10 @@ fn regression_an_object_found_already_archived_is_made_durable_before_success() 
     assert!(storage.durable_calls.borrow().is_empty());
     let again = push_file(&repo, &identity, &src, &name, &opts).unwrap();
     assert_eq!(again.outcome, PushOutcome::AlreadyArchived);
-    assert_eq!(*storage.durable_calls.borrow(), vec![name.repo_path()]);
+    assert_eq!(
+        *storage.durable_calls.borrow(),
+        vec![crate::repo::object_path(&name)]
+    );
 }
 
 /// A repository in memory holding one 1 MiB segment pushed with `compression`, and the
@@ -80,7 +83,7 @@ fn pushed(compression: Compression) -> Pushed {
 
 impl Pushed {
     fn object(&self) -> Vec<u8> {
-        self.storage.files.borrow()[&self.name.repo_path()].clone()
+        self.storage.files.borrow()[&crate::repo::object_path(&self.name)].clone()
     }
 
     /// Replace the stored object (as damage, or a writer with a defect, would).
@@ -90,7 +93,7 @@ impl Pushed {
         self.storage
             .files
             .borrow_mut()
-            .insert(self.name.repo_path(), bytes);
+            .insert(crate::repo::object_path(&self.name), bytes);
     }
 
     fn header(&self) -> ObjectHeader {
@@ -321,7 +324,7 @@ fn replace_damaged_never_replaces_other_content_or_an_object_with_a_damaged_head
     p.storage
         .files
         .borrow_mut()
-        .insert(p.name.repo_path(), bytes.clone());
+        .insert(crate::repo::object_path(&p.name), bytes.clone());
     let e = p.push_again(true).unwrap_err();
     assert_eq!(e.kind, Kind::Corrupt, "{e}");
     assert_eq!(p.object(), bytes);

@@ -1,4 +1,4 @@
-//! A command run on an SSH host over one session (the same connection set-up, host key check and
+//! Commands run on another host (not storage: the layer above it). A command run on an SSH host over one session (the same connection set-up, host key check and
 //! login as the SFTP repository), its standard input a [`Write`]: how `basebackup --to` streams a
 //! backup into `walship restore --from-stdin` on the standby.
 
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ssh2::Session;
 
-use super::ssh_session::{SshOptions, SshUrl, Timing, open_session, ssh_err};
 use crate::error::{Error, Result};
+use crate::storage::ssh_session::{SshOptions, SshUrl, Timing, open_session, ssh_err};
 
 /// A remote command and the session it runs in.
 pub struct RemoteCommand {
