@@ -16,10 +16,7 @@ pub(super) fn refuse_running_postmaster(dir: &Path) -> Result<()> {
         let Ok(text) = fs::read_to_string(d.join("postmaster.pid")) else {
             continue;
         };
-        if let Some(pid) = text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<u32>().ok())
+        if let Some(pid) = crate::pg::pidfile::PidFile::parse(&text).map(|p| p.pid)
             && crate::os::process_alive(pid)
         {
             return Err(Error::conflict(format!(
@@ -82,8 +79,7 @@ pub(super) fn running_clusters() -> Vec<Running> {
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let cwd = fs::read_link(e.path().join("cwd")).ok()?;
-            let text = fs::read_to_string(cwd.join("postmaster.pid")).ok()?;
-            if text.lines().next()?.trim().parse::<u32>().ok()? != pid {
+            if crate::pg::pidfile::PidFile::read(&cwd).ok()??.pid != pid {
                 return None;
             }
             let mut uses = vec![fs::canonicalize(&cwd).ok()?];

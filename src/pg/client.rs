@@ -124,8 +124,9 @@ impl PgClient {
     /// socket directory; the role is the directory's owner (initdb's default superuser name).
     pub fn from_pgdata(pgdata: &Path) -> Result<PgClient> {
         let pidfile = pgdata.join("postmaster.pid");
-        let text = std::fs::read_to_string(&pidfile).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+        let pid = super::pidfile::PidFile::read(pgdata)
+            .map_err(|e| Error::io(format!("reading {}", pidfile.display()), e))?
+            .ok_or_else(|| {
                 Error::unavailable(format!(
                     "PostgreSQL is not running in {} (no postmaster.pid)",
                     pgdata.display()
@@ -133,22 +134,14 @@ impl PgClient {
                 .with_hint(
                     "Start it, or point --pgdata at the running cluster, or give --pg CONNINFO.",
                 )
-            } else {
-                Error::io(format!("reading {}", pidfile.display()), e)
-            }
-        })?;
-        // Lines: pid, data directory, start time, port, socket directory, listen address.
-        let lines: Vec<&str> = text.lines().collect();
-        let port = lines.get(3).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let socket = lines.get(4).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let listen = lines.get(5).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let Some(port) = port else {
+            })?;
+        let Some(port) = pid.port else {
             return Err(Error::unavailable(format!(
                 "{} has no port line: the server is still starting or not a PostgreSQL 10+ server",
                 pidfile.display()
             )));
         };
-        let host = match (socket, listen) {
+        let host = match (pid.socket_dir.as_deref(), pid.listen.as_deref()) {
             (Some(s), _) => s.to_string(),
             (None, Some("*")) | (None, None) => "127.0.0.1".to_string(),
             (None, Some(l)) => l

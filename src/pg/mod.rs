@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod pidfile;
 pub mod server;
 pub mod session;
 pub mod timeline;

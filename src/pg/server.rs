@@ -31,11 +31,11 @@ pub struct Postmaster {
 impl Postmaster {
     /// The live postmaster of `pgdata`, if one runs.
     pub fn of(pgdata: &Path) -> Option<Postmaster> {
-        let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-        let mut lines = text.lines();
-        let pid: u32 = lines.next()?.trim().parse().ok()?;
-        let started: i64 = lines.nth(1)?.trim().parse().ok()?;
-        crate::os::process_alive(pid).then_some(Postmaster { pid, started })
+        let p = super::pidfile::PidFile::live(pgdata)?;
+        Some(Postmaster {
+            pid: p.pid,
+            started: p.started?,
+        })
     }
 }
 
@@ -152,9 +152,7 @@ impl LocalServer {
 
     /// The postmaster's PID if one runs on this data directory.
     pub fn running_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        crate::os::process_alive(pid).then_some(pid)
+        super::pidfile::PidFile::live(&self.pgdata).map(|p| p.pid)
     }
 
     pub fn client(&self) -> Result<PgClient> {
