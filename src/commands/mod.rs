@@ -4,6 +4,9 @@
 pub mod basebackup;
 pub mod check;
 pub mod demo;
+pub mod drill;
+pub mod drill_checks;
+pub mod drill_scratch;
 pub mod fetch;
 pub mod metrics;
 pub mod prefetch;

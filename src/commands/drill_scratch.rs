@@ -1,0 +1,301 @@
+//! What `walship drill` owns on this host: the scratch directory, claimed with a lock for the
+//! drill's life, and the throwaway copy running in it.
+//!
+//! The copy is the drill's own child (`postgres -D`, not `pg_ctl`), started with
+//! `PR_SET_PDEATHSIG`: a drill that is killed takes its copy with it (immediate shutdown), so a
+//! copy never outlives its drill. What a killed drill leaves on disk is removed by the next drill
+//! given the same scratch directory (its lock file is there and nobody holds it).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::pg::client::PgClient;
+
+const LOCK: &str = "walship-drill.lock";
+
+/// A scratch directory this drill holds: empty but for what the drill puts there.
+pub struct Scratch {
+    pub dir: PathBuf,
+    /// The drill made the directory, so it removes the directory too.
+    created: bool,
+    /// flock(2) held while the drill runs: the kernel releases it when the drill dies.
+    _lock: File,
+}
+
+impl Scratch {
+    pub fn claim(dir: &Path) -> Result<Scratch> {
+        if !dir.is_absolute() {
+            return Err(Error::usage(format!(
+                "--scratch {}: give an absolute path",
+                dir.display()
+            )));
+        }
+        let created = match fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::usage(format!(
+                    "scratch directory {} is a symbolic link: the drill empties its scratch \
+                     directory, so it takes only a real one",
+                    dir.display()
+                ))
+                .with_hint("Give the directory the link points to, or a new path."));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::usage(format!(
+                    "scratch directory {} is not a directory",
+                    dir.display()
+                )));
+            }
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match fs::DirBuilder::new().mode(0o700).create(dir) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => {
+                        return Err(Error::io(format!("creating {}", dir.display()), e)
+                            .with_hint("The scratch directory's parent must exist and be writable by this user."));
+                    }
+                }
+            }
+            Err(e) => return Err(Error::io(format!("stat {}", dir.display()), e)),
+        };
+        let lock_path = dir.join(LOCK);
+        let left_by_dead_drill = lock_path.exists();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = crate::os::flock_holder(&lock_path)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default();
+            return Err(Error::conflict(format!(
+                "scratch directory {} is in use by another drill{holder}",
+                dir.display()
+            ))
+            .with_hint("Wait for it to finish, or give each drill its own --scratch."));
+        }
+        let scratch = Scratch {
+            dir: dir.to_path_buf(),
+            created,
+            _lock: lock,
+        };
+        let others = scratch.entries()?;
+        if !others.is_empty() {
+            if !left_by_dead_drill {
+                let mut names: Vec<String> = others
+                    .iter()
+                    .take(3)
+                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into())
+                    .collect();
+                if others.len() > 3 {
+                    names.push("...".into());
+                }
+                // The lock file just made must not turn this directory into "a drill's".
+                let _ = fs::remove_file(&lock_path);
+                return Err(Error::conflict(format!(
+                    "scratch directory {} is not empty ({})",
+                    dir.display(),
+                    names.join(", ")
+                ))
+                .with_hint(
+                    "The drill removes everything in its scratch directory when it ends: give \
+                     an empty directory or a new path.",
+                ));
+            }
+            crate::log_line!(
+                "walship: drill: {} holds what a drill that did not finish left; removing it",
+                dir.display()
+            );
+            stop_leftover(&scratch.pgdata());
+            scratch.remove_contents()?;
+        }
+        Ok(scratch)
+    }
+
+    pub fn pgdata(&self) -> PathBuf {
+        self.dir.join("pgdata")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn entries(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("reading {}", self.dir.display()), e))?
+        {
+            let e = e.map_err(|e| Error::io(format!("reading {}", self.dir.display()), e))?;
+            if e.file_name() != LOCK {
+                out.push(e.path());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove everything the drill put in the scratch directory.
+    pub fn remove_contents(&self) -> Result<()> {
+        for p in self.entries()? {
+            let r = match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&p),
+                Ok(_) => fs::remove_file(&p),
+                Err(e) => Err(e),
+            };
+            r.map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// The drill is over: the lock goes, and the directory if the drill made it.
+    pub fn release(self) -> Result<()> {
+        let lock = self.dir.join(LOCK);
+        fs::remove_file(&lock).map_err(|e| Error::io(format!("removing {}", lock.display()), e))?;
+        if self.created {
+            fs::remove_dir(&self.dir)
+                .map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A postmaster still running on a dead drill's copy (started by another tool, or one that
+/// survived its parent somehow): stopped at once, by the PID its postmaster.pid names, and only
+/// if that PID is a postgres.
+fn stop_leftover(pgdata: &Path) {
+    let Some(pm) = crate::pg::server::Postmaster::of(pgdata) else {
+        return;
+    };
+    let exe = fs::read_link(format!("/proc/{}/exe", pm.pid)).unwrap_or_default();
+    if exe.file_name().is_none_or(|n| n != "postgres") {
+        return;
+    }
+    // SAFETY: kill(2) with a PID and a signal number.
+    unsafe { libc::kill(pm.pid as i32, libc::SIGQUIT) };
+    let started = Instant::now();
+    while crate::repo::lock::process_alive(pm.pid) && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The restored copy, running as this process's child.
+pub struct Copy {
+    child: Child,
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    user: String,
+    exited: Option<ExitStatus>,
+}
+
+impl Copy {
+    pub fn start(
+        postgres: &Path,
+        pgdata: &Path,
+        socket_dir: &Path,
+        port: u16,
+        log: &Path,
+    ) -> Result<Copy> {
+        let out =
+            File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
+        let parent = std::process::id() as libc::pid_t;
+        let mut cmd = Command::new(postgres);
+        cmd.arg("-D")
+            .arg(pgdata)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env("LC_MESSAGES", "C");
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // the drill died before the prctl took effect: do not start at all
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the drill is gone"));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", postgres.display()), e))?;
+        Ok(Copy {
+            child,
+            socket_dir: socket_dir.to_path_buf(),
+            port,
+            user: crate::config::current_user(),
+            exited: None,
+        })
+    }
+
+    /// A client for database `db` of the copy (over its socket only).
+    pub fn client(&self, db: &str) -> Result<PgClient> {
+        let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        PgClient::from_conninfo(&format!(
+            "host={} port={} user={} dbname={}",
+            q(&self.socket_dir.display().to_string()),
+            self.port,
+            q(&self.user),
+            q(db)
+        ))
+    }
+
+    /// How the postmaster ended, if it did.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
+    }
+
+    /// Fast shutdown (a clean one, which pg_checksums needs), immediate after two minutes.
+    pub fn stop(&mut self) -> Result<()> {
+        for (signal, wait) in [
+            (libc::SIGINT, 120),
+            (libc::SIGQUIT, 30),
+            (libc::SIGKILL, 30),
+        ] {
+            if self.exited().is_some() {
+                return Ok(());
+            }
+            // SAFETY: kill(2) on our own child, which has not been reaped (exited() is None).
+            unsafe { libc::kill(self.child.id() as i32, signal) };
+            let started = Instant::now();
+            while self.exited().is_none() && started.elapsed() < Duration::from_secs(wait) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        match self.exited() {
+            Some(_) => Ok(()),
+            None => Err(Error::unavailable(format!(
+                "the drill's copy (pid {}) does not stop",
+                self.child.id()
+            ))),
+        }
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            // SAFETY: as in stop().
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+            let _ = self.child.wait();
+        }
+    }
+}

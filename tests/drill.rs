@@ -1,0 +1,348 @@
+//! `walship drill` on a real PostgreSQL 15 primary archiving through walship: a drill passes on
+//! a healthy repository with RTO and RPO figures that agree with what the test measures itself,
+//! and fails, saying why, on a false user check, a damaged backup object, a corrupt segment in
+//! the replay range and a scratch disk that is too small. After every outcome the scratch
+//! directory is gone, the repository holds nothing new but the drill's record, and the primary
+//! saw no connection from the drill.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::ha::{self, TIMEOUT};
+use common::{Workspace, output};
+use walship::pg::cluster::{Cluster, wait_until};
+use walship::repo::drill::{DrillRecord, Outcome};
+
+/// walship run as the PostgreSQL user (drill refuses root, as restore does).
+fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
+    let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WALSHIP_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--config").arg(cfg).stdin(Stdio::null());
+    c
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Every file of the repository with its bytes, drill records left out.
+fn repo_files(repo: &Path) -> Vec<(String, Vec<u8>)> {
+    common::tree(repo)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("drills"))
+        .collect()
+}
+
+fn drill_records(repo: &Path) -> Vec<DrillRecord> {
+    let mut names: Vec<PathBuf> = fs::read_dir(repo.join("drills"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+        .iter()
+        .map(|p| toml::from_str(&fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// Connections the primary accepted so far (log_connections is on).
+fn primary_connections(p: &Cluster) -> usize {
+    fs::read_to_string(&p.log)
+        .unwrap()
+        .matches("connection authorized")
+        .count()
+}
+
+struct Setup {
+    ws: Workspace,
+    repo: PathBuf,
+    cfg: PathBuf,
+    p: Cluster,
+    backup: String,
+}
+
+/// A primary archiving through walship, a stored base backup, then rows committed after it.
+fn setup(drill_conf: &str) -> Setup {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = ha::config(&ws, &repo, drill_conf);
+    let p = ha::primary(&ws, &cfg);
+    // No commit may follow the test's own: autovacuum's would move the newest archived commit.
+    p.psql("ALTER SYSTEM SET autovacuum = off").unwrap();
+    p.psql("ALTER SYSTEM SET log_connections = on").unwrap();
+    p.psql("SELECT pg_reload_conf()").unwrap();
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let backup = fs::read_dir(repo.join("backups"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    p.psql(
+        "CREATE TABLE orders (id int PRIMARY KEY, pad text); \
+         INSERT INTO orders SELECT g, repeat('o', 200) FROM generate_series(1, 20000) g",
+    )
+    .unwrap();
+    Setup {
+        ws,
+        repo,
+        cfg,
+        p,
+        backup,
+    }
+}
+
+fn drill(s: &Setup, scratch: &Path, extra: &[&str]) -> (i32, String) {
+    output(
+        walship_as_pg(&s.ws, &s.cfg)
+            .arg("drill")
+            .arg("--scratch")
+            .arg(scratch)
+            .args(extra),
+    )
+}
+
+#[test]
+fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
+    let s = setup("[drill]\nchecks = ['select count(*) = 20001 from orders', 'select true']\n");
+    // The newest commit, timed by the primary's own clock just before it commits.
+    let commit_at: f64 =
+        s.p.psql(
+            "INSERT INTO orders VALUES (20001, 'last') \
+             RETURNING extract(epoch FROM clock_timestamp())",
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lsn_after_commit: String = s.p.psql("SELECT pg_current_wal_lsn()").unwrap();
+    s.p.switch_and_wait_archived(TIMEOUT).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = repo_files(&s.repo);
+    let connections = primary_connections(&s.p);
+    let scratch = s.ws.path().join("scratch");
+
+    let drill_started = unix_now();
+    let t = Instant::now();
+    let (code, out) = drill(&s, &scratch, &[]);
+    let elapsed = t.elapsed().as_secs_f64();
+    eprintln!("{out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("drill passed"), "{out}");
+    assert!(!scratch.exists(), "the scratch directory is left: {out}");
+    assert_eq!(
+        repo_files(&s.repo),
+        before,
+        "the drill wrote to the repository"
+    );
+    assert_eq!(
+        primary_connections(&s.p),
+        connections,
+        "the drill connected to the primary"
+    );
+
+    let records = drill_records(&s.repo);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert!(r.passed, "{r:?}");
+    assert_eq!(r.backup, s.backup);
+    for name in ["end of archive", "amcheck", "check `select true`"] {
+        let c = r.checks.iter().find(|c| c.name == name).unwrap();
+        assert_eq!(c.outcome, Outcome::Passed, "{c:?}");
+    }
+    let cs = r
+        .checks
+        .iter()
+        .find(|c| c.name == "data checksums")
+        .unwrap();
+    assert_eq!(cs.outcome, Outcome::Skipped, "{cs:?}");
+    assert!(cs.detail.contains("not enabled"), "{cs:?}");
+    // RPO: the age of the test's last commit when the drill started, as the test saw it.
+    let rpo = r.rpo_seconds.unwrap();
+    let expected_rpo = drill_started - commit_at;
+    assert!(
+        (rpo - expected_rpo).abs() < 0.5 && rpo > 1.0,
+        "RPO {rpo} s, the test measured {expected_rpo:.3} s"
+    );
+    assert!((r.last_commit_at.unwrap() - commit_at).abs() < 0.5);
+    // RTO: inside the drill's own run time, after the files and consistency.
+    let (restore, consistent, rto) = (
+        r.restore_seconds.unwrap(),
+        r.consistent_seconds.unwrap(),
+        r.rto_seconds.unwrap(),
+    );
+    assert!(
+        0.0 < restore && restore <= consistent && consistent <= rto && rto < elapsed,
+        "restore {restore}, consistent {consistent}, RTO {rto}, drill ran {elapsed}"
+    );
+    assert!(r.started_at >= drill_started && r.finished_at - r.started_at <= elapsed);
+    // Bytes: the backup's files, and WAL from its start to past the test's last commit.
+    let manifest =
+        fs::read_to_string(s.repo.join("backups").join(&s.backup).join("manifest.toml")).unwrap();
+    let original: u64 = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("original_bytes = "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(r.bytes_restored, original);
+    let lsn = |s: &str| {
+        let (a, b) = s.split_once('/').unwrap();
+        (u64::from_str_radix(a, 16).unwrap() << 32) + u64::from_str_radix(b, 16).unwrap()
+    };
+    assert!(lsn(r.replayed_to_lsn.as_ref().unwrap()) >= lsn(&lsn_after_commit));
+    assert!(r.bytes_replayed > 0);
+    assert!(out.contains("RTO ") && out.contains("RPO "), "{out}");
+}
+
+#[test]
+fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
+    let s = setup("[drill]\nchecks = ['select count(*) = 0 from orders']\n");
+    s.p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let before = repo_files(&s.repo);
+    let connections = primary_connections(&s.p);
+    let scratch = s.ws.path().join("scratch");
+    let mut outcomes = 0;
+    let mut after = |code: i32, out: &str, want_code: i32, want: &str| {
+        eprintln!("{out}");
+        assert_eq!(code, want_code, "{out}");
+        assert!(out.contains(want), "wanted {want:?} in:\n{out}");
+        assert!(!scratch.exists(), "the scratch directory is left: {out}");
+        outcomes += 1;
+        let records = drill_records(&s.repo);
+        assert_eq!(records.len(), outcomes, "one record per drill");
+        let r = records.last().unwrap();
+        assert!(!r.passed && !r.failure.is_empty(), "{r:?}");
+        r.failure.clone()
+    };
+
+    // 1. A user check that returns false.
+    let (code, out) = drill(&s, &scratch, &[]);
+    let why = after(
+        code,
+        &out,
+        5,
+        "FAIL  check `select count(*) = 0 from orders`: returned",
+    );
+    assert!(why.contains("returned [\"f\"], not true"), "{why}");
+
+    // 2. The stored backup object damaged: restore's checks refuse it.
+    let object = s.repo.join("backups").join(&s.backup).join("data.tar.zst");
+    let good = fs::read(&object).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x5a;
+    fs::write(&object, &bad).unwrap();
+    let (code, out) = drill(&s, &scratch, &[]);
+    let why = after(code, &out, 5, "drill: ERROR");
+    assert!(why.contains(&s.backup) || why.contains("data.tar"), "{why}");
+    fs::write(&object, &good).unwrap();
+
+    // 3. A segment in the replay range damaged: the copy stops, the segment is named.
+    let mut segs: Vec<PathBuf> = common::names_below(&s.repo.join("wal"))
+        .into_iter()
+        .filter(|n| n.len() == 24)
+        .map(|n| s.repo.join("wal").join(&n[..16]).join(n))
+        .collect();
+    segs.sort();
+    let victim = segs[segs.len() - 2].clone();
+    let victim_name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    let good = fs::read(&victim).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - 10;
+    bad[at] ^= 0xff;
+    fs::write(&victim, &bad).unwrap();
+    let (code, out) = drill(&s, &scratch, &[]);
+    let why = after(code, &out, 5, &victim_name);
+    assert!(why.contains("stopped during recovery"), "{why}");
+    fs::write(&victim, &good).unwrap();
+
+    // 4. A scratch file system too small for the backup: refused before anything is written.
+    if let Some(tmpfs) = Tmpfs::mount(&s.ws, "small", 8 << 10) {
+        let (code, out) = drill(&s, &tmpfs.path, &[]);
+        assert_eq!(code, 3, "{out}");
+        assert!(out.contains("needed") && out.contains("more)"), "{out}");
+        assert_eq!(fs::read_dir(&tmpfs.path).unwrap().count(), 0, "{out}");
+        outcomes += 1;
+        assert_eq!(drill_records(&s.repo).len(), outcomes);
+    }
+
+    // 5. Scratch directories the drill refuses: a symlink, a directory with someone's files.
+    let real = s.ws.mkdir("real");
+    let link = s.ws.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let (code, out) = drill(&s, &link, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is a symbolic link"), "{out}");
+    s.ws.tools.write_file(&real.join("precious"), "x").unwrap();
+    let (code, out) = drill(&s, &real, &[]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("is not empty (precious)"), "{out}");
+    assert_eq!(
+        fs::read_dir(&real).unwrap().count(),
+        1,
+        "only precious stays"
+    );
+
+    assert_eq!(
+        repo_files(&s.repo),
+        before,
+        "the drill wrote to the repository"
+    );
+    assert_eq!(primary_connections(&s.p), connections);
+}
+
+/// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("{name}: skipped, mounting a tmpfs needs root");
+            return None;
+        }
+        let path = ws.mkdir(name);
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_kib}k,mode=0700"))
+            .arg("tmpfs")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs on {}", path.display());
+        ws.tools.chown(&path).unwrap();
+        Some(Tmpfs { path })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[allow(dead_code)]
+fn wait_for(what: &str, f: impl FnMut() -> walship::error::Result<bool>) {
+    wait_until(TIMEOUT, what, f).unwrap();
+}
