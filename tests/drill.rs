@@ -123,6 +123,21 @@ fn drill(s: &Setup, scratch: &Path, extra: &[&str]) -> (i32, String) {
 #[test]
 fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
     let s = setup("[drill]\nchecks = ['select count(*) = 20001 from orders', 'select true']\n");
+    let check = |extra: &[&str]| {
+        output(
+            walship_as_pg(&s.ws, &s.cfg)
+                .arg("--pgdata")
+                .arg(&s.p.data)
+                .args(extra)
+                .arg("check"),
+        )
+    };
+    let (code, out) = check(&[]);
+    assert_eq!(
+        code, 0,
+        "a missing drill is a warning, not a failure: {out}"
+    );
+    assert!(out.contains("WARN  no drill has ever passed"), "{out}");
     // The newest commit, timed by the primary's own clock just before it commits.
     let commit_at: f64 =
         s.p.psql(
@@ -210,6 +225,36 @@ fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
     assert!(lsn(r.replayed_to_lsn.as_ref().unwrap()) >= lsn(&lsn_after_commit));
     assert!(r.bytes_replayed > 0);
     assert!(out.contains("RTO ") && out.contains("RPO "), "{out}");
+
+    // status, status --prometheus and check report it.
+    let (code, out) = output(walship_as_pg(&s.ws, &s.cfg).arg("status"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("last drill: backup {} passed", s.backup)),
+        "{out}"
+    );
+    let (code, out) = output(walship_as_pg(&s.ws, &s.cfg).args(["status", "--prometheus"]));
+    assert_eq!(code, 0, "{out}");
+    let gauge = |name: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("walship_{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("drill_last_success_timestamp_seconds"), r.finished_at);
+    assert_eq!(gauge("drill_rto_seconds"), rto);
+    assert_eq!(gauge("drill_rpo_seconds"), rpo);
+    assert_eq!(gauge("drill_last_passed"), 1.0);
+    let (code, out) = check(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok    a drill passed 0.0 days ago"), "{out}");
+    let (code, out) = check(&["--drill-max-age", "0"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("WARN  the last drill that passed was"),
+        "{out}"
+    );
 }
 
 #[test]
