@@ -354,6 +354,199 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
     assert_eq!(primary_connections(&s.p), connections);
 }
 
+/// The postmaster PID of the copy in `scratch`, once it runs.
+fn copy_postmaster(scratch: &Path) -> Option<i32> {
+    fs::read_to_string(scratch.join("pgdata/postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| common::proc_stat_field(&s, 0) == Some("Z"))
+            .unwrap_or(true)
+}
+
+#[test]
+fn a_killed_drill_takes_its_copy_along_and_two_drills_never_share_a_scratch_directory() {
+    // The check sleeps, so that the first drill is still running when the test acts.
+    let s = setup("[drill]\nchecks = ['select true from pg_sleep(3)']\n");
+    s.p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let scratch = s.ws.path().join("scratch");
+    let spawn = || {
+        walship_as_pg(&s.ws, &s.cfg)
+            .arg("drill")
+            .arg("--scratch")
+            .arg(&scratch)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // 1. Two at once: the second is refused, the first goes on and passes.
+    let first = spawn();
+    wait_for("the first drill's copy", || {
+        Ok(copy_postmaster(&scratch).is_some())
+    });
+    let (code, out) = drill(&s, &scratch, &[]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("is in use by another drill (pid "), "{out}");
+    let out = first.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!scratch.exists(), "{text}");
+
+    // 2. Killed mid-way (SIGKILL: no handler runs): its copy goes down with it...
+    let mut victim = spawn();
+    wait_for("the drill's copy", || {
+        Ok(copy_postmaster(&scratch).is_some())
+    });
+    let postmaster = copy_postmaster(&scratch).unwrap();
+    for p in common::descendants(victim.id() as i32) {
+        let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("walship") && cmdline.contains("drill") {
+            // SAFETY: the test's own child process, by PID.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    let _ = victim.wait();
+    wait_for("the killed drill's copy to stop", || Ok(!alive(postmaster)));
+    assert!(
+        scratch.join("pgdata").exists(),
+        "the files stay until the next drill"
+    );
+    // ... and the next drill on that scratch directory removes what it left, then passes.
+    let (code, out) = drill(&s, &scratch, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("holds what a drill that did not finish left"),
+        "{out}"
+    );
+    assert!(!scratch.exists(), "{out}");
+
+    // 3. The repository goes away mid-drill: the drill fails with exit 3 and cannot record.
+    let mut third = spawn();
+    wait_for("the drill's copy", || {
+        Ok(copy_postmaster(&scratch).is_some())
+    });
+    let moved = s.ws.path().join("repo-away");
+    fs::rename(&s.repo, &moved).unwrap();
+    let code = ha::wait_exit(&mut third, TIMEOUT, "the drill without its repository");
+    let mut text = String::new();
+    use std::io::Read;
+    third
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    third
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    fs::rename(&moved, &s.repo).unwrap();
+    eprintln!("{text}");
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("NOT RECORDED"), "{text}");
+    assert!(!scratch.exists(), "{text}");
+}
+
+#[test]
+fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_so() {
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = ha::config(&ws, &repo, "");
+    let mut p = Cluster::init(
+        &ws.tools,
+        &ws.path().join("primary"),
+        walship::pg::cluster::free_port().unwrap(),
+        1,
+    )
+    .unwrap();
+    let mut enable = ws.tools.command("pg_checksums");
+    enable.arg("--enable").arg("-D").arg(&p.data);
+    ws.tools.run(enable, "pg_checksums --enable").unwrap();
+    p.append_conf(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+        ws.walship_bin().display(),
+        cfg.display()
+    ))
+    .unwrap();
+    p.start().unwrap();
+    p.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        .unwrap();
+    p.base_backup(&ws.path().join("pg_basebackup")).unwrap();
+    let s = Setup {
+        ws,
+        repo,
+        cfg,
+        p,
+        backup: String::new(),
+    };
+    let scratch = s.ws.path().join("scratch");
+    let (code, out) = drill(&s, &scratch, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("holds no stored base backup"), "{out}");
+    assert!(out.contains("pg_basebackup"), "{out}");
+    assert!(!scratch.exists(), "{out}");
+
+    let (code, out) = output(
+        walship_as_pg(&s.ws, &s.cfg)
+            .arg("--pgdata")
+            .arg(&s.p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = drill(&s, &scratch, &[]);
+    eprintln!("{out}");
+    assert_eq!(code, 0, "{out}");
+    let r = drill_records(&s.repo).pop().unwrap();
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.name == "data checksums")
+        .unwrap();
+    assert_eq!(c.outcome, Outcome::Passed, "{c:?}");
+    assert!(c.detail.contains("every page of"), "{c:?}");
+
+    // --keep: the copy stays, stopped, with the settings that kept it away from everything.
+    let (code, out) = drill(&s, &scratch, &["--keep"]);
+    assert_eq!(code, 0, "{out}");
+    let pgdata = scratch.join("pgdata");
+    assert!(pgdata.join("global/pg_control").exists(), "{out}");
+    assert!(
+        !pgdata.join("postmaster.pid").exists(),
+        "the kept copy still runs"
+    );
+    let conf = fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    let after_drill = conf.split("written by walship drill").nth(1).unwrap();
+    for setting in [
+        "archive_mode = 'off'",
+        "primary_conninfo = ''",
+        "listen_addresses = ''",
+        "archive_cleanup_command = ''",
+        "recovery_end_command = ''",
+        "fetch --until ",
+    ] {
+        assert!(after_drill.contains(setting), "{setting} missing:\n{conf}");
+    }
+    assert!(
+        !conf.contains("reader advance"),
+        "a drill takes no reader hold:\n{conf}"
+    );
+    fs::remove_dir_all(&scratch).unwrap();
+}
+
 /// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
 struct Tmpfs {
     path: PathBuf,
@@ -387,7 +580,6 @@ impl Drop for Tmpfs {
     }
 }
 
-#[allow(dead_code)]
 fn wait_for(what: &str, f: impl FnMut() -> walship::error::Result<bool>) {
     wait_until(TIMEOUT, what, f).unwrap();
 }

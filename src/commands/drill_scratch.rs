@@ -85,9 +85,20 @@ impl Scratch {
             ))
             .with_hint("Wait for it to finish, or give each drill its own --scratch."));
         }
+        // The lock file says whether a drill made the directory, so that the drill that
+        // cleans up after a killed one removes it too.
+        const MADE: &[u8] = b"directory made by walship drill\n";
+        let made_by_dead_drill =
+            left_by_dead_drill && fs::read(&lock_path).is_ok_and(|t| t.starts_with(MADE));
+        if created {
+            use std::io::Write;
+            (&lock)
+                .write_all(MADE)
+                .map_err(|e| Error::io(format!("writing {}", lock_path.display()), e))?;
+        }
         let scratch = Scratch {
             dir: dir.to_path_buf(),
-            created,
+            created: created || made_by_dead_drill,
             _lock: lock,
         };
         let others = scratch.entries()?;
