@@ -55,6 +55,22 @@ fn drill_records(repo: &Path) -> Vec<DrillRecord> {
         .collect()
 }
 
+/// Processes working in `dir` or naming it on their command line (a copy, a prefetch worker
+/// left behind: PostgreSQL runs restore_command in the data directory with a relative %p).
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cwd = fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            (cwd.starts_with(dir) || cmdline.contains(&needle)).then_some(cmdline)
+        })
+        .collect()
+}
+
 /// Connections the primary accepted so far (log_connections is on).
 fn primary_connections(p: &Cluster) -> usize {
     fs::read_to_string(&p.log)
@@ -81,6 +97,12 @@ fn setup(drill_conf: &str) -> Setup {
     p.psql("ALTER SYSTEM SET autovacuum = off").unwrap();
     p.psql("ALTER SYSTEM SET log_connections = on").unwrap();
     p.psql("SELECT pg_reload_conf()").unwrap();
+    // A tablespace: the drill puts it in its scratch directory, never at the primary's path.
+    let ts = ws.mkdir("ts");
+    p.psql(&format!("CREATE TABLESPACE ts LOCATION '{}'", ts.display()))
+        .unwrap();
+    p.psql("CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 1000) g")
+        .unwrap();
     let (code, out) = output(
         walship_as_pg(&ws, &cfg)
             .arg("--pgdata")
@@ -122,7 +144,10 @@ fn drill(s: &Setup, scratch: &Path, extra: &[&str]) -> (i32, String) {
 
 #[test]
 fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
-    let s = setup("[drill]\nchecks = ['select count(*) = 20001 from orders', 'select true']\n");
+    let s = setup(
+        "[drill]\nchecks = ['select count(*) = 20001 from orders', \
+         'select count(*) = 1000 from in_ts', 'select true']\n",
+    );
     let check = |extra: &[&str]| {
         output(
             walship_as_pg(&s.ws, &s.cfg)
@@ -270,6 +295,7 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
         assert_eq!(code, want_code, "{out}");
         assert!(out.contains(want), "wanted {want:?} in:\n{out}");
         assert!(!scratch.exists(), "the scratch directory is left: {out}");
+        assert_eq!(processes_using(&scratch), Vec::<String>::new());
         outcomes += 1;
         let records = drill_records(&s.repo);
         assert_eq!(records.len(), outcomes, "one record per drill");

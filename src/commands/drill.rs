@@ -95,6 +95,9 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     record.target_time = args.target_time.clone();
     let result = Scratch::claim(&scratch_dir).and_then(|scratch| {
         let r = drill(config, args, &repo, &scratch, &mut record);
+        // The copy is down (drill() owns it); its prefetch worker must not write into the
+        // scratch directory while it is removed, nor outlive the drill.
+        scratch.stop_workers();
         let cleaned = if args.keep {
             println!(
                 "kept: the copy (stopped) in {}, its log {}",

@@ -129,6 +129,7 @@ impl Scratch {
                 dir.display()
             );
             stop_leftover(&scratch.pgdata());
+            scratch.stop_workers();
             scratch.remove_contents()?;
         }
         Ok(scratch)
@@ -136,6 +137,14 @@ impl Scratch {
 
     pub fn pgdata(&self) -> PathBuf {
         self.dir.join("pgdata")
+    }
+
+    /// Stop the walship workers (prefetch) of the copy's pg_wal.
+    pub fn stop_workers(&self) {
+        let pg_wal = self.pgdata().join("pg_wal");
+        if let Err(e) = crate::spool::stop_workers_and_clear(&pg_wal, Duration::from_secs(5)) {
+            crate::log_line!("walship: drill: WARNING: {e}");
+        }
     }
 
     pub fn log(&self) -> PathBuf {
