@@ -251,6 +251,9 @@ fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
     assert!(r.bytes_replayed > 0);
     assert!(out.contains("RTO ") && out.contains("RPO "), "{out}");
 
+    // verify accepts a repository with drill records.
+    let (code, out) = common::verify(&s.repo);
+    assert_eq!(code, 0, "{out}");
     // status, status --prometheus and check report it.
     let (code, out) = output(walship_as_pg(&s.ws, &s.cfg).arg("status"));
     assert_eq!(code, 0, "{out}");
@@ -502,13 +505,32 @@ fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_s
     let mut enable = ws.tools.command("pg_checksums");
     enable.arg("--enable").arg("-D").arg(&p.data);
     ws.tools.run(enable, "pg_checksums --enable").unwrap();
-    p.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\n",
+    // Debian's layout: the configuration outside the data directory, so not in the backup.
+    let etc = ws.mkdir("etc");
+    for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        fs::rename(p.data.join(f), etc.join(f)).unwrap();
+    }
+    let mut conf = fs::read_to_string(etc.join("postgresql.conf")).unwrap();
+    conf.push_str(&format!(
+        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\nmax_connections = 120\n\
+         hba_file = '{etc}/pg_hba.conf'\nident_file = '{etc}/pg_ident.conf'\n",
         ws.walship_bin().display(),
-        cfg.display()
-    ))
-    .unwrap();
-    p.start().unwrap();
+        cfg.display(),
+        etc = etc.display()
+    ));
+    fs::write(etc.join("postgresql.conf"), conf).unwrap();
+    let mut start = ws.tools.command("pg_ctl");
+    start
+        .args(["start", "-w", "-t", "60", "-D"])
+        .arg(&p.data)
+        .arg("-l")
+        .arg(&p.log)
+        .arg("-o")
+        .arg(format!("-c config_file={}/postgresql.conf", etc.display()));
+    ws.tools
+        .run(start, "pg_ctl start")
+        .unwrap_or_else(|e| panic!("{e}: {}", fs::read_to_string(&p.log).unwrap_or_default()));
+    p.adopt_running();
     p.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         .unwrap();
     p.base_backup(&ws.path().join("pg_basebackup")).unwrap();
@@ -544,6 +566,7 @@ fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_s
         .unwrap();
     assert_eq!(c.outcome, Outcome::Passed, "{c:?}");
     assert!(c.detail.contains("every page of"), "{c:?}");
+    assert!(out.contains("the backup has no postgresql.conf"), "{out}");
 
     // --keep: the copy stays, stopped, with the settings that kept it away from everything.
     let (code, out) = drill(&s, &scratch, &["--keep"]);

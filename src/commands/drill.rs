@@ -273,6 +273,12 @@ fn drill(
     std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all peer\n")
         .map_err(|e| Error::io(format!("writing {}/pg_hba.conf", scratch.dir.display()), e))?;
     super::restore::finish(restored, &settings, "recovery.signal")?;
+    if super::drill_scratch::write_missing_postgresql_conf(&pg_bin, &pgdata)? {
+        crate::log_line!(
+            "walship: drill: the backup has no postgresql.conf (configuration outside the data \
+             directory): the copy runs on defaults and the primary's limits from pg_control"
+        );
+    }
     record.restore_seconds = Some(t0.elapsed().as_secs_f64());
     line(
         Outcome::Passed,

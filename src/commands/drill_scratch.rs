@@ -208,6 +208,47 @@ fn stop_leftover(pgdata: &Path) {
     }
 }
 
+/// A backup of a cluster whose configuration lives outside its data directory (Debian's
+/// /etc/postgresql) has no postgresql.conf, without which PostgreSQL does not start: the copy
+/// gets one with what a hot standby must have at least the primary's values of, from
+/// pg_control (which records them), and runs on defaults and the drill's settings otherwise.
+pub fn write_missing_postgresql_conf(pg_bin: &Path, pgdata: &Path) -> Result<bool> {
+    let conf = pgdata.join("postgresql.conf");
+    if conf.exists() {
+        return Ok(false);
+    }
+    let out = Command::new(pg_bin.join("pg_controldata"))
+        .arg(pgdata)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| Error::io(format!("running {}/pg_controldata", pg_bin.display()), e))?;
+    if !out.status.success() {
+        return Err(Error::unavailable(format!(
+            "pg_controldata {} failed: {}",
+            pgdata.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = String::from(
+        "# written by walship drill: the backup has no postgresql.conf (it lives outside the\n\
+         # data directory); the primary's values of the settings a hot standby needs, from pg_control\n",
+    );
+    for (label, setting) in [
+        ("max_connections setting:", "max_connections"),
+        ("max_worker_processes setting:", "max_worker_processes"),
+        ("max_wal_senders setting:", "max_wal_senders"),
+        ("max_prepared_xacts setting:", "max_prepared_transactions"),
+        ("max_locks_per_xact setting:", "max_locks_per_transaction"),
+    ] {
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(label)) {
+            s.push_str(&format!("{setting} = {}\n", v.trim()));
+        }
+    }
+    fs::write(&conf, s).map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
+    Ok(true)
+}
+
 /// The restored copy, running as this process's child.
 pub struct Copy {
     child: Child,
