@@ -568,6 +568,28 @@ fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_s
     assert!(c.detail.contains("every page of"), "{c:?}");
     assert!(out.contains("the backup has no postgresql.conf"), "{out}");
 
+    // --target-time: the copy recovers to the target and no further.
+    let before: f64 =
+        s.p.psql("INSERT INTO t VALUES (-1) RETURNING extract(epoch FROM clock_timestamp())")
+            .unwrap()
+            .parse()
+            .unwrap();
+    let target = s.p.psql("SELECT clock_timestamp()").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    s.p.psql("INSERT INTO t VALUES (-2)").unwrap();
+    s.p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let (code, out) = drill(&s, &scratch, &["--target-time", &target]);
+    assert_eq!(code, 0, "{out}");
+    let r = drill_records(&s.repo).pop().unwrap();
+    assert_eq!(r.target_time.as_deref(), Some(target.as_str()));
+    let last = r.last_commit_at.unwrap();
+    assert!(
+        last >= before && last < before + 1.0,
+        "recovered to a commit at {last}, the target row committed at {before}: {out}"
+    );
+    assert_eq!(r.rpo_seconds, None, "no RPO for a point in time");
+    assert!(!scratch.exists());
+
     // --keep: the copy stays, stopped, with the settings that kept it away from everything.
     let (code, out) = drill(&s, &scratch, &["--keep"]);
     assert_eq!(code, 0, "{out}");

@@ -124,7 +124,10 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     if record.restore_seconds.is_some() {
         summarize(&record);
     }
-    let written = repo.write_drill(&record);
+    // A fresh connection: an SSH session idle for the whole replay may have been dropped.
+    let written = config
+        .open_repository()
+        .and_then(|repo| repo.write_drill(&record));
     match &written {
         Ok(()) => println!(
             "recorded as drills/{}.toml in {}",
@@ -164,9 +167,12 @@ fn summarize(r: &DrillRecord) {
         secs(r.restore_seconds),
         secs(r.consistent_seconds),
         secs(r.rto_seconds),
-        r.rpo_seconds
-            .map(|s| format!("{s:.1} s (newest archived commit {s:.1} s before the drill started)"))
-            .unwrap_or_else(|| "unknown (no commit was replayed)".into()),
+        match (r.rpo_seconds, &r.target_time) {
+            (Some(s), _) =>
+                format!("{s:.1} s (newest archived commit {s:.1} s before the drill started)"),
+            (None, Some(t)) => format!("not measured (recovered to the target {t})"),
+            (None, None) => "unknown (no commit was replayed)".into(),
+        },
         human_bytes(r.bytes_restored),
         human_bytes(r.bytes_replayed)
     );
@@ -267,7 +273,7 @@ fn drill(
         e.message = format!("restoring backup {}: {}", m.id, e.message);
         e
     })?;
-    record.bytes_restored = restored.stream_bytes.max(m.original_bytes);
+    record.bytes_restored = m.original_bytes;
     let port = crate::pg::cluster::free_port()?;
     let settings = copy_settings(config, args, scratch, &end, port)?;
     std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all peer\n")
@@ -341,7 +347,10 @@ fn drill(
     record.bytes_replayed = replayed.saturating_sub(parse_lsn(&m.start_lsn).unwrap_or(replayed));
     if let Ok(t) = row[1].parse::<f64>() {
         record.last_commit_at = Some(t);
-        record.rpo_seconds = Some(started_at_minus(record.started_at, t));
+        // Recovered to a target, the newest commit replayed is not the newest archived.
+        if args.target_time.is_none() {
+            record.rpo_seconds = Some(started_at_minus(record.started_at, t));
+        }
     }
     let mut check = |name: &str, outcome: Outcome, detail: String| {
         line(outcome, &format!("{name}: {detail}"));
@@ -503,7 +512,7 @@ fn copy_settings(
          recovery_end_command = ''\nprimary_conninfo = ''\nprimary_slot_name = ''\n\
          synchronous_standby_names = ''\nrecovery_target_timeline = 'latest'\n\
          hot_standby = 'on'\nlisten_addresses = ''\nport = {port}\n\
-         unix_socket_directories = {}\nhba_file = {}\n\
+         unix_socket_directories = {}\nunix_socket_permissions = '0700'\nhba_file = {}\n\
          logging_collector = 'off'\nlog_destination = 'stderr'\ncluster_name = 'walship-drill'\n",
         q(&config.server_command(&format!("fetch --until {} %f %p", end.as_str()))?),
         q(&scratch.dir.display().to_string()),
