@@ -463,6 +463,31 @@ mod tests {
     }
 
     #[test]
+    fn drill_settings_are_read_and_a_typo_in_them_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "repo = \"/r\"\ndrill_max_age = 3\n[drill]\nchecks = [\"select true\"]\ndatabase = \"shop\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = resolve(&["walship", "--config", f, "status"]).unwrap();
+        assert_eq!(c.drill.checks, vec!["select true".to_string()]);
+        assert_eq!(c.drill.database.as_deref(), Some("shop"));
+        assert_eq!(c.drill_max_age, Duration::from_secs(3 * 86_400));
+        let c = resolve(&["walship", "--config", f, "--drill-max-age", "1", "status"]).unwrap();
+        assert_eq!(c.drill_max_age, Duration::from_secs(86_400));
+        let c = resolve(&["walship", "--repo", "/r", "status"]).unwrap();
+        assert_eq!(c.drill_max_age, Duration::from_secs(7 * 86_400));
+        assert!(c.drill.checks.is_empty() && c.drill.scratch.is_none());
+        std::fs::write(&file, "repo = \"/r\"\n[drill]\ncheck = [\"select true\"]\n").unwrap();
+        let e = resolve(&["walship", "--config", f, "status"]).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        assert!(e.message.contains("check"), "{e}");
+    }
+
+    #[test]
     fn worker_args_reproduce_the_configuration() {
         let c = resolve(&[
             "walship",
