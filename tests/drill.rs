@@ -348,6 +348,20 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
     assert!(why.contains("stopped during recovery"), "{why}");
     fs::write(&victim, &good).unwrap();
 
+    // 3b. A segment missing from the replay range: PostgreSQL ends recovery early and opens;
+    // the end-of-archive check names the segment it could not replay.
+    let hole = segs[segs.len() - 3].clone();
+    let hole_name = hole.file_name().unwrap().to_string_lossy().into_owned();
+    let aside = s.ws.path().join("aside");
+    fs::rename(&hole, &aside).unwrap();
+    let (code, out) = drill(&s, &scratch, &[]);
+    let why = after(code, &out, 5, "FAIL  end of archive: replay ended at");
+    assert!(
+        why.contains(&format!("segment {hole_name} could not be replayed")),
+        "{why}"
+    );
+    fs::rename(&aside, &hole).unwrap();
+
     // 4. A scratch file system too small for the backup: refused before anything is written.
     if let Some(tmpfs) = Tmpfs::mount(&s.ws, "small", 8 << 10) {
         let (code, out) = drill(&s, &tmpfs.path, &[]);
