@@ -108,7 +108,13 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
         } else {
             scratch.remove_contents().and_then(|()| scratch.release())
         };
-        r.and(cleaned)
+        match (r, cleaned) {
+            (Err(e), Err(c)) => {
+                crate::log_line!("walship: drill: WARNING: cleaning up after the failure: {c}");
+                Err(e)
+            }
+            (r, c) => r.and(c),
+        }
     });
     record.finished_at = unix_now();
     let failure = match &result {
@@ -310,6 +316,15 @@ fn drill(
             Ok(_) if record.consistent_seconds.is_none() => {
                 record.consistent_seconds = Some(t0.elapsed().as_secs_f64());
             }
+            Err(e) if refused_for_good(&e.message) => {
+                return Err(Error::usage(format!(
+                    "the copy refuses the drill's connection: {}",
+                    e.message
+                ))
+                .with_hint(
+                    "The drill connects over the copy's socket as the user it runs as, with                      peer authentication: run it as the data directory's owner (postgres),                      whose role the cluster has.",
+                ));
+            }
             _ => {}
         }
         if t0.elapsed() > timeout {
@@ -360,7 +375,13 @@ fn drill(
             detail,
         });
     };
-    let (outcome, detail) = end_check(args, replayed, seg, &end, end_segno);
+    let (outcome, detail) = super::drill_checks::end_of_archive(
+        args.target_time.as_deref(),
+        replayed,
+        seg,
+        &end,
+        end_segno,
+    );
     check("end of archive", outcome, detail);
     let (outcome, detail) = super::drill_checks::amcheck(&copy);
     check("amcheck", outcome, detail);
@@ -382,53 +403,20 @@ fn drill(
     Ok(())
 }
 
-fn started_at_minus(started_at: f64, t: f64) -> f64 {
-    ((started_at - t) * 1000.0).round() / 1000.0
+/// A connection error that waiting will not cure (a role the cluster does not have), as
+/// opposed to a copy still starting up or replaying towards consistency.
+fn refused_for_good(message: &str) -> bool {
+    const PASSING: [&str; 4] = [
+        "starting up",
+        "not yet accepting connections",
+        "consistent recovery state",
+        "shutting down",
+    ];
+    message.contains("FATAL:") && !PASSING.iter().any(|p| message.contains(p))
 }
 
-/// The copy reached the end of the archive as it was at the drill's start: the segment of its
-/// last replayed byte is the last archived one (a switch record "ends" at the next segment's
-/// first byte, hence the byte before).
-fn end_check(
-    args: &DrillArgs,
-    replayed: u64,
-    seg: u32,
-    end: &WalFileName,
-    end_segno: u64,
-) -> (Outcome, String) {
-    if let Some(t) = &args.target_time {
-        return (
-            Outcome::Passed,
-            format!(
-                "recovered to the target {t} (PostgreSQL opens only once it is reached), at {}",
-                format_lsn(replayed)
-            ),
-        );
-    }
-    let at = replayed.saturating_sub(1) / u64::from(seg);
-    let name = |n: u64| crate::pg::walname::segment_name(end.timeline(), n, seg);
-    if at >= end_segno {
-        (
-            Outcome::Passed,
-            format!(
-                "replayed to {} in {}, the last segment archived when the drill started",
-                format_lsn(replayed),
-                end.as_str()
-            ),
-        )
-    } else {
-        (
-            Outcome::Failed,
-            format!(
-                "replay ended at {} in segment {}; segment {} could not be replayed, and the \
-                 archive goes on to {}",
-                format_lsn(replayed),
-                name(at),
-                name(at + 1),
-                end.as_str()
-            ),
-        )
-    }
+fn started_at_minus(started_at: f64, t: f64) -> f64 {
+    ((started_at - t) * 1000.0).round() / 1000.0
 }
 
 /// The copy stopped during recovery: why, from its log (walship's fetch errors first, which
@@ -542,26 +530,18 @@ mod tests {
     }
 
     #[test]
-    fn the_end_check_names_the_first_segment_not_replayed() {
-        let args = DrillArgs {
-            backup: None,
-            target_time: None,
-            scratch: None,
-            keep: false,
-        };
-        let seg = 1u32 << 20;
-        let end = WalFileName::parse("000000010000000000000008").unwrap();
-        // a switch record at the end of segment 8 ends at the first byte of 9
-        assert_eq!(end_check(&args, 9 << 20, seg, &end, 8).0, Outcome::Passed);
-        assert_eq!(
-            end_check(&args, (8 << 20) + 100, seg, &end, 8).0,
-            Outcome::Passed
-        );
-        let (o, why) = end_check(&args, (5 << 20) + 40, seg, &end, 8);
-        assert_eq!(o, Outcome::Failed);
-        assert!(
-            why.contains("segment 000000010000000000000006 could not be replayed"),
-            "{why}"
-        );
+    fn only_errors_waiting_cannot_cure_stop_the_wait_for_the_copy() {
+        assert!(refused_for_good(
+            "PostgreSQL (host=/s): psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: FATAL:  role \"bob\" does not exist"
+        ));
+        assert!(!refused_for_good(
+            "psql: error: connection to server failed: FATAL:  the database system is starting up"
+        ));
+        assert!(!refused_for_good(
+            "FATAL:  the database system is not yet accepting connections\nDETAIL:  Consistent recovery state has not been yet reached."
+        ));
+        assert!(!refused_for_good(
+            "psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: No such file or directory"
+        ));
     }
 }

@@ -1,11 +1,13 @@
-//! The checks `walship drill` runs on its open copy (amcheck, the DBA's SQL) and on the stopped
-//! one (pg_checksums). Each answers an outcome and one sentence; none returns an error, so that
-//! one check that cannot run never hides the others.
+//! The checks `walship drill` runs on its open copy (the end of the archive, amcheck, the DBA's
+//! SQL) and on the stopped one (pg_checksums). Each answers an outcome and one sentence; none
+//! returns an error, so that one check that cannot run never hides the others.
 
 use std::path::Path;
 use std::process::Command;
 
 use super::drill_scratch::Copy;
+use crate::pg::WalFileName;
+use crate::pg::timeline::format_lsn;
 use crate::repo::drill::Outcome;
 
 /// Every valid B-tree index of every database that takes connections, with amcheck's
@@ -132,5 +134,76 @@ pub fn pg_checksums(pg_bin: &Path, pgdata: &Path) -> (Outcome, String) {
                 )
             }
         }
+    }
+}
+
+/// The copy reached the end of the archive as it was at the drill's start: the segment of its
+/// last replayed byte is the last archived one (a switch record "ends" at the next segment's
+/// first byte, hence the byte before).
+pub fn end_of_archive(
+    target_time: Option<&str>,
+    replayed: u64,
+    seg: u32,
+    end: &WalFileName,
+    end_segno: u64,
+) -> (Outcome, String) {
+    if let Some(t) = target_time {
+        return (
+            Outcome::Passed,
+            format!(
+                "recovered to the target {t} (PostgreSQL opens only once it is reached), at {}",
+                format_lsn(replayed)
+            ),
+        );
+    }
+    let at = replayed.saturating_sub(1) / u64::from(seg);
+    let name = |n: u64| crate::pg::walname::segment_name(end.timeline(), n, seg);
+    if at >= end_segno {
+        (
+            Outcome::Passed,
+            format!(
+                "replayed to {} in {}, the last segment archived when the drill started",
+                format_lsn(replayed),
+                end.as_str()
+            ),
+        )
+    } else {
+        (
+            Outcome::Failed,
+            format!(
+                "replay ended at {} in segment {}; segment {} could not be replayed, and the \
+                 archive goes on to {}",
+                format_lsn(replayed),
+                name(at),
+                name(at + 1),
+                end.as_str()
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_check_names_the_first_segment_not_replayed() {
+        let seg = 1u32 << 20;
+        let end = WalFileName::parse("000000010000000000000008").unwrap();
+        // a switch record at the end of segment 8 ends at the first byte of 9
+        assert_eq!(
+            end_of_archive(None, 9 << 20, seg, &end, 8).0,
+            Outcome::Passed
+        );
+        assert_eq!(
+            end_of_archive(None, (8 << 20) + 100, seg, &end, 8).0,
+            Outcome::Passed
+        );
+        let (o, why) = end_of_archive(None, (5 << 20) + 40, seg, &end, 8);
+        assert_eq!(o, Outcome::Failed);
+        assert!(
+            why.contains("segment 000000010000000000000006 could not be replayed"),
+            "{why}"
+        );
     }
 }
