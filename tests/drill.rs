@@ -388,6 +388,9 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
         1,
         "only precious stays"
     );
+    let (code, out) = drill(&s, &s.repo.join("scratch"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is inside the repository"), "{out}");
 
     assert_eq!(
         repo_files(&s.repo),

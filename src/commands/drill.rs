@@ -79,6 +79,7 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
             scratch_dir.display()
         )));
     }
+    refuse_scratch_inside(config, &scratch_dir)?;
     if let Some(t) = &args.target_time
         && super::restore::parse_pg_time_loose(t).is_none()
     {
@@ -153,6 +154,46 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     }
     written?;
     println!("drill passed");
+    Ok(())
+}
+
+/// The scratch directory must not lie inside the repository (the drill would write there) or
+/// inside the configured data directory (it would restore into a live cluster's tree).
+fn refuse_scratch_inside(config: &Config, scratch: &Path) -> Result<()> {
+    // what a path resolves to, for a scratch directory that does not exist yet too
+    let resolved = |p: &Path| {
+        p.canonicalize().unwrap_or_else(|_| {
+            match (
+                p.parent().and_then(|d| d.canonicalize().ok()),
+                p.file_name(),
+            ) {
+                (Some(d), Some(n)) => d.join(n),
+                _ => p.to_path_buf(),
+            }
+        })
+    };
+    let repo = match config.repo.as_deref().map(crate::storage::Location::parse) {
+        Some(Ok(crate::storage::Location::Local(p))) => Some(p),
+        _ => None,
+    };
+    let scratch = resolved(scratch);
+    for (what, dir) in [
+        ("the repository", repo),
+        ("the data directory", config.pgdata.clone()),
+    ] {
+        if let Some(dir) = dir
+            && scratch.starts_with(resolved(&dir))
+        {
+            return Err(Error::usage(format!(
+                "scratch directory {} is inside {what} {}",
+                scratch.display(),
+                dir.display()
+            ))
+            .with_hint(
+                "Give the drill a directory of its own, on a file system with room for the copy.",
+            ));
+        }
+    }
     Ok(())
 }
 
