@@ -3,7 +3,8 @@
 //! and fails, saying why, on a false user check, a damaged backup object, a corrupt segment in
 //! the replay range and a scratch disk that is too small. After every outcome the scratch
 //! directory is gone, the repository holds nothing new but the drill's record, and the primary
-//! saw no connection from the drill.
+//! saw no connection from the drill. Also: killed and concurrent drills, a repository that goes
+//! away mid-replay, data checksums, --target-time, --keep, and a repository over SSH.
 
 mod common;
 
@@ -670,4 +671,37 @@ impl Drop for Tmpfs {
 
 fn wait_for(what: &str, f: impl FnMut() -> walship::error::Result<bool>) {
     wait_until(TIMEOUT, what, f).unwrap();
+}
+
+#[test]
+fn a_drill_restores_from_an_ssh_repository() {
+    let ws = Workspace::new();
+    let sshd = common::Sshd::start(&ws, "sshd");
+    let repo = ws.mkdir("repo");
+    let cfg = sshd.config(&ws, &repo, "walship-ssh.toml");
+    let p = ha::primary(&ws, &cfg);
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    p.psql("CREATE TABLE after_backup AS SELECT g FROM generate_series(1, 5000) g")
+        .unwrap();
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let s = Setup {
+        ws,
+        repo,
+        cfg,
+        p,
+        backup: String::new(),
+    };
+    let scratch = s.ws.path().join("scratch");
+    let (code, out) = drill(&s, &scratch, &[]);
+    assert_eq!(code, 0, "{out}");
+    let r = drill_records(&s.repo).pop().unwrap();
+    assert!(r.passed && r.rto_seconds.is_some(), "{r:?}");
+    assert!(!scratch.exists(), "{out}");
+    drop(sshd);
 }
