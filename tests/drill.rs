@@ -407,6 +407,69 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
         "the drill wrote to the repository"
     );
     assert_eq!(primary_connections(&s.p), connections);
+
+    // status and check report the failure.
+    let (code, out) = output(walship_as_pg(&s.ws, &s.cfg).arg("status"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("last drill: FAILED") && out.contains("no drill has passed"),
+        "{out}"
+    );
+    let (code, out) = output(walship_as_pg(&s.ws, &s.cfg).args(["status", "--prometheus"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("walship_drill_last_passed 0"), "{out}");
+    assert!(
+        !out.contains("walship_drill_last_success_timestamp_seconds"),
+        "{out}"
+    );
+    let (code, out) = output(
+        walship_as_pg(&s.ws, &s.cfg)
+            .arg("--pgdata")
+            .arg(&s.p.data)
+            .arg("check"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("WARN  the last drill failed: "), "{out}");
+    assert!(out.contains("WARN  no drill has ever passed"), "{out}");
+
+    // 6. A damaged index in the backup (damaged on the primary, then backed up as it was):
+    // amcheck fails the drill and names the database.
+    let mut p = s.p;
+    p.psql("CREATE INDEX orders_pad ON orders (pad, id)")
+        .unwrap();
+    let file = p.psql("SELECT pg_relation_filepath('orders_pad')").unwrap();
+    p.psql("CHECKPOINT").unwrap();
+    p.stop().unwrap();
+    let path = p.data.join(file);
+    let mut bytes = fs::read(&path).unwrap();
+    // the tuples at the end of the first leaf page (block 1; block 0 is the metapage)
+    for b in &mut bytes[2 * 8192 - 3000..2 * 8192 - 100] {
+        *b = 0x7f;
+    }
+    fs::write(&path, &bytes).unwrap();
+    p.start().unwrap();
+    let (code, out) = output(
+        walship_as_pg(&s.ws, &s.cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+    let (code, out) = drill_with(&s.ws, &s.cfg, &scratch);
+    eprintln!("{out}");
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("FAIL  amcheck: database postgres: "), "{out}");
+    assert!(!scratch.exists(), "{out}");
+}
+
+fn drill_with(ws: &Workspace, cfg: &Path, scratch: &Path) -> (i32, String) {
+    output(
+        walship_as_pg(ws, cfg)
+            .arg("drill")
+            .arg("--scratch")
+            .arg(scratch),
+    )
 }
 
 /// The postmaster PID of the copy in `scratch`, once it runs.
