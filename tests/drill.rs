@@ -769,7 +769,14 @@ fn a_drill_restores_from_an_ssh_repository() {
         backup: String::new(),
     };
     let scratch = s.ws.path().join("scratch");
-    let (code, out) = drill(&s, &scratch, &[]);
+    // And a PGUSER the cluster has no role for: the drill falls back to postgres.
+    let (code, out) = output(
+        walship_as_pg(&s.ws, &s.cfg)
+            .env("PGUSER", "no_such_role")
+            .arg("drill")
+            .arg("--scratch")
+            .arg(&scratch),
+    );
     assert_eq!(code, 0, "{out}");
     let r = drill_records(&s.repo).pop().unwrap();
     assert!(r.passed && r.rto_seconds.is_some(), "{r:?}");

@@ -323,7 +323,10 @@ fn drill(
     record.bytes_restored = m.original_bytes;
     let port = crate::pg::cluster::free_port()?;
     let settings = copy_settings(config, args, scratch, &end, port)?;
-    std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all peer\n")
+    // Only the drill's user can connect at all (unix_socket_permissions 0700, no TCP), and
+    // that user owns the copy's files: trust adds nothing it does not have, and works whatever
+    // role names the cluster has.
+    std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all trust\n")
         .map_err(|e| Error::io(format!("writing {}/pg_hba.conf", scratch.dir.display()), e))?;
     super::restore::finish(restored, &settings, "recovery.signal")?;
     if super::drill_scratch::write_missing_postgresql_conf(&pg_bin, &pgdata)? {
@@ -345,7 +348,7 @@ fn drill(
     // 2. Replay, until the copy opens.
     let mut copy = Copy::start(&postgres, &pgdata, &scratch.dir, port, &scratch.log())?;
     let timeout = Duration::from_secs(config.drill.timeout.unwrap_or(21_600));
-    let client = copy.client("postgres")?;
+    let mut client = copy.client("postgres")?;
     loop {
         if let Some(status) = copy.exited() {
             return Err(replay_failed(config, &scratch.log(), &format!("{status}")));
@@ -357,24 +360,37 @@ fn drill(
             Ok(_) if record.consistent_seconds.is_none() => {
                 record.consistent_seconds = Some(t0.elapsed().as_secs_f64());
             }
+            // A cluster made by `initdb -U postgres` under another account has no role named
+            // after the drill's user: PostgreSQL's usual superuser is the next guess.
+            Err(e)
+                if e.message.contains("does not exist")
+                    && e.message.contains("role")
+                    && copy.role() != "postgres" =>
+            {
+                copy.set_role("postgres");
+                client = copy.client("postgres")?;
+            }
             Err(e) if refused_for_good(&e.message) => {
                 return Err(Error::usage(format!(
                     "the copy refuses the drill's connection: {}",
                     e.message
                 ))
                 .with_hint(
-                    "The drill connects over the copy's socket as the user it runs as, with                      peer authentication: run it as the data directory's owner (postgres),                      whose role the cluster has.",
+                    "The drill connects over the copy's private socket as PGUSER, else as the \
+                     user it runs as, else as postgres: set PGUSER to a superuser of the cluster.",
                 ));
             }
             _ => {}
         }
         if t0.elapsed() > timeout {
             return Err(Error::unavailable(format!(
-                "the copy did not finish replaying within {} s (log: {})",
-                timeout.as_secs(),
-                scratch.log().display()
+                "the copy did not finish replaying within {} s",
+                timeout.as_secs()
             ))
-            .with_hint("Raise [drill] timeout if this machine replays more slowly."));
+            .with_hint(
+                "Raise [drill] timeout if this machine replays more slowly; `walship drill \
+                 --keep` keeps the copy's log.",
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -254,7 +254,8 @@ pub struct Copy {
     child: Child,
     pub socket_dir: PathBuf,
     pub port: u16,
-    user: String,
+    /// The role the drill connects as.
+    role: String,
     exited: Option<ExitStatus>,
 }
 
@@ -299,7 +300,10 @@ impl Copy {
             child,
             socket_dir: socket_dir.to_path_buf(),
             port,
-            user: crate::config::current_user(),
+            role: match std::env::var("PGUSER") {
+                Ok(u) if !u.is_empty() => u,
+                _ => crate::config::current_user(),
+            },
             exited: None,
         })
     }
@@ -311,9 +315,17 @@ impl Copy {
             "host={} port={} user={} dbname={}",
             q(&self.socket_dir.display().to_string()),
             self.port,
-            q(&self.user),
+            q(&self.role),
             q(db)
         ))
+    }
+
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    pub fn set_role(&mut self, role: &str) {
+        self.role = role.to_string();
     }
 
     /// How the postmaster ended, if it did.
