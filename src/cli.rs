@@ -39,11 +39,12 @@ CONFIGURATION
                                                                backups prune keeps
   keep_days          WALSHIP_KEEP_DAYS / prune --keep-days     (none) days of point-in-time
                                                                recovery prune keeps
-  pg                 WALSHIP_PG / --pg                         (none) libpq connection string for
-                                                               status, check and basebackup;
-                                                               without it they use pgdata's
-                                                               postmaster.pid. No password here:
-                                                               use ~/.pgpass
+  pg                 WALSHIP_PG / --pg                         (none) libpq connection string of
+                                                               the local server (status, check,
+                                                               basebackup, promote, watch, rejoin,
+                                                               switchover); without it they use
+                                                               pgdata's postmaster.pid. No
+                                                               password here: use ~/.pgpass
   [targets.NAME]     (file only) basebackup --to NAME          a standby: host (none: this host),
                                                                port, user, pgdata, pg_bin, walship,
                                                                config, primary_conninfo, and the
@@ -56,13 +57,14 @@ CONFIGURATION
   smart_timeout      (file only)                               300 seconds a smart promotion waits
                                                                for the archive to be replayed
   trigger_file       WALSHIP_TRIGGER_FILE / watch --trigger-file      (none)
-  watch_interval     WALSHIP_WATCH_INTERVAL / watch --watch-interval  1 second
-  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --failover-primary  (none: no automatic
+  watch_interval     WALSHIP_WATCH_INTERVAL / watch --interval        1 second
+  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --primary       (none: no automatic
                                                                failover) conninfo to health-check
   failover_after     WALSHIP_FAILOVER_AFTER / watch --failover-after  30 seconds
   fence_command      WALSHIP_FENCE_COMMAND / watch --fence-command    (required for failover)
   witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
-                                                               witness still reaches the primary
+                                                               witness still reaches the primary,
+                                                               1 = it does not, else unknown
   drill_max_age      WALSHIP_DRILL_MAX_AGE / --drill-max-age   7 days: check warns when no drill
                                                                passed within them
   [drill]            (file only)                               walship drill: checks (SQL, each
@@ -87,8 +89,22 @@ EXIT CODES
   reason other than \"not in the archive\"; above 125, so PostgreSQL stops recovery instead of
   ending it early and opening a new timeline without the rest of the WAL.";
 
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `walship --version`: the version, the commit it was built from and the libssh2 it uses.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{VERSION} (commit {}, libssh2 {}, patched: vendor/libssh2-sys/WALSHIP.md)",
+            env!("WALSHIP_COMMIT"),
+            crate::os::libssh2_version()
+        )
+    })
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "walship", version, about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
+#[command(name = "walship", version = VERSION, long_version = long_version(), about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalFlags,
@@ -96,8 +112,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command accepts; each also has a config file key of the same name.
+/// Flags every command accepts; each also has a config file key of the same name. Each
+/// command's `--help` shows, under "Global options", only the ones it uses ([`USES`]); the
+/// others are still accepted.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalFlags {
     /// Configuration file [default: /etc/walship.toml]
     #[arg(long, global = true, env = "WALSHIP_CONFIG", value_name = "FILE")]
@@ -159,7 +178,8 @@ pub struct GlobalFlags {
         value_name = "SECONDS"
     )]
     pub worker_idle_timeout: Option<u64>,
-    /// libpq connection string for status and check, e.g. "host=/var/run/postgresql port=5432"
+    /// libpq connection string of the local server (status, check, basebackup, promote, watch,
+    /// rejoin, switchover), e.g. "host=/var/run/postgresql port=5432 user=postgres"
     #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
     pub pg: Option<String>,
     /// Days within which a drill must have passed, or check warns
@@ -170,6 +190,14 @@ pub struct GlobalFlags {
         value_name = "DAYS"
     )]
     pub drill_max_age: Option<u64>,
+}
+
+/// `status --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    Text,
+    Json,
+    Prometheus,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,11 +227,15 @@ pub enum Command {
     },
     /// What the repository holds, per timeline: first and last segment, gaps, bytes, ratio
     Status {
-        /// Machine-readable output (schema in the README)
-        #[arg(long, conflicts_with = "prometheus")]
+        /// text, json (schema in docs/guide/monitoring.md) or prometheus (node_exporter's
+        /// textfile collector)
+        #[arg(long, value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+        /// The same as --output json
+        #[arg(long, conflicts_with_all = ["prometheus", "output"])]
         json: bool,
-        /// Prometheus text format, for node_exporter's textfile collector
-        #[arg(long)]
+        /// The same as --output prometheus
+        #[arg(long, conflicts_with = "output")]
         prometheus: bool,
     },
     /// Read every object back and check it (length, payload digest, SHA-256) and every timeline's continuity
@@ -228,6 +260,23 @@ pub enum Command {
     Prune(crate::commands::prune::PruneArgs),
     /// A restored server's hold on the WAL it still needs (set up by restore: archive_cleanup_command, recovery_end_command)
     Reader(crate::commands::reader::ReaderArgs),
+    /// Print the resolved configuration, each value with its source (flag, environment, file,
+    /// default), after validating it (a bad value exits 2 naming its key)
+    Config {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (walship completions bash > /etc/bash_completion.d/walship)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of walship, or of one command (walship man > walship.1)
+    Man {
+        /// The command (default: walship itself)
+        command: Option<String>,
+    },
     /// Show walship at work on a throwaway PostgreSQL primary and a recovering copy
     Demo(crate::commands::demo::DemoArgs),
     /// Background worker started by push: pushes the .ready files of a pg_wal directory ahead
@@ -250,6 +299,9 @@ impl Command {
             Command::Push { name, .. } => format!("push {name}"),
             Command::Fetch { name, .. } => format!("fetch {name}"),
             Command::Demo(_) => "demo".into(),
+            Command::Config { .. } => "config".into(),
+            Command::Completions { .. } => "completions".into(),
+            Command::Man { .. } => "man".into(),
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
             Command::Prune(_) => "prune".into(),
@@ -270,9 +322,130 @@ impl Command {
 
 /// Run walship with these arguments and return the process exit code. Errors are printed here,
 /// once, with their hint.
+/// The global options `command` uses, for its `--help` (ids as clap names them); `None` for a
+/// command whose help shows them all.
+fn uses(command: &str) -> Option<Vec<&'static str>> {
+    const REPO: &[&str] = &["config", "repo", "ssh_key", "known_hosts", "ssh_timeout"];
+    const PUSH: &[&str] = &[
+        "compression",
+        "compression_level",
+        "compress_threads",
+        "push_ahead",
+        "worker_idle_timeout",
+    ];
+    const FETCH: &[&str] = &["fetch_retries", "pgdata", "prefetch", "worker_idle_timeout"];
+    const SERVER: &[&str] = &["pgdata", "pg"];
+    const COMPRESS: &[&str] = &["compression", "compression_level", "compress_threads"];
+    let parts: &[&[&str]] = match command {
+        "push" => &[REPO, PUSH],
+        "fetch" => &[REPO, FETCH],
+        "verify" | "prune" | "reader" => &[REPO],
+        "status" | "promote" | "watch" | "check" => &[REPO, SERVER],
+        // they write a restore_command that carries the fetch settings
+        "switchover" | "rejoin" | "restore" => &[REPO, SERVER, FETCH],
+        "basebackup" => &[REPO, SERVER, COMPRESS],
+        "demo" => &[],
+        "config" => &[REPO, PUSH, FETCH, SERVER],
+        "completions" | "man" => &[],
+        _ => return None,
+    };
+    Some(parts.concat())
+}
+
+/// The command line for the help of `sub`: the global options it does not use are hidden.
+/// (Hiding them per subcommand of one command is not possible: clap propagates global options
+/// with their settings, so the help is rendered from a command made for it.) Not built yet:
+/// see [`command_for_help`].
+pub fn help_command(sub: &str) -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    if let Some(used) = uses(sub) {
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for g in globals.iter().filter(|g| !used.contains(&g.as_str())) {
+            cmd = cmd.mut_arg(g, |a| a.hide(true));
+        }
+    }
+    cmd
+}
+
+/// [`help_command`], built (global options propagated), ready to render `sub`'s help.
+pub fn command_for_help(sub: &str) -> clap::Command {
+    let mut cmd = help_command(sub);
+    cmd.build();
+    cmd
+}
+
+/// The subcommand whose help `args` ask for (`walship [options] CMD ... --help`, `walship help
+/// CMD`), if that is what they ask.
+fn help_asked_for(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let is_sub = |a: &str| cmd.get_subcommands().any(|c| c.get_name() == a);
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(w) = words.next() {
+        if w == "help" {
+            return words.next().map(|s| s.to_string()).filter(|s| is_sub(s));
+        }
+        if w.starts_with("--") && !w.contains('=') {
+            words.next(); // every global option takes a value
+            continue;
+        }
+        if is_sub(&w) {
+            let rest: Vec<_> = words.collect();
+            return rest
+                .iter()
+                .any(|r| r == "--help" || r == "-h")
+                .then(|| w.to_string());
+        }
+        return None;
+    }
+    None
+}
+
+/// `walship man [COMMAND]`: the man page, rendered from the clap definitions.
+fn print_man(command: Option<&str>) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let (page, title) = match command {
+        None => (cmd, "walship".to_string()),
+        Some(name) => (
+            cmd.find_subcommand(name)
+                .cloned()
+                .ok_or_else(|| Error::usage(format!("no command {name:?}")))?,
+            format!("walship-{name}"),
+        ),
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .title(title)
+        .render(&mut out)
+        .map_err(|e| Error::io("rendering the man page", e))?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Error::io("writing the man page", e))
+}
+
+/// Parse `args` as walship's command line.
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(args)
+}
+
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    if let Some(sub) = help_asked_for(&args) {
+        let mut cmd = command_for_help(&sub);
+        if let Some(s) = cmd.find_subcommand_mut(&sub) {
+            let _ = s.print_long_help();
+            return 0;
+        }
+    }
+    let cli = match parse(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -356,11 +529,27 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::fetch::run(&cli.global, &name, &path, until.as_deref())
         }
         Command::Demo(args) => crate::commands::demo::run(&args),
-        Command::Status { json, prometheus } => {
+        Command::Config { json } => crate::commands::config_show::run(&cli.global, json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // into memory first: clap_complete panics when its writer fails (a closed pipe)
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "walship", &mut out);
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Error::io("writing the completion script", e))
+        }
+        Command::Man { command } => print_man(command.as_deref()),
+        Command::Status {
+            output,
+            json,
+            prometheus,
+        } => {
             use crate::commands::status::Output;
-            let output = match (json, prometheus) {
-                (true, _) => Output::Json,
-                (_, true) => Output::Prometheus,
+            let output = match (json, prometheus, output) {
+                (true, _, _) | (_, _, StatusOutput::Json) => Output::Json,
+                (_, true, _) | (_, _, StatusOutput::Prometheus) => Output::Prometheus,
                 _ => Output::Table,
             };
             crate::commands::status::run(&Config::resolve(&cli.global)?, output)

@@ -205,7 +205,7 @@ impl Config {
             .known_hosts
             .clone()
             .or(file.known_hosts)
-            .unwrap_or_else(|| home_dir().join(".ssh/known_hosts"));
+            .unwrap_or_else(|| crate::os::home_dir().join(".ssh/known_hosts"));
         let repo = flags.repo.clone().or(file.repo);
         if let Some(r) = &repo {
             Location::parse(r)?; // report a bad location before anything else happens
@@ -309,6 +309,10 @@ impl Config {
     /// `restore_command` for a server this walship sets up (restore, rejoin): this binary with
     /// every setting as a flag, so the server restores from the same repository whatever its
     /// environment.
+    ///
+    /// Each word is shell-quoted (PostgreSQL runs the command through `sh -c`) and then has its
+    /// `%` doubled, since PostgreSQL replaces `%f`, `%p`, `%r` and `%%` before the shell sees it.
+    /// The result still needs [`crate::pg::server::conf_string`] to go into a configuration file.
     pub fn restore_command(&self) -> Result<String> {
         self.server_command("fetch %f %p")
     }
@@ -319,9 +323,21 @@ impl Config {
         use crate::storage::remote::shell_quote;
         let exe =
             std::env::current_exe().map_err(|e| Error::io("finding the walship binary", e))?;
-        let mut words = vec![shell_quote(&exe.display().to_string())];
+        // A path that is not UTF-8 would come out changed (and name another file).
+        let word = |s: &std::ffi::OsStr| {
+            s.to_str()
+                .map(|s| shell_quote(s).replace('%', "%%"))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "{}: not UTF-8, so it cannot go into restore_command",
+                        s.to_string_lossy()
+                    ))
+                    .with_hint("Use paths that are UTF-8 for the walship binary, the SSH key and known_hosts.")
+                })
+        };
+        let mut words = vec![word(exe.as_os_str())?];
         for a in self.flag_args() {
-            words.push(shell_quote(&a.to_string_lossy()));
+            words.push(word(&a)?);
         }
         words.push(tail.into());
         Ok(words.join(" "))
@@ -350,83 +366,46 @@ impl Config {
     }
 }
 
-/// The login name of the effective user (for SSH logins without `user@`).
-pub fn current_user() -> String {
-    passwd_field(|pw| pw.pw_name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "postgres".into())
-}
-
-/// The effective user's home directory: $HOME, else the password database.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| passwd_field(|pw| pw.pw_dir).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// The login name of user `uid`, from the password database.
-pub fn user_name(uid: u32) -> Option<String> {
-    passwd_field_of(uid, |pw| pw.pw_name)
-}
-
-fn passwd_field(field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    passwd_field_of(unsafe { libc::geteuid() }, field)
-}
-
-fn passwd_field_of(uid: u32, field: impl Fn(&libc::passwd) -> *mut libc::c_char) -> Option<String> {
-    // getpwuid_r with a buffer of our own: pool threads look users up while opening SSH
-    // sessions, and getpwuid's static result would be shared between them.
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: every pointer is to storage we own and that outlives the call; the result
-        // points into `pw` and `buf`, which we copy out of before they go away.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
-            if rc == libc::ERANGE && buf.len() < 1 << 20 {
-                buf.resize(buf.len() * 4, 0);
-                continue;
-            }
-            if rc != 0 || result.is_null() {
-                return None;
-            }
-            let p = field(&pw);
-            if p.is_null() {
-                return None;
-            }
-            return Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[test]
-    fn regression_user_lookups_from_many_threads_at_once_agree() {
-        let me = unsafe { libc::geteuid() };
-        let name = user_name(me);
-        assert!(name.is_some());
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                std::thread::spawn(move || (0..200).map(|_| user_name(me)).collect::<Vec<_>>())
-            })
-            .collect();
-        for t in threads {
-            assert!(t.join().unwrap().iter().all(|n| *n == name));
+    /// The configuration from `args` alone: no WALSHIP_* variable of the machine running the
+    /// tests, and /dev/null instead of /etc/walship.toml unless the test names a file.
+    fn resolve<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Config> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut args: Vec<std::ffi::OsString> =
+            args.iter().map(|a| a.as_ref().to_os_string()).collect();
+        if !args.iter().any(|a| a == "--config") {
+            args.splice(1..1, ["--config".into(), "/dev/null".into()]);
         }
-        assert_eq!(user_name(0).as_deref(), Some("root"));
+        let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None));
+        let cli =
+            crate::cli::Cli::from_arg_matches(&cmd.try_get_matches_from(args).unwrap()).unwrap();
+        Config::resolve(&cli.global)
     }
 
-    fn resolve(args: &[&str]) -> Result<Config> {
-        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
-        Config::resolve(&cli.global)
+    #[test]
+    fn regression_the_configuration_tests_ignore_the_machines_walship_settings() {
+        if std::env::var_os("WALSHIP_TEST_HOSTILE_CHILD").is_some() {
+            return;
+        }
+        // the configuration tests again, in a process whose environment sets walship up
+        // otherwise: their results must not change
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["config::tests::", "--test-threads", "1"])
+            .env("WALSHIP_TEST_HOSTILE_CHILD", "1")
+            .env("WALSHIP_REPO", "/from/the/environment")
+            .env("WALSHIP_COMPRESSION", "bogus")
+            .env("WALSHIP_FETCH_RETRIES", "77")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("passed"));
     }
 
     #[test]
@@ -488,6 +467,35 @@ mod tests {
     }
 
     #[test]
+    fn restore_command_doubles_the_percent_signs_of_paths_not_of_its_placeholders() {
+        let c = resolve(&["walship", "--repo", "/srv/100%p 'x'", "fetch", "X", "Y"]).unwrap();
+        let rc = c.restore_command().unwrap();
+        assert!(rc.contains(r#" '/srv/100%%p '\''x'\''' "#), "{rc}");
+        assert!(rc.ends_with(" fetch %f %p"), "{rc}");
+        assert_eq!(rc.replace("%%", "").matches('%').count(), 2, "{rc}");
+    }
+
+    #[test]
+    fn restore_command_refuses_a_path_that_is_not_utf8_rather_than_change_it() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let args = [
+            OsStr::new("walship"),
+            OsStr::new("--repo"),
+            OsStr::new("/r"),
+            OsStr::new("--ssh-key"),
+            OsStr::from_bytes(b"/keys/\xff"),
+            OsStr::new("fetch"),
+            OsStr::new("X"),
+            OsStr::new("Y"),
+        ];
+        let c = resolve(&args).unwrap();
+        let e = c.restore_command().unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage, "{e}");
+        assert!(e.message.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
     fn worker_args_reproduce_the_configuration() {
         let c = resolve(&[
             "walship",
@@ -506,8 +514,7 @@ mod tests {
         .unwrap();
         let mut args: Vec<std::ffi::OsString> = vec!["walship".into()];
         args.extend(c.worker_args("push-ahead", Path::new("/pg/pg_wal")));
-        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
-        let w = Config::resolve(&cli.global).unwrap();
+        let w = resolve(&args).unwrap();
         assert_eq!(format!("{c:?}"), format!("{w:?}"));
     }
 

@@ -100,8 +100,8 @@ pub fn run_hook(label: &str, command: &str, env: &[(&str, String)], timeout: Dur
                 };
             }
             Ok(None) if started.elapsed() >= timeout => {
-                // SAFETY: the hook leads its own process group (process_group(0) above).
-                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                // the hook leads its own process group (process_group(0) above)
+                crate::os::signal(-(child.id() as i32), libc::SIGKILL);
                 let _ = child.wait();
                 break HookEnd::TimedOut;
             }

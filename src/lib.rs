@@ -29,18 +29,88 @@ pub mod repo;
 pub mod spool;
 pub mod storage;
 pub mod transfer;
+pub mod units;
 
 pub use error::{Error, Kind, Result};
 
-/// `eprintln!` that never panics. walship's stderr is often a file on a disk that may be full (a
-/// worker's log in pg_wal, PostgreSQL's log): `eprintln!` panics when the write fails, and with
-/// `panic = "abort"` a clean "no space left" failure would become an abort that leaves its
-/// temporaries behind (found by the full-pg_wal drill). A message that cannot be written is
-/// dropped.
+/// `eprintln!` that never panics, and writes each line with one write. walship's stderr is often
+/// a file on a disk that may be full (a worker's log in pg_wal, PostgreSQL's log): `eprintln!`
+/// panics when the write fails, and with `panic = "abort"` a clean "no space left" failure would
+/// become an abort that leaves its temporaries behind (found by the full-pg_wal drill). A message
+/// that cannot be written is dropped. One write per line keeps a line whole when PostgreSQL's own
+/// messages land in the same log (`writeln!` writes the pieces of a format one by one).
 #[macro_export]
 macro_rules! log_line {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        $crate::log::write_line(&format!($($arg)*));
     }};
+}
+
+pub mod log {
+    //! Where `log_line!` writes: stderr, one write per line; in a background worker (whose
+    //! stderr is its own log file, read long after) each line starts with an RFC 3339 time.
+
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+    /// Prefix every later line with the time (background workers).
+    pub fn with_timestamps() {
+        TIMESTAMPS.store(true, Ordering::Relaxed);
+    }
+
+    pub fn write_line(message: &str) {
+        let mut line = String::with_capacity(message.len() + 32);
+        if TIMESTAMPS.load(Ordering::Relaxed) {
+            line.push_str(&rfc3339_now());
+            line.push(' ');
+        }
+        line.push_str(message);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    /// Now, as `2026-12-01T07:20:37.123Z`.
+    pub fn rfc3339_now() -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        rfc3339(now.as_secs() as i64, now.subsec_millis())
+    }
+
+    /// Seconds since the epoch (UTC) and milliseconds, as RFC 3339.
+    pub fn rfc3339(secs: i64, millis: u32) -> String {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // civil_from_days (Howard Hinnant's algorithm)
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn times_are_written_as_rfc_3339() {
+            assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+            assert_eq!(super::rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+            assert_eq!(
+                super::rfc3339(1_796_109_637, 123),
+                "2026-12-01T07:20:37.123Z"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::commands::human_bytes;
+use crate::units::human_bytes;
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 

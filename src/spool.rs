@@ -290,7 +290,6 @@ impl Spool {
 /// Start `walship <args>` detached from the caller (own session, no terminal, stderr to the
 /// spool's log), so that it outlives the archive_command or restore_command call.
 pub fn spawn_worker(spool: &Spool, args: &[std::ffi::OsString]) -> Result<std::process::Child> {
-    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().context("locating the walship binary")?;
     let log = spool.log_file()?;
@@ -300,30 +299,11 @@ pub fn spawn_worker(spool: &Spool, args: &[std::ffi::OsString]) -> Result<std::p
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .current_dir(&spool.pg_wal);
-    // SAFETY: setsid is async-signal-safe; it detaches the worker from PostgreSQL's process group,
-    // so signals meant for the archiver or startup process do not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    crate::os::in_new_session(&mut cmd);
     cmd.spawn().context("starting a background worker")
 }
 
-/// Bytes available to an unprivileged writer on the file system of `dir` (statvfs), if known.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-    }
-}
+pub use crate::os::free_bytes;
 
 #[cfg(test)]
 mod tests {
@@ -447,12 +427,10 @@ pub fn stop_workers_and_clear(pg_wal: &Path, grace: std::time::Duration) -> Resu
             e.path().display()
         );
         let started = std::time::Instant::now();
-        // SAFETY: signalling a PID read from a lock file that a live process holds.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        crate::os::signal(pid, libc::SIGTERM);
         while f.try_lock().is_err() {
             if started.elapsed() > grace {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                crate::os::signal(pid, libc::SIGKILL);
             }
             if started.elapsed() > grace * 2 {
                 return Err(Error::unavailable(format!(

@@ -380,6 +380,38 @@ fn drill_bad_input_corpus() {
         "changed_known_hosts",
         &format!("[127.0.0.1]:{} {other_key}\n", sshd.port),
     );
+    // the same, hashed as `ssh-keyscan -H` writes it; and only a key of another type (ecdsa)
+    let hashed_changed_kh = {
+        use base64::Engine;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let salt = b"twenty bytes of salt";
+        let mac =
+            walship::hashing::hmac_sha1(salt, format!("[127.0.0.1]:{}", sshd.port).as_bytes());
+        cfg(
+            "hashed_changed_known_hosts",
+            &format!("|1|{}|{} {other_key}\n", b64.encode(salt), b64.encode(mac)),
+        )
+    };
+    let ecdsa = root.join("ecdsa_key");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+            .arg(&ecdsa)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ecdsa_pub = fs::read_to_string(ecdsa.with_extension("pub")).unwrap();
+    let ecdsa_pub: Vec<&str> = ecdsa_pub.split_whitespace().take(2).collect();
+    let other_type_kh = cfg(
+        "other_type_known_hosts",
+        &format!("[127.0.0.1]:{} {}\n", sshd.port, ecdsa_pub.join(" ")),
+    );
+    // a data directory that belongs to root (when the drill runs as root)
+    let rooted = root.join("rooted");
+    fs::create_dir(&rooted).unwrap();
+    fs::write(rooted.join("PG_VERSION"), "15\n").unwrap();
+    let rooted = rooted.display().to_string();
 
     // a restored snapshot of this cluster: same system identifier, other bytes under a name
     // already archived
@@ -436,7 +468,7 @@ fn drill_bad_input_corpus() {
             name.into(),
         ]
     };
-    let cases: Vec<Case> = vec![
+    let mut cases: Vec<Case> = vec![
         // names
         case(
             "empty %f",
@@ -807,7 +839,7 @@ fn drill_bad_input_corpus() {
             4,
             "ssh-keygen -R",
         ),
-        // destructive paths (issue 18): a root without walship.repo is unavailable for the
+        // destructive paths: a root without walship.repo is unavailable for the
         // commands a cron job runs, never "empty, nothing to do"
         case(
             "verify on a root without walship.repo",
@@ -911,7 +943,215 @@ fn drill_bad_input_corpus() {
             2,
             "reader id",
         ),
+        // host keys: hashed known_hosts, key types, a data directory as root
+        case(
+            "changed host key, hashed known_hosts line",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &hashed_changed_kh,
+                "status",
+            ],
+            4,
+            "HOST KEY CHANGED",
+        ),
+        case(
+            "known_hosts holds only another key type for the host",
+            &[
+                "--repo",
+                &url,
+                "--ssh-key",
+                &key,
+                "--known-hosts",
+                &other_type_kh,
+                "status",
+            ],
+            4,
+            "holds only ecdsa-sha2-nistp256",
+        ),
     ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // as root, a data directory that belongs to root is nobody's
+        // PostgreSQL's; every command that works in one refuses it before touching it
+        for (what, args) in [
+            (
+                "promote as root in a root-owned data directory",
+                vec!["promote"],
+            ),
+            (
+                "rejoin as root in a root-owned data directory",
+                vec!["rejoin", "--primary", "host=/tmp"],
+            ),
+            (
+                "watch as root in a root-owned data directory",
+                vec!["watch"],
+            ),
+            (
+                "switchover as root in a root-owned data directory",
+                vec![
+                    "switchover",
+                    "--primary",
+                    "host=/tmp",
+                    "--primary-stop-command",
+                    "true",
+                ],
+            ),
+            (
+                "basebackup as root in a root-owned data directory",
+                vec!["basebackup"],
+            ),
+        ] {
+            let mut a = vec!["--repo", &r, "--pgdata", &rooted];
+            a.extend(args);
+            cases.push(case(what, &a, 2, "belongs to root"));
+        }
+    }
+    // failover and the command line: the archive's fence, the trigger file's rules, watch and
+    // promote refusing what they cannot do safely, unknown values
+    {
+        let forked = root.join("forked");
+        fs::create_dir(&forked).unwrap();
+        let f = forked.display().to_string();
+        let pushed = run(walship()
+            .args(["--repo", &f, "push"])
+            .arg(format!("pg_wal/{}", seg(1)))
+            .arg(seg(1))
+            .current_dir(&pgdata));
+        assert_eq!(pushed.0, 0, "{}", pushed.1);
+        // timeline 2 forked off timeline 1 inside segment 1 (1 MiB segments)
+        fs::write(
+            pg_wal.join("00000002.history"),
+            "1\t0/180000\tno recovery target specified\n",
+        )
+        .unwrap();
+        let pushed = run(walship()
+            .args([
+                "--repo",
+                &f,
+                "push",
+                "pg_wal/00000002.history",
+                "00000002.history",
+            ])
+            .current_dir(&pgdata));
+        assert_eq!(pushed.0, 0, "{}", pushed.1);
+        let data = ws.mkdir("a_standby");
+        ws.tools
+            .write_file(&data.join("PG_VERSION"), "15\n")
+            .unwrap();
+        let d = data.display().to_string();
+        let not_data = ws.mkdir("not_data").display().to_string();
+        let private = ws.mkdir("private");
+        let link = root.join("private_link");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        let via_link = link.join("trigger").display().to_string();
+        let dir_t = private.join("trigger").display().to_string();
+        let w = |extra: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = ["--repo", &r, "--pgdata", &d]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.push("watch".into());
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let seg2 = format!("pg_wal/{}", seg(2));
+        cases.extend([
+            case(
+                "a demoted primary pushes past a newer timeline's fork",
+                &["--repo", &f, "push", &seg2, &seg(2)],
+                4,
+                "forked off timeline 1",
+            ),
+            case(
+                "a trigger file in /tmp",
+                &w(&["--trigger-file", "/tmp/pg_failover_trigger"]),
+                2,
+                "can be written by other users",
+            ),
+            case(
+                "a relative trigger path",
+                &w(&["--trigger-file", "trigger"]),
+                2,
+                "not an absolute path",
+            ),
+            case(
+                "a trigger path through a symlinked directory",
+                &w(&["--trigger-file", &via_link]),
+                2,
+                "is a symlink",
+            ),
+            case(
+                "automatic failover without a fence",
+                &w(&["--primary", "host=db1"]),
+                2,
+                "needs fence_command",
+            ),
+            case(
+                "watch with nothing to watch",
+                &w(&[]),
+                2,
+                "nothing to watch",
+            ),
+            case(
+                "watch's interval is not a number",
+                &w(&["--interval", "soon", "--trigger-file", &dir_t]),
+                2,
+                "invalid value",
+            ),
+            case(
+                "a password in the primary's connection string",
+                &w(&[
+                    "--primary",
+                    "host=db1 password=x",
+                    "--fence-command",
+                    "true",
+                ]),
+                2,
+                "password",
+            ),
+            case(
+                "promote a directory that is no data directory",
+                &["--repo", &r, "--pgdata", &not_data, "promote"],
+                2,
+                "not a PostgreSQL data directory",
+            ),
+            case(
+                "promote a standby that is not running",
+                &["--repo", &r, "--pgdata", &d, "promote"],
+                3,
+                "not running",
+            ),
+            case(
+                "status --output yaml",
+                &["--repo", &r, "status", "--output", "yaml"],
+                2,
+                "invalid value",
+            ),
+            case(
+                "config with an unknown compression",
+                &["--repo", &r, "--compression", "lz5", "config"],
+                2,
+                "unknown compression",
+            ),
+            case(
+                "the man page of no command",
+                &["man", "nosuch"],
+                2,
+                "no command",
+            ),
+            case(
+                "completions for an unknown shell",
+                &["completions", "tcsh"],
+                2,
+                "invalid value",
+            ),
+        ]);
+        fs::remove_file(pg_wal.join("00000002.history")).unwrap();
+    }
     let before = tree(&repo);
     let mut survived = 0;
     let mut failures = Vec::new();

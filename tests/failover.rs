@@ -274,6 +274,11 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
         "new_timeline = 2\nhost = \"elsewhere\"\npgdata = \"/srv/pg\"\nreason = \"automatic failover\"\ndecided_at = 1\n",
     )
     .unwrap();
+    // the repository is the PostgreSQL user's, as promote (which becomes that user) finds it
+    ws.tools.chown(&repo.join("promotions")).unwrap();
+    ws.tools
+        .chown(&repo.join("promotions/00000002.toml"))
+        .unwrap();
     p.stop().unwrap();
     let (code, text) = output(walship_for(&ws, &cfg, &s.data).args(["promote", "--fast"]));
     assert_eq!(code, 4, "{text}");
@@ -298,7 +303,7 @@ fn no_failover_while_the_primary_comes_back_no_second_primary_and_a_restarted_wa
         repo.join("promotions/off-00000001.toml"),
         format!(
             "new_timeline = 2\nfrom_timeline = 1\nnode_id = \"{node_id}\"\nhost = \"{}\"\npgdata = \"{}\"\nreason = \"trigger file\"\ndecided_at = 1\n",
-            walship::repo::lock::hostname(),
+            walship::os::hostname(),
             s.data.display()
         ),
     )

@@ -23,21 +23,6 @@ fn in_recovery(c: &Cluster) -> bool {
     c.psql("SELECT pg_is_in_recovery()").unwrap() == "t"
 }
 
-/// A second configuration file beside the test's (hook timeouts and the like are file-only).
-fn config_named(ws: &Workspace, repo: &Path, name: &str, extra: &str) -> std::path::PathBuf {
-    let path = ws.path().join(name);
-    ws.tools
-        .write_file(
-            &path,
-            &format!(
-                "repo = '{}'\nworker_idle_timeout = 2\n{extra}",
-                repo.display()
-            ),
-        )
-        .unwrap();
-    path
-}
-
 /// What one cycle found.
 struct Cycle {
     primaries: usize,

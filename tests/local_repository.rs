@@ -984,3 +984,179 @@ fn regression_a_history_file_that_cannot_be_fetched_during_a_promotion_aborts_in
     let (code, err) = fetch(SEG);
     assert_eq!(code, 3, "{err}");
 }
+
+#[test]
+fn each_commands_help_shows_the_global_options_it_uses_and_no_others() {
+    let help = |args: &[&str]| {
+        let out = walship().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for form in [
+        &["promote", "--help"][..],
+        &["--repo", "/x", "help", "promote"][..],
+    ] {
+        let text = help(form);
+        assert!(
+            text.contains("Global options") && text.contains("--repo") && text.contains("--pg "),
+            "{text}"
+        );
+        for other in [
+            "--compression",
+            "--push-ahead",
+            "--prefetch",
+            "--fetch-retries",
+        ] {
+            assert!(!text.contains(other), "{form:?} shows {other}:\n{text}");
+        }
+    }
+    let push = help(&["push", "--help"]);
+    assert!(
+        push.contains("--compression") && push.contains("--push-ahead"),
+        "{push}"
+    );
+    assert!(!push.contains("--prefetch"), "{push}");
+    // hidden is not refused: a global option a command does not use is still accepted
+    let (code, err) = run(walship().args(["--prefetch", "3", "--repo", "/nonexistent", "verify"]));
+    assert_eq!(code, 3, "{err}");
+    // the earlier spelling of watch's interval still parses (the error is about the data
+    // directory, an empty one here, not about the flag)
+    let empty = tempfile::tempdir().unwrap();
+    let (code, err) =
+        run(walship()
+            .arg("--pgdata")
+            .arg(empty.path())
+            .args(["watch", "--watch-interval", "2"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("unexpected argument"), "{err}");
+}
+
+#[test]
+fn config_prints_each_value_with_its_source_and_refuses_a_bad_one() {
+    let env = Env::new();
+    let file = env.root.join("walship.toml");
+    fs::write(
+        &file,
+        format!("repo = '{}'\ncompression_level = 3\n", env.repo.display()),
+    )
+    .unwrap();
+    let out = walship()
+        .env("WALSHIP_CONFIG", &file)
+        .env("WALSHIP_PREFETCH", "4")
+        .args(["--push-ahead", "2", "config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .to_string()
+    };
+    assert!(line("repo").contains("file ("), "{text}");
+    assert!(line("compression_level").contains(" 3 "), "{text}");
+    assert!(line("push_ahead").ends_with("flag"), "{text}");
+    assert!(
+        line("prefetch").contains("environment (WALSHIP_PREFETCH)"),
+        "{text}"
+    );
+    assert!(line("ssh_timeout").ends_with("default"), "{text}");
+    // every key the help's configuration table names is shown
+    let help =
+        String::from_utf8_lossy(&walship().arg("--help").output().unwrap().stdout).into_owned();
+    let table = &help[help.find("CONFIGURATION").unwrap()..help.find("POSTGRESQL").unwrap()];
+    let keys: Vec<&str> = table
+        .lines()
+        .filter(|l| !l.starts_with("   ") && (l.contains("WALSHIP_") || l.contains("(file only)")))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    for key in keys {
+        line(key);
+    }
+    // a bad value exits 2 and names it
+    let (code, err) =
+        run(walship()
+            .env("WALSHIP_CONFIG", &file)
+            .args(["--compression", "bogus", "config"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn version_completions_and_man_pages_come_from_the_same_definitions() {
+    let out = |args: &[&str]| {
+        let o = walship().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let v = out(&["--version"]);
+    assert!(
+        v.starts_with("walship 0.") && v.contains("commit ") && v.contains("libssh2 1."),
+        "{v}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = out(&["completions", shell]);
+        assert!(
+            script.contains("basebackup") && script.contains("trigger-file"),
+            "{shell}"
+        );
+    }
+    let man = out(&["man"]);
+    assert!(
+        man.contains(".TH walship") && man.contains("basebackup"),
+        "{man}"
+    );
+    let man = out(&["man", "watch"]);
+    assert!(
+        man.contains(".TH walship-watch") && man.contains("witness"),
+        "{man}"
+    );
+    let (code, err) = run(walship().args(["man", "nosuch"]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn status_output_json_is_the_same_as_the_json_flag() {
+    let env = Env::new();
+    fs::write(env.pg_wal.join(SEG), segment_bytes(SEG, SYSID, MIB, 1)).unwrap();
+    assert_eq!(env.push(SEG).0, 0);
+    let out = |args: &[&str]| {
+        let o = env.cmd().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let json = out(&["status", "--output", "json"]);
+    assert_eq!(json, out(&["status", "--json"]));
+    assert!(json.contains("\"timelines\""), "{json}");
+    // the same metrics (values such as ages may move between two calls)
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split([' ', '{']).next().map(str::to_string))
+            .collect()
+    };
+    let prom = out(&["status", "--output", "prometheus"]);
+    assert!(prom.contains("walship_"), "{prom}");
+    assert_eq!(names(&prom), names(&out(&["status", "--prometheus"])));
+    assert!(out(&["status"]).contains(SEG));
+    let (code, err) = run(env.cmd().args(["status", "--output", "yaml"]));
+    assert_eq!(code, 2, "{err}");
+}

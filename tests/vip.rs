@@ -147,6 +147,79 @@ fn through_vip(net: &Net, tools_psql: &Path, port: u16) -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
+/// The test's stand-in for `sudo walship-vip`: walship runs hooks and the fence as the
+/// PostgreSQL user (it drops root to the data directory's owner), who may not change addresses.
+/// The hook writes a request file; a thread of the test (root) runs walship-vip in that node's
+/// namespace and writes back its exit code.
+struct Sudo {
+    script: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Sudo {
+    fn start(ws: &Workspace, net: &Net, vip_script: &Path) -> Sudo {
+        let dir = ws.mkdir("sudo");
+        let script = ws.path().join("sudo-vip");
+        ws.tools
+            .write_file(
+                &script,
+                &format!(
+                    "#!/bin/sh\nreq={dir}/$$.$1.$2\necho \"$1 $2\" > \"$req.tmp\" && mv \"$req.tmp\" \"$req.cmd\"\n\
+                     i=0\nwhile [ $i -lt 400 ]; do\n  if [ -f \"$req.done\" ]; then exit \"$(cat \"$req.done\")\"; fi\n  sleep 0.05; i=$((i+1))\ndone\nexit 3\n",
+                    dir = dir.display()
+                ),
+            )
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, prefix, vip_script) =
+                (stop.clone(), net.prefix.clone(), vip_script.to_path_buf());
+            std::thread::spawn(move || {
+                let mut log = String::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for e in fs::read_dir(&dir).unwrap().flatten() {
+                        let path = e.path();
+                        if path.extension().and_then(|x| x.to_str()) != Some("cmd") {
+                            continue;
+                        }
+                        let req = fs::read_to_string(&path).unwrap_or_default();
+                        let mut words = req.split_whitespace();
+                        let (Some(node), Some(action)) = (words.next(), words.next()) else {
+                            continue;
+                        };
+                        let code = Command::new("ip")
+                            .args(["netns", "exec", &format!("{prefix}-{node}"), "sh"])
+                            .arg(&vip_script)
+                            .args([action, "eth0", &format!("{VIP}/24")])
+                            .status()
+                            .ok()
+                            .and_then(|s| s.code())
+                            .unwrap_or(3);
+                        log += &format!("{node} {action}: {code}\n");
+                        let done = path.with_extension("done");
+                        fs::write(path.with_extension("tmp2"), code.to_string()).unwrap();
+                        fs::rename(path.with_extension("tmp2"), done).unwrap();
+                        fs::remove_file(&path).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                log
+            })
+        };
+        Sudo {
+            script,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
 #[test]
 fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
     assert_eq!(
@@ -158,13 +231,11 @@ fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
     let ws = Workspace::new();
     let repo = ws.mkdir("repo");
     let vip_script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contrib/walship-vip");
+    let sudo = Sudo::start(&ws, &net, &vip_script);
     let cfg = config(
         &ws,
         &repo,
-        &format!(
-            "on_promote = [\"sh {} up eth0 {VIP}/24\"]\n",
-            vip_script.display()
-        ),
+        &format!("on_promote = [\"sh {} b up\"]\n", sudo.script.display()),
     );
     // one port for both: they live in different namespaces, and clients use one address
     let port = free_port().unwrap();
@@ -242,16 +313,12 @@ fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
         };
     }
     let mut watch = watch
-        .args(["watch", "--failover-primary"])
+        .args(["watch", "--primary"])
         .arg(format!(
             "host=192.168.77.1 port={port} user=postgres dbname=postgres"
         ))
         .args(["--failover-after", "2", "--fence-command"])
-        .arg(format!(
-            "ip netns exec {} sh {} down eth0 {VIP}/24",
-            net.ns("a"),
-            vip_script.display()
-        ))
+        .arg(format!("sh {} a down", sudo.script.display()))
         .stdin(Stdio::null())
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
@@ -273,6 +340,7 @@ fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
     let rto = killed.elapsed();
     done.store(true, Ordering::Relaxed);
     monitor.join().unwrap();
+    let sudo_log = sudo.stop();
     let holders = net.holders();
     stop(&s, "fast");
     stop(&p, "immediate");
@@ -282,7 +350,11 @@ fn the_primary_vip_follows_the_failover_and_is_never_on_two_nodes() {
         rto.as_secs_f64(),
         samples.load(Ordering::Relaxed)
     );
-    assert_eq!(holders, (false, true), "{text}");
+    assert_eq!(holders, (false, true), "{text}\n{sudo_log}");
+    assert!(
+        sudo_log.contains("a down: 0") && sudo_log.contains("b up: 0"),
+        "{sudo_log}"
+    );
     assert!(samples.load(Ordering::Relaxed) > 10);
     assert_eq!(
         both.load(Ordering::Relaxed),

@@ -7,7 +7,9 @@
 //! standby made directly and one restored from the repository went through the same checks.
 
 pub mod catalog;
+mod live;
 pub mod source;
+pub mod target;
 pub mod unpack;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,40 @@ pub fn backup_dir(id: &str) -> String {
     format!("backups/{id}")
 }
 pub const MANIFEST_OBJECT: &str = "manifest.toml";
+/// Written first into `backups/<id>/`, before PostgreSQL is asked for a backup: the id is this
+/// backup's alone (FORMAT.md, "Base backups").
+pub const CLAIM_OBJECT: &str = "claim.toml";
+
+/// How many later seconds a backup tries when the id of its start second is taken.
+const CLAIM_TRIES: i64 = 60;
+
+/// Reserve the id of a backup that starts at `started_at`: publish `backups/<id>/claim.toml`
+/// with the no-clobber publish, so that of two backups started within the same second exactly
+/// one gets the id; the other takes the next second that is free. `who` (TOML lines) says who
+/// took it.
+pub fn claim_id(
+    storage: &dyn crate::storage::Storage,
+    started_at: i64,
+    who: &str,
+) -> Result<String> {
+    use std::io::Write;
+    for later in 0..CLAIM_TRIES {
+        let id = id_for(started_at + later);
+        let path = format!("{}/{CLAIM_OBJECT}", backup_dir(&id));
+        let mut o = storage.create(&path)?;
+        o.write_all(format!("# the backup that took this id\nid = \"{id}\"\n{who}").as_bytes())
+            .map_err(|e| Error::io(format!("writing {path}"), e))?;
+        if o.commit()? == crate::storage::Publish::Created {
+            return Ok(id);
+        }
+    }
+    Err(Error::conflict(format!(
+        "backup ids {} to {} are all taken in the repository",
+        id_for(started_at),
+        id_for(started_at + CLAIM_TRIES - 1)
+    ))
+    .with_hint("Something starts backups faster than one a second; wait and run basebackup again."))
+}
 
 /// A tablespace: its OID (the name of its symlink in pg_tblspc) and its directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +276,26 @@ pub use crate::repo::object::hex;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_backups_started_in_the_same_second_get_two_ids() {
+        let storage = crate::storage::memory::MemoryStorage::default();
+        let t = 1_795_000_000;
+        let a = claim_id(&storage, t, "pid = 1\n").unwrap();
+        let b = claim_id(&storage, t, "pid = 2\n").unwrap();
+        assert_eq!(a, id_for(t));
+        assert_eq!(b, id_for(t + 1));
+        // the first claim is untouched; a backup a second later skips the taken one too
+        let first = storage.files.borrow()[&format!("backups/{a}/{CLAIM_OBJECT}")].clone();
+        assert!(String::from_utf8(first).unwrap().contains("pid = 1"));
+        assert_eq!(claim_id(&storage, t + 1, "").unwrap(), id_for(t + 2));
+        // and when every second is taken, an error, not a shared id
+        for i in 0..CLAIM_TRIES {
+            let _ = claim_id(&storage, t + 100 + i, "");
+        }
+        let e = claim_id(&storage, t + 100, "").unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Conflict, "{e}");
+    }
 
     #[test]
     fn ids_are_utc_timestamps() {

@@ -67,6 +67,39 @@ pub enum Item {
     },
 }
 
+/// The tablespaces of the data directory `pgdata` (its `pg_tblspc` links), as [`plan`] finds
+/// them, without walking the rest: what a standby is prepared for before the backup starts.
+pub fn tablespaces(pgdata: &Path) -> Result<Vec<Tablespace>> {
+    let dir = pgdata.join("pg_tblspc");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let Some(oid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let target = match std::fs::read_link(e.path()) {
+            Ok(t) => t,
+            Err(_) => continue,
+        };
+        let location = target.to_str().ok_or_else(|| {
+            Error::usage(format!(
+                "tablespace {oid}: location {} is not UTF-8",
+                target.display()
+            ))
+        })?;
+        found.push(Tablespace {
+            oid,
+            location: location.to_string(),
+        });
+    }
+    found.sort_by_key(|t| t.oid);
+    Ok(found)
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub items: Vec<Item>,
@@ -214,7 +247,7 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 
 impl<W: Write> StreamWriter<W> {
     pub fn new(w: W, header: &StreamHeader) -> Result<StreamWriter<W>> {
-        let mtime = u64::try_from(crate::repo::lock::now()).unwrap_or(0);
+        let mtime = u64::try_from(crate::os::now()).unwrap_or(0);
         let mut s = StreamWriter {
             tar: tar::Builder::new(w),
             files: Vec::new(),

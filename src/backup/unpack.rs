@@ -15,28 +15,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use super::target::{INCOMPLETE_MARKER, Prepared, READY, Target, prepare};
 use super::{
     DATA_PREFIX, HEADER_ENTRY, MANIFEST_ENTRY, Manifest, StoredData, StreamHeader,
-    TABLESPACE_PREFIX, Tablespace, check_entry_path, hex,
+    TABLESPACE_PREFIX, check_entry_path, hex,
 };
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
-/// Present in a data directory while a restore writes it (and after one that died).
-pub const INCOMPLETE_MARKER: &str = "walship-restore.incomplete";
 const PG_CONTROL: &str = "global/pg_control";
 const TABLESPACE_MAP: &str = "tablespace_map";
-
-/// Where a restore writes.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub pgdata: PathBuf,
-    /// Tablespace locations to move: (old, new), as pg_basebackup's -T.
-    pub tablespace_map: Vec<(String, String)>,
-    /// Empty a non-empty target (saying what is removed) instead of refusing.
-    pub force: bool,
-}
 
 /// A restored directory, checked, whose pg_control is not yet written.
 pub struct Restored {
@@ -46,90 +35,12 @@ pub struct Restored {
     pub tablespaces: Vec<(u32, PathBuf)>,
     pub stream_bytes: u64,
     pg_control: Vec<u8>,
+    /// The marker's lock, held until the marker is removed.
+    _lock: File,
 }
 
 fn write_err(path: &Path, e: std::io::Error) -> Error {
     Error::io(format!("writing {}", path.display()), e)
-}
-
-/// Refuse a directory a postmaster runs on, whatever the flags.
-pub fn refuse_running_postmaster(pgdata: &Path) -> Result<()> {
-    let Ok(text) = fs::read_to_string(pgdata.join("postmaster.pid")) else {
-        return Ok(());
-    };
-    if let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<u32>().ok())
-        && crate::repo::lock::process_alive(pid)
-    {
-        return Err(Error::conflict(format!(
-            "a postmaster (pid {pid}) runs on {}; walship never writes into a running cluster",
-            pgdata.display()
-        ))
-        .with_hint("Stop that server first (pg_ctl stop), or restore somewhere else."));
-    }
-    Ok(())
-}
-
-/// Make `dir` an empty directory (mode 0700) to restore into. A non-empty one is refused unless
-/// `force` or `ours` (our own interrupted restore); then its contents are removed, and said.
-fn prepare_dir(dir: &Path, force: bool, ours: bool, what: &str) -> Result<()> {
-    match fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
-        Ok(entries) => {
-            let names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-            if !names.is_empty() {
-                if !force && !ours {
-                    return Err(Error::conflict(format!(
-                        "{what} {} is not empty ({} entries)",
-                        dir.display(),
-                        names.len()
-                    ))
-                    .with_hint("Restore into an empty or new directory, or add --force to remove what is there."));
-                }
-                let (files, bytes) = count_tree(dir);
-                crate::log_line!(
-                    "walship: restore: removing {files} files ({}) from {} ({})",
-                    crate::commands::human_bytes(bytes),
-                    dir.display(),
-                    if ours {
-                        "left by an interrupted restore"
-                    } else {
-                        "--force"
-                    }
-                );
-                for p in names {
-                    let r = if p.is_dir() && !p.is_symlink() {
-                        fs::remove_dir_all(&p)
-                    } else {
-                        fs::remove_file(&p)
-                    };
-                    r.map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
-                }
-            }
-        }
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    // PostgreSQL refuses a data directory others can read.
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))
-}
-
-fn count_tree(dir: &Path) -> (u64, u64) {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .fold((0, 0), |(n, b), e| {
-            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
-        })
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -159,68 +70,6 @@ fn sniff(first: &[u8]) -> Compression {
     }
 }
 
-/// A target checked, emptied where allowed, and marked incomplete: ready for a stream.
-pub struct Prepared {
-    pgdata: PathBuf,
-    /// Each tablespace of the backup and the directory it is restored to.
-    tablespaces: HashMap<u32, PathBuf>,
-    expected: Vec<Tablespace>,
-}
-
-/// The line `walship restore --from-stdin` prints once its target is ready: the sender starts
-/// the stream only then, so a refusal (a running postmaster, a non-empty directory) comes back
-/// at once, in the restore's own words.
-pub const READY: &str = "walship restore: ready for the backup stream";
-
-/// Check and prepare `target` for a backup with these tablespaces (`what` names it in the
-/// marker), before a byte of the stream is read.
-pub fn prepare(target: &Target, what: &str, tablespaces: &[Tablespace]) -> Result<Prepared> {
-    let pgdata = &target.pgdata;
-    refuse_running_postmaster(pgdata)?;
-    let ours_before = read_marker(pgdata);
-    let mut dirs: HashMap<u32, PathBuf> = HashMap::new();
-    for ts in tablespaces {
-        let new = target
-            .tablespace_map
-            .iter()
-            .find(|(old, _)| old.trim_end_matches('/') == ts.location.trim_end_matches('/'))
-            .map(|(_, new)| new.clone())
-            .unwrap_or_else(|| ts.location.clone());
-        dirs.insert(ts.oid, PathBuf::from(new));
-    }
-    for (old, _) in &target.tablespace_map {
-        if !tablespaces
-            .iter()
-            .any(|t| t.location.trim_end_matches('/') == old.trim_end_matches('/'))
-        {
-            return Err(Error::usage(format!(
-                "--tablespace-map {old}=...: the backup has no tablespace at {old}"
-            )));
-        }
-    }
-    prepare_dir(
-        pgdata,
-        target.force,
-        ours_before.is_some(),
-        "data directory",
-    )?;
-    for dir in dirs.values() {
-        let ours = ours_before
-            .as_ref()
-            .is_some_and(|m| m.contains(&dir.display().to_string()));
-        refuse_running_postmaster(dir)?;
-        prepare_dir(dir, target.force, ours, "tablespace directory")?;
-    }
-    write_marker(pgdata, what, dirs.values())?;
-    let mut expected = tablespaces.to_vec();
-    expected.sort_by_key(|t| t.oid);
-    Ok(Prepared {
-        pgdata: pgdata.clone(),
-        tablespaces: dirs,
-        expected,
-    })
-}
-
 /// Read a stream into a prepared target. `expected`: the repository's record of the stream
 /// (length and SHA-256), checked once it has all been read.
 pub fn unpack(
@@ -233,6 +82,7 @@ pub fn unpack(
         pgdata,
         tablespaces,
         expected: expected_tablespaces,
+        lock,
     } = prepared;
     let pgdata = &pgdata;
     let mut hashing = Hashing {
@@ -278,6 +128,7 @@ pub fn unpack(
 
     let mut received: HashMap<String, (u64, String)> = HashMap::new();
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut skipped_links: Vec<String> = Vec::new();
     let mut pg_control = None;
     let mut tablespace_map = None;
     let mut manifest = None;
@@ -305,11 +156,37 @@ pub fn unpack(
                 .create(&dest)
                 .map_err(|e| write_err(&dest, e))?;
         } else if kind.is_symlink() {
-            let link = e.link_name().map_err(|e| stream_err(&e))?.ok_or_else(|| {
-                Error::corrupt(format!("backup stream: symlink {path} without a target"))
-            })?;
-            // Created at the end, so that no file of the stream is ever written through one.
-            symlinks.push((dest, link.into_owned()));
+            // Only a declared tablespace's link, to the directory prepared for it: a link the
+            // stream chose could point into another cluster (a `global` link to its pg_control,
+            // a postgresql.auto.conf the recovery settings would then be appended to).
+            let link = e.link_name().ok().flatten().map(|l| l.into_owned());
+            let link = link
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
+                .to_string();
+            let oid = path.strip_prefix("data/pg_tblspc/");
+            match oid.and_then(|o| tablespaces.get(&o.parse().ok()?)) {
+                Some(_) if symlinks.iter().any(|(l, _)| *l == dest) => {
+                    return Err(Error::corrupt(format!(
+                        "backup stream: symlink {path} twice"
+                    )));
+                }
+                // Created at the end, so that no file of the stream is ever written through one.
+                Some(to) => symlinks.push((dest, to.clone())),
+                None if oid.is_some() => {
+                    return Err(Error::corrupt(format!(
+                        "backup stream: symlink {path} -> {link} is the link of a tablespace the \
+                         header does not declare"
+                    ))
+                    .with_hint(
+                        "The stream was not written by walship basebackup, or was altered.",
+                    ));
+                }
+                // A link on the primary (a certificate, a configuration file kept elsewhere):
+                // not made, and said, so that the DBA recreates it if the server needs it.
+                None => skipped_links.push(format!("{path} -> {link}")),
+            }
         } else if kind.is_file() {
             let rel = path.strip_prefix(DATA_PREFIX);
             let (size, sha) = if rel == Some(PG_CONTROL) || rel == Some(TABLESPACE_MAP) {
@@ -353,31 +230,20 @@ pub fn unpack(
             )));
         }
     }
+    for l in &skipped_links {
+        crate::log_line!(
+            "walship: restore: WARNING: symlink {l} not restored: a restore makes no link but \
+             its tablespaces'; recreate it if the server needs it"
+        );
+    }
     for (link, to) in symlinks {
-        let to = match link
-            .strip_prefix(pgdata.join("pg_tblspc"))
-            .ok()
-            .and_then(|oid| oid.to_str()?.parse::<u32>().ok())
-        {
-            Some(oid) => tablespaces.get(&oid).cloned().unwrap_or(to),
-            None => to,
-        };
+        // symlink(2) never replaces what is there.
         std::os::unix::fs::symlink(&to, &link).map_err(|e| write_err(&link, e))?;
     }
     if let Some(map) = tablespace_map {
-        let text = String::from_utf8_lossy(&map);
-        let mut out = String::new();
-        for line in text.lines() {
-            match line
-                .split_once(' ')
-                .and_then(|(oid, _)| Some((oid, tablespaces.get(&oid.parse().ok()?)?)))
-            {
-                Some((oid, dir)) => out.push_str(&format!("{oid} {}\n", dir.display())),
-                None => out.push_str(&format!("{line}\n")),
-            }
-        }
         let p = pgdata.join(TABLESPACE_MAP);
-        fs::write(&p, out).map_err(|e| write_err(&p, e))?;
+        let out = rewrite_tablespace_map(&map, &tablespaces);
+        create_new(&p).and_then(|mut f| f.write_all(&out).map_err(|e| write_err(&p, e)))?;
     }
     let pg_control =
         pg_control.ok_or_else(|| Error::corrupt("backup stream: no global/pg_control"))?;
@@ -389,7 +255,52 @@ pub fn unpack(
         tablespaces,
         stream_bytes: hashing.bytes,
         pg_control,
+        _lock: lock,
     })
+}
+
+/// `tablespace_map` with each restored tablespace's path replaced by the directory it was
+/// restored to. The file is PostgreSQL's: one `<oid> <path>` entry per line, where a backslash
+/// makes the next character literal (so a path may hold a line break, a backslash); read and
+/// written that way, or PostgreSQL would link a tablespace to another path at startup.
+fn rewrite_tablespace_map(map: &[u8], tablespaces: &HashMap<u32, PathBuf>) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::with_capacity(map.len());
+    let mut entry: Vec<u8> = Vec::new(); // raw bytes, escapes kept
+    let mut escaped = false;
+    let finish = |entry: &mut Vec<u8>, out: &mut Vec<u8>| {
+        if entry.is_empty() {
+            return;
+        }
+        let oid = entry
+            .iter()
+            .position(|&b| b == b' ')
+            .and_then(|sp| std::str::from_utf8(&entry[..sp]).ok()?.parse::<u32>().ok());
+        match oid.and_then(|oid| Some((oid, tablespaces.get(&oid)?))) {
+            Some((oid, dir)) => {
+                out.extend_from_slice(format!("{oid} ").as_bytes());
+                for &b in dir.as_os_str().as_bytes() {
+                    if matches!(b, b'\\' | b'\n' | b'\r') {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+            }
+            None => out.extend_from_slice(entry),
+        }
+        out.push(b'\n');
+        entry.clear();
+    };
+    for &b in map {
+        if !escaped && (b == b'\n' || b == b'\r') {
+            finish(&mut entry, &mut out);
+            continue;
+        }
+        escaped = !escaped && b == b'\\';
+        entry.push(b);
+    }
+    finish(&mut entry, &mut out);
+    out
 }
 
 fn stream_err(e: &std::io::Error) -> Error {
@@ -459,13 +370,7 @@ fn write_file(r: &mut impl Read, dest: &Path, progress: &Progress) -> Result<(u6
             .create(parent)
             .map_err(|e| write_err(parent, e))?;
     }
-    // create_new: never through a symlink, never over something the stream already wrote.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .map_err(|e| write_err(dest, e))?;
+    let mut f = create_new(dest)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -482,6 +387,17 @@ fn write_file(r: &mut impl Read, dest: &Path, progress: &Progress) -> Result<(u6
         progress.add(n as u64);
     }
     Ok((size, hex(&hasher.finalize())))
+}
+
+/// A new file, mode 0600: never through a symlink, never over something already there.
+fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| write_err(path, e))
 }
 
 fn check_against_manifest(
@@ -522,32 +438,6 @@ fn check_against_manifest(
     Ok(())
 }
 
-/// The marker: which tablespace directories this restore writes (a rerun may empty them).
-fn write_marker<'a>(
-    pgdata: &Path,
-    what: &str,
-    dirs: impl Iterator<Item = &'a PathBuf>,
-) -> Result<()> {
-    let mut text = format!(
-        "# walship restore of {what} in progress (or interrupted): this directory is incomplete.\n\
-         # Run the restore again; it starts over. PostgreSQL cannot start here: global/pg_control is written last.\n"
-    );
-    for d in dirs {
-        text.push_str(&format!("tablespace {}\n", d.display()));
-    }
-    let p = pgdata.join(INCOMPLETE_MARKER);
-    let mut f = File::create(&p).map_err(|e| write_err(&p, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| write_err(&p, e))?;
-    crate::storage::local::sync_dir(pgdata)
-}
-
-/// The text of the marker if `pgdata` holds one.
-fn read_marker(pgdata: &Path) -> Option<String> {
-    fs::read_to_string(pgdata.join(INCOMPLETE_MARKER)).ok()
-}
-
 impl Restored {
     /// Make it startable: everything written so far durable (syncfs of each file system), then
     /// pg_control (temp, fsync, rename, fsync), then the marker removed.
@@ -556,28 +446,18 @@ impl Restored {
         dirs.extend(self.tablespaces.iter().map(|(_, d)| d.clone()));
         for d in &dirs {
             let f = File::open(d).map_err(|e| Error::io(format!("opening {}", d.display()), e))?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: syncfs on a file descriptor we own.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(Error::io(
-                    format!("syncfs {}", d.display()),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            crate::os::syncfs(&f).map_err(|e| Error::io(format!("syncfs {}", d.display()), e))?;
         }
         let global = self.pgdata.join("global");
         let tmp = global.join(".pg_control.walship.tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| write_err(&tmp, e))?;
+        let mut f = create_new(&tmp)?;
         f.write_all(&self.pg_control)
             .and_then(|_| f.sync_all())
             .map_err(|e| write_err(&tmp, e))?;
-        fs::rename(&tmp, global.join("pg_control")).map_err(|e| write_err(&tmp, e))?;
+        // A link, not a rename: it fails rather than replace a pg_control that is there.
+        let pg_control = global.join("pg_control");
+        fs::hard_link(&tmp, &pg_control).map_err(|e| write_err(&pg_control, e))?;
+        fs::remove_file(&tmp).map_err(|e| Error::io(format!("removing {}", tmp.display()), e))?;
         crate::storage::local::sync_dir(&global)?;
         let marker = self.pgdata.join(INCOMPLETE_MARKER);
         fs::remove_file(&marker)
@@ -590,7 +470,7 @@ impl Restored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::source::{StreamWriter, plan};
+    use crate::backup::source::{Item, StreamWriter, plan};
     use crate::backup::{FORMAT_NAME, FORMAT_VERSION};
 
     fn header() -> StreamHeader {
@@ -737,5 +617,116 @@ mod tests {
         let e = restore(&stream, &out, None).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Corrupt, "{e}");
         assert!(!d.path().join("evilX").exists());
+    }
+
+    /// The source stream with `extra` items put in before its last file.
+    fn stream_with(dir: &Path, extra: Vec<Item>) -> Vec<u8> {
+        stream_of(dir);
+        let mut plan = plan(dir).unwrap();
+        let last = plan.items.pop().unwrap();
+        plan.items.extend(extra);
+        plan.items.push(last);
+        let mut w = StreamWriter::new(Vec::new(), &header()).unwrap();
+        for item in &plan.items {
+            w.add(item, &Progress::silent()).unwrap();
+        }
+        w.finish(&mut manifest()).unwrap()
+    }
+
+    #[test]
+    fn a_symlink_from_the_stream_never_leads_a_restore_into_another_cluster() {
+        let d = tempfile::tempdir().unwrap();
+        let other = d.path().join("other");
+        fs::create_dir_all(other.join("global")).unwrap();
+        fs::write(other.join("global/pg_control"), b"the other cluster's").unwrap();
+        fs::write(
+            other.join("postgresql.auto.conf"),
+            b"the other's settings\n",
+        )
+        .unwrap();
+        // links from the stream are not made (the restore says so): everything is written into
+        // the restored directory itself
+        for (i, (path, to)) in [
+            ("data/global", other.join("global")),
+            (
+                "data/postgresql.auto.conf",
+                other.join("postgresql.auto.conf"),
+            ),
+            ("data/base/1/evil", other.clone()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let link = Item::Symlink {
+                path: path.into(),
+                target: to,
+            };
+            let stream = stream_with(&d.path().join(format!("src{i}")), vec![link]);
+            let out = d.path().join(format!("out{i}"));
+            let r = restore(&stream, &out, None).unwrap_or_else(|e| panic!("{path}: {e}"));
+            crate::pg::server::append_auto_conf(&out, "restore_command = 'x'\n").unwrap();
+            r.complete().unwrap();
+            assert!(
+                !out.join(path.strip_prefix("data/").unwrap()).is_symlink(),
+                "{path}"
+            );
+            assert!(out.join("global/pg_control").is_file());
+        }
+        assert_eq!(
+            fs::read(other.join("global/pg_control")).unwrap(),
+            b"the other cluster's"
+        );
+        assert_eq!(
+            fs::read(other.join("postgresql.auto.conf")).unwrap(),
+            b"the other's settings\n"
+        );
+        assert_eq!(fs::read_dir(&other).unwrap().count(), 2);
+        // a tablespace link the header does not declare: the stream is not what it says
+        let link = Item::Symlink {
+            path: "data/pg_tblspc/16999".into(),
+            target: other.clone(),
+        };
+        let stream = stream_with(&d.path().join("src_ts"), vec![link]);
+        let out = d.path().join("out_ts");
+        let e = restore(&stream, &out, None)
+            .err()
+            .unwrap_or_else(|| panic!("an undeclared tablespace link was restored"));
+        assert_eq!(e.kind, crate::error::Kind::Corrupt, "{e}");
+        assert!(e.message.contains("pg_tblspc/16999"), "{e}");
+        assert!(!out.join("pg_tblspc/16999").is_symlink());
+    }
+
+    #[test]
+    fn pg_control_is_never_written_over_a_file_that_is_there() {
+        let d = tempfile::tempdir().unwrap();
+        let stream = stream_of(&d.path().join("src"));
+        let out = d.path().join("out");
+        let r = restore(&stream, &out, None).unwrap();
+        // something put a pg_control there meanwhile (a link to another cluster's, say)
+        let other = d.path().join("other_pg_control");
+        fs::write(&other, b"the other cluster's").unwrap();
+        std::os::unix::fs::symlink(&other, out.join("global/pg_control")).unwrap();
+        let e = r
+            .complete()
+            .err()
+            .unwrap_or_else(|| panic!("pg_control replaced what was there"));
+        assert!(e.message.contains("pg_control"), "{e}");
+        assert_eq!(fs::read(&other).unwrap(), b"the other cluster's");
+    }
+
+    #[test]
+    fn tablespace_map_paths_with_backslashes_and_line_breaks_survive_the_rewrite() {
+        let map = b"16384 /srv/ts\\\n1\n16385 /srv/a\\\\b\n\n99 /kept/as\\\nit was\n";
+        let dirs: HashMap<u32, PathBuf> = [
+            (16384, PathBuf::from("/new/it's \"a\" 100% $HOME\\dir\nx")),
+            (16385, PathBuf::from("/new/b")),
+        ]
+        .into_iter()
+        .collect();
+        let out = rewrite_tablespace_map(map, &dirs);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "16384 /new/it's \"a\" 100% $HOME\\\\dir\\\nx\n16385 /new/b\n99 /kept/as\\\nit was\n"
+        );
     }
 }

@@ -17,18 +17,18 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::source::{self, StreamWriter};
 use crate::backup::{self, Manifest, StoredData, StreamHeader, Tablespace, unpack};
-use crate::commands::human_bytes;
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
+use crate::os::now;
 use crate::pg::client::PgClient;
 use crate::pg::session::PgSession;
 use crate::pg::{WalFileName, walname::segment_name};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::parse_lsn;
-use crate::repo::lock::now;
 use crate::storage::remote::{RemoteCommand, shell_quote};
 use crate::storage::ssh::SshUrl;
+use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
 pub struct BasebackupArgs {
@@ -91,6 +91,11 @@ impl<W: Write> Write for Tally<W> {
 }
 
 pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
+    // As root, the data directory is read as its owner (a tablespace link to /etc must not put
+    // root's files into the repository).
+    if let Some(d) = &config.pgdata {
+        crate::pg::server::become_owner(d)?;
+    }
     let client = PgClient::for_config(config)?.ok_or_else(|| {
         Error::usage("basebackup needs the primary: give --pgdata (its data directory) or --pg")
     })?;
@@ -137,6 +142,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         .pgdata
         .clone()
         .unwrap_or_else(|| PathBuf::from(&f[3]));
+    crate::pg::server::become_owner(&pgdata)?;
     std::fs::metadata(pgdata.join("PG_VERSION")).map_err(|e| {
         Error::usage(format!(
             "cannot read the data directory {}: {e}",
@@ -145,14 +151,52 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         .with_hint("Run basebackup on the primary's host, as the user PostgreSQL runs as.")
     })?;
 
+    // Where the stream goes is settled before PostgreSQL is asked for a backup (an immediate
+    // checkpoint on the primary): a target that refuses, or a repository that cannot take the
+    // object, costs the primary nothing.
+    let tablespaces = source::tablespaces(&pgdata)?;
+    let object_name = format!("data.tar{}", config.compression.suffix());
     let started_at = now();
-    let id = backup::id_for(started_at);
+    let (id, sink) = match &target {
+        // Into the repository, the id is claimed there first: two backups started within one
+        // second would otherwise share a directory, and one manifest could describe the other's
+        // stream.
+        None => {
+            let id = backup::claim_id(
+                repo.storage(),
+                started_at,
+                &format!(
+                    "host = {}\npid = {}\nstarted_at = {started_at}\n",
+                    toml::Value::String(crate::os::hostname()),
+                    std::process::id()
+                ),
+            )?;
+            let path = format!("{}/{object_name}", backup::backup_dir(&id));
+            (id, Sink::Repository(repo.storage().create(&path)?))
+        }
+        Some(t) => (
+            backup::id_for(started_at),
+            start_restore(config, t, args, &tablespaces)?,
+        ),
+    };
     let label = format!("walship {id}");
     let start_lsn = session
         .row(&format!("SELECT pg_backup_start('{label}', true)"), 1)?
         .remove(0);
     crate::log_line!("walship: basebackup: backup {id} started at {start_lsn} (checkpoint done)");
     let plan = source::plan(&pgdata)?;
+    let sorted = |t: &[Tablespace]| {
+        let mut t = t.to_vec();
+        t.sort_by_key(|t| t.oid);
+        t
+    };
+    if target.is_some() && sorted(&plan.tablespaces) != sorted(&tablespaces) {
+        return Err(Error::conflict(format!(
+            "the primary's tablespaces changed while the backup started ({tablespaces:?}, now {:?})",
+            plan.tablespaces
+        ))
+        .with_hint("Run basebackup again; the standby's directory is left incomplete and is started over."));
+    }
     let header = StreamHeader {
         format: backup::FORMAT_NAME.into(),
         version: backup::FORMAT_VERSION,
@@ -161,12 +205,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
         pg_version,
         tablespaces: plan.tablespaces.clone(),
     };
-    let object_name = format!("data.tar{}", config.compression.suffix());
     let dir = backup::backup_dir(&id);
-    let sink = match &target {
-        None => Sink::Repository(repo.storage().create(&format!("{dir}/{object_name}"))?),
-        Some(t) => start_restore(config, t, args, &plan.tablespaces)?,
-    };
     let progress = Progress::new("basebackup", plan.total_bytes);
     let tally = Tally {
         inner: sink,
@@ -223,7 +262,14 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     };
     match tally.inner {
         Sink::Repository(object) => {
-            object.commit()?;
+            if object.commit()? == crate::storage::Publish::AlreadyExists {
+                return Err(Error::conflict(format!(
+                    "backup {id}: {dir}/{} already exists in the repository; this backup's \
+                     stream was not stored and no manifest was written",
+                    stored.object
+                ))
+                .with_hint("Something else wrote into this backup's directory. Run basebackup again; `walship verify` checks the backups there."));
+            }
             manifest.stored = Some(stored.clone());
             let mut m = repo
                 .storage()
@@ -399,10 +445,24 @@ fn resolve_target(config: &Config, to: &str) -> Result<Target> {
 }
 
 /// The `walship restore --from-stdin` command line for a target.
-fn restore_args(t: &Target, args: &BasebackupArgs, tablespaces: &[Tablespace]) -> Vec<String> {
+fn restore_args(
+    config: &Config,
+    t: &Target,
+    args: &BasebackupArgs,
+    tablespaces: &[Tablespace],
+) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(c) = &t.config {
         a.extend(["--config".to_string(), c.clone()]);
+    } else if t.host.is_none() {
+        // On this host, the restore uses this command's repository and settings (as flags, with
+        // no configuration file): what it was given with --config or --repo.
+        a.extend(
+            config
+                .flag_args()
+                .iter()
+                .map(|f| f.to_string_lossy().into_owned()),
+        );
     }
     a.extend(["restore", "--from-stdin", "--standby", "--pgdata"].map(String::from));
     a.push(t.pgdata.display().to_string());
@@ -441,7 +501,7 @@ fn start_restore<'r>(
     args: &BasebackupArgs,
     tablespaces: &[Tablespace],
 ) -> Result<Sink<'r>> {
-    let rest = restore_args(t, args, tablespaces);
+    let rest = restore_args(config, t, args, tablespaces);
     match &t.host {
         None => {
             let program = match &t.walship {
@@ -468,10 +528,19 @@ fn start_restore<'r>(
             let status = child
                 .wait()
                 .map_err(|e| Error::io("waiting for walship restore", e))?;
-            Err(Error::unavailable(format!(
-                "walship restore for {} refused to start ({status}); its message is above",
-                t.pgdata.display()
-            )))
+            // Its kind is ours: a non-empty or running target is a conflict, not an outage.
+            let kind = status.code().map_or(
+                crate::error::Kind::Unavailable,
+                crate::error::Kind::from_exit_code,
+            );
+            Err(Error::new(
+                kind,
+                format!(
+                    "walship restore for {} refused to start ({status}); its message is above; \
+                     nothing was asked of the primary",
+                    t.pgdata.display()
+                ),
+            ))
         }
         Some(host) => {
             let url = SshUrl {

@@ -113,7 +113,7 @@ fn check_standby(view: &PgView, report: &mut Report) {
 /// standby is blind (it would neither fail over nor obey its trigger file), and one whose
 /// heartbeat stopped may be dead. FORMAT.md, "Watchers".
 fn check_watchers(repo: &Repository, report: &mut Report) -> Result<()> {
-    let now = crate::repo::lock::now();
+    let now = crate::os::now();
     for w in repo.watcher_beats()? {
         let age = now - w.updated_at;
         let who = format!("watcher of {} on {}", w.pgdata, w.host);

@@ -22,6 +22,8 @@ use crate::repo::Repository;
 use crate::repo::drill::{DrillCheck, DrillRecord, Outcome, new_id};
 
 pub const DEFAULT_SCRATCH: &str = "/var/tmp/walship-drill";
+/// Seconds the copy may take to replay and open (`[drill] timeout`).
+pub const DEFAULT_TIMEOUT: u64 = 21_600;
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
@@ -59,8 +61,7 @@ fn unix_now() -> f64 {
 }
 
 pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::os::euid() == 0 {
         return Err(
             Error::usage("drill runs as root; run it as the user PostgreSQL runs as").with_hint(
                 "The copy's files must belong to that user, and PostgreSQL refuses to run as root.",
@@ -255,7 +256,7 @@ fn drill(
     record.end_segment = Some(end.as_str().to_string());
     let wal = (end_segno + 1).saturating_sub(start_segno) * u64::from(seg);
     let needed = m.original_bytes + wal + slack(u64::from(seg), config.prefetch);
-    let free = crate::spool::free_bytes(&scratch.dir).ok_or_else(|| {
+    let free = crate::os::free_bytes(&scratch.dir).ok_or_else(|| {
         Error::unavailable(format!(
             "cannot tell the free space of {}",
             scratch.dir.display()
@@ -347,7 +348,7 @@ fn drill(
 
     // 2. Replay, until the copy opens.
     let mut copy = Copy::start(&postgres, &pgdata, &scratch.dir, port, &scratch.log())?;
-    let timeout = Duration::from_secs(config.drill.timeout.unwrap_or(21_600));
+    let timeout = Duration::from_secs(config.drill.timeout.unwrap_or(DEFAULT_TIMEOUT));
     let mut client = copy.client("postgres")?;
     loop {
         if let Some(status) = copy.exited() {

@@ -8,7 +8,6 @@
 
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -73,9 +72,7 @@ impl Scratch {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !crate::os::try_flock_exclusive(&lock) {
             let holder = crate::os::flock_holder(&lock_path)
                 .map(|p| format!(" (pid {p})"))
                 .unwrap_or_default();
@@ -200,10 +197,9 @@ fn stop_leftover(pgdata: &Path) {
     if exe.file_name().is_none_or(|n| n != "postgres") {
         return;
     }
-    // SAFETY: kill(2) with a PID and a signal number.
-    unsafe { libc::kill(pm.pid as i32, libc::SIGQUIT) };
+    crate::os::signal(pm.pid as i32, libc::SIGQUIT);
     let started = Instant::now();
-    while crate::repo::lock::process_alive(pm.pid) && started.elapsed() < Duration::from_secs(30) {
+    while crate::os::process_alive(pm.pid) && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -272,7 +268,6 @@ impl Copy {
         let err = out
             .try_clone()
             .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
-        let parent = std::process::id() as libc::pid_t;
         let mut cmd = Command::new(postgres);
         cmd.arg("-D")
             .arg(pgdata)
@@ -280,19 +275,7 @@ impl Copy {
             .stdout(out)
             .stderr(err)
             .env("LC_MESSAGES", "C");
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // the drill died before the prctl took effect: do not start at all
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the drill is gone"));
-                }
-                Ok(())
-            });
-        }
+        crate::os::die_with_parent(&mut cmd, libc::SIGQUIT);
         let child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", postgres.display()), e))?;
@@ -302,7 +285,7 @@ impl Copy {
             port,
             role: match std::env::var("PGUSER") {
                 Ok(u) if !u.is_empty() => u,
-                _ => crate::config::current_user(),
+                _ => crate::os::current_user(),
             },
             exited: None,
         })
@@ -346,8 +329,8 @@ impl Copy {
             if self.exited().is_some() {
                 return Ok(());
             }
-            // SAFETY: kill(2) on our own child, which has not been reaped (exited() is None).
-            unsafe { libc::kill(self.child.id() as i32, signal) };
+            // our own child, not reaped yet (exited() is None): its PID is still its own
+            crate::os::signal(self.child.id() as i32, signal);
             let started = Instant::now();
             while self.exited().is_none() && started.elapsed() < Duration::from_secs(wait) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -366,8 +349,7 @@ impl Copy {
 impl Drop for Copy {
     fn drop(&mut self) {
         if self.exited().is_none() {
-            // SAFETY: as in stop().
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+            crate::os::signal(self.child.id() as i32, libc::SIGQUIT);
             let _ = self.child.wait();
         }
     }

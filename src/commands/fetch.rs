@@ -60,6 +60,7 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path, until: Option<&str>) ->
     let mut retries = 0;
     let started = Instant::now();
     let result = (|| -> Result<Option<FetchReport>> {
+        crate::pg::server::become_owner_of_workdir(dest.parent().unwrap_or(Path::new(".")))?;
         let config = config?;
         retries = config.fetch_retries;
         let name = WalFileName::parse(name)?;

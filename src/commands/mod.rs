@@ -3,6 +3,7 @@
 
 pub mod basebackup;
 pub mod check;
+pub mod config_show;
 pub mod demo;
 pub mod drill;
 pub mod drill_checks;
@@ -23,18 +24,4 @@ pub mod trigger;
 pub mod verify;
 pub mod watch;
 
-/// Format a byte count for humans: 16.0 MiB.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::units::human_bytes;

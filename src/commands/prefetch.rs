@@ -38,6 +38,7 @@ pub fn in_flight_marker(spool: &Spool, name: &str) -> std::path::PathBuf {
 const MISSING_RETRY: Duration = Duration::from_millis(500);
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
+    crate::pg::server::become_owner_of_workdir(pg_wal)?;
     let spool = Spool::open(pg_wal, SpoolKind::Fetch, config.location())?;
     let Some(lock) = spool.acquire_worker_lock()? else {
         return Ok(());
@@ -68,8 +69,7 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     // caller; Linux keeps niceness per thread and new threads inherit it, so this comes before
     // the pool starts. If the worker falls behind, the startup process waits for it and the CPU
     // is the worker's anyway.
-    // SAFETY: nice(2) only changes this thread's scheduling priority.
-    unsafe { libc::nice(10) };
+    crate::os::lower_priority(10);
     let threads = config.prefetch.clamp(1, 4);
     let pool = {
         let (spool, config) = (spool.clone(), config.clone());

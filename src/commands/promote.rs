@@ -19,13 +19,13 @@ use clap::Args;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::run_hook;
+use crate::os::{hostname, now};
 use crate::pg::client::PgClient;
 use crate::pg::server::{LocalServer, Postmaster};
 use crate::pg::timeline::format_lsn;
 use crate::pg::walname::segment_name;
 use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::parse_lsn;
-use crate::repo::lock::{hostname, now};
 use crate::repo::promotion::PromotionRecord;
 
 /// The marker that tells `walship fetch` a promotion is under way (FORMAT.md is not concerned:

@@ -13,8 +13,8 @@ use super::human_bytes;
 use crate::backup::catalog::{Catalog, check_restorable};
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
+use crate::os::now;
 use crate::pg::{WalFileName, WalKind};
-use crate::repo::lock::now;
 use crate::repo::retention::{KeepReason, Plan, Retention, plan};
 use crate::repo::{ListedObject, Repository};
 

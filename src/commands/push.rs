@@ -28,6 +28,7 @@ pub fn run(config: &Config, path: &Path, name: &str, replace_damaged: bool) -> R
         ))
         .with_hint("Use archive_command = 'walship push %p %f'."));
     }
+    crate::pg::server::become_owner_of_workdir(path.parent().unwrap_or(Path::new(".")))?;
     // A missing source is a wrongly set up call, not "not in the archive" (exit 1 belongs to
     // fetch): PostgreSQL only ever names files that exist.
     match std::fs::metadata(path) {

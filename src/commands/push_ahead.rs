@@ -78,6 +78,7 @@ pub fn ready_files(pg_wal: &Path) -> std::io::Result<Vec<WalFileName>> {
 }
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
+    crate::pg::server::become_owner_of_workdir(pg_wal)?;
     if !pg_wal.join("archive_status").is_dir() {
         return Err(Error::usage(format!(
             "{} has no archive_status directory; not a pg_wal",

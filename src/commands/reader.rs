@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::os::now;
 use crate::pg::{WalFileName, WalKind};
-use crate::repo::lock::now;
 use crate::repo::readers::{HOLD, ReaderRecord};
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use clap::Args;
 use super::promote::pgdata_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pg::server::LocalServer;
+use crate::pg::server::{LocalServer, conf_string};
 
 #[derive(Debug, Args)]
 pub struct RejoinArgs {
@@ -62,8 +62,8 @@ pub fn rejoin(
     let mut no_prefetch = config.clone();
     no_prefetch.prefetch = 0;
     server.append_auto_conf(&format!(
-        "# walship rejoin (for pg_rewind)\nrestore_command = '{}'\n",
-        no_prefetch.restore_command()?.replace('\'', "''")
+        "# walship rejoin (for pg_rewind)\nrestore_command = {}\n",
+        conf_string(&no_prefetch.restore_command()?)
     ))?;
     let rewind: Vec<&OsStr> = vec![
         OsStr::new("--target-pgdata"),
@@ -109,17 +109,10 @@ pub fn rejoin(
     for (name, text) in &own_config {
         server.write_file(name, text)?;
     }
-    let mut settings = format!(
-        "# walship rejoin\nrestore_command = '{}'\n",
-        restore.replace('\'', "''")
-    );
-    if stream {
-        settings.push_str(&format!(
-            "primary_conninfo = '{}'\n",
-            primary_conninfo.replace('\'', "''")
-        ));
-    }
-    server.append_auto_conf(&settings)?;
+    server.append_auto_conf(&standby_settings(
+        &restore,
+        stream.then_some(primary_conninfo),
+    ))?;
     server.write_file("standby.signal", "")?;
     let _ = std::fs::remove_file(pgdata.join("recovery.signal"));
     crate::log_line!(
@@ -130,6 +123,19 @@ pub fn rejoin(
     Ok(())
 }
 
+/// The postgresql.auto.conf lines of a rejoined standby: one line per setting, whatever the
+/// paths in restore_command or the conninfo hold.
+fn standby_settings(restore_command: &str, primary_conninfo: Option<&str>) -> String {
+    let mut s = format!(
+        "# walship rejoin\nrestore_command = {}\n",
+        conf_string(restore_command)
+    );
+    if let Some(c) = primary_conninfo {
+        s.push_str(&format!("primary_conninfo = {}\n", conf_string(c)));
+    }
+    s
+}
+
 /// The configuration files a rejoined server keeps (pg_rewind would copy the new primary's).
 const OWN_CONFIG: &[&str] = &[
     "postgresql.conf",
@@ -137,3 +143,25 @@ const OWN_CONFIG: &[&str] = &[
     "pg_hba.conf",
     "pg_ident.conf",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejoin_settings_stay_one_line_each_whatever_the_paths_hold() {
+        let restore = r#"'/srv/it'\''s "a" 100%% $HOME\dir/walship' --repo '/r
+restore_command = evil' fetch %f %p"#;
+        let s = standby_settings(restore, Some("host=/tmp/x\\ y' dbname=z\nport=1"));
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 3, "{s}");
+        assert_eq!(
+            lines[1],
+            r#"restore_command = '''/srv/it''\\''''s "a" 100%% $HOME\\dir/walship'' --repo ''/r\nrestore_command = evil'' fetch %f %p'"#
+        );
+        assert_eq!(
+            lines[2],
+            r#"primary_conninfo = 'host=/tmp/x\\ y'' dbname=z\nport=1'"#
+        );
+    }
+}

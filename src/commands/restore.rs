@@ -13,12 +13,13 @@ use clap::Args;
 
 use crate::backup::unpack::{self, Target};
 use crate::backup::{self, Manifest, Tablespace};
-use crate::commands::human_bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::pg::server::conf_string as quote;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
+use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -62,8 +63,7 @@ pub struct RestoreArgs {
 }
 
 pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::os::euid() == 0 {
         return Err(
             Error::usage("restore runs as root; run it as the user PostgreSQL runs as").with_hint(
                 "The files must belong to that user, and PostgreSQL refuses to run as root.",
@@ -295,10 +295,6 @@ struct Recovery {
     signal: &'static str,
     settings: String,
     describe: String,
-}
-
-fn quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "''"))
 }
 
 fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {

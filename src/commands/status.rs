@@ -204,7 +204,7 @@ pub fn run(config: &Config, output: Output) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&r).map_err(|e| Error::usage(e.to_string()))?
         ),
-        Output::Prometheus => print!("{}", super::metrics::render(&r, crate::repo::lock::now())),
+        Output::Prometheus => print!("{}", super::metrics::render(&r, crate::os::now())),
         Output::Table => print_table(&r),
     }
     Ok(())
@@ -270,7 +270,7 @@ fn print_table(r: &StatusReport) {
         println!("not a walship object: {s}");
     }
     print_failover(r);
-    print_drills(&r.drills, crate::repo::lock::now());
+    print_drills(&r.drills, crate::os::now());
     if let Some(pg) = &r.postgres {
         print_postgres(pg);
     }
@@ -301,7 +301,7 @@ fn print_failover(r: &StatusReport) {
             p.decided_at
         );
     }
-    let now = crate::repo::lock::now();
+    let now = crate::os::now();
     for w in &r.watchers {
         println!(
             "watcher {} on {} ({}): {}{}, timeline {} at {}, heartbeat {} s ago{}",

@@ -104,9 +104,11 @@ pub fn read(path: &Path, owner: u32) -> Trigger {
             "it is not a regular file (a FIFO, a device or a directory)".into(),
         );
     }
-    if m.uid() != euid() && m.uid() != owner {
+    // root's file too: whoever is root can promote the server anyway (and `watch` started as
+    // root runs as the standby's owner, so its own euid is not root's)
+    if m.uid() != euid() && m.uid() != owner && m.uid() != 0 {
         return Trigger::Refused(format!(
-            "it belongs to uid {}, not to this user (uid {}) or the standby's owner",
+            "it belongs to uid {}, not to this user (uid {}), the standby's owner or root",
             m.uid(),
             euid()
         ));
@@ -146,8 +148,7 @@ pub fn remove(path: &Path) {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    crate::os::euid()
 }
 
 #[cfg(test)]
@@ -183,9 +184,7 @@ mod tests {
         assert!(matches!(read(&t, euid()), Trigger::Refused(w) if w.contains("symlink")));
         std::fs::remove_file(&t).unwrap();
         // a FIFO: it would hang a blocking open
-        let c = std::ffi::CString::new(t.as_os_str().to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::os::mkfifo(&t).unwrap();
         let started = std::time::Instant::now();
         assert!(
             matches!(read(&t, euid()), Trigger::Refused(w) if w.contains("not a regular file"))

@@ -20,10 +20,10 @@ use super::trigger::{self, Trigger};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnd, run_hook};
+use crate::os::{hostname, now};
 use crate::pg::client::{Health, PgClient};
 use crate::pg::server::LocalServer;
 use crate::repo::Repository;
-use crate::repo::lock::{hostname, now};
 use crate::repo::promotion::WatcherBeat;
 
 /// The whole health check of the primary, connecting included.
@@ -34,8 +34,14 @@ pub struct WatchArgs {
     /// Promote when this file appears ("fast" in it: fast; "smart" or empty: smart)
     #[arg(long, env = "WALSHIP_TRIGGER_FILE", value_name = "FILE")]
     pub trigger_file: Option<PathBuf>,
-    /// The primary to health-check, as a libpq connection string (automatic failover)
-    #[arg(long, env = "WALSHIP_FAILOVER_PRIMARY", value_name = "CONNINFO")]
+    /// The primary to health-check, as a libpq connection string (automatic failover;
+    /// --failover-primary: the earlier name, still accepted)
+    #[arg(
+        long = "primary",
+        alias = "failover-primary",
+        env = "WALSHIP_FAILOVER_PRIMARY",
+        value_name = "CONNINFO"
+    )]
     pub failover_primary: Option<String>,
     /// Seconds the primary must be down before failing over
     #[arg(long, env = "WALSHIP_FAILOVER_AFTER", value_name = "SECONDS")]
@@ -47,8 +53,13 @@ pub struct WatchArgs {
     /// failover), 1 = it cannot (failover allowed), anything else = unknown (no failover)
     #[arg(long, env = "WALSHIP_WITNESS_COMMAND", value_name = "COMMAND")]
     pub witness_command: Option<String>,
-    /// Seconds between checks
-    #[arg(long, env = "WALSHIP_WATCH_INTERVAL", value_name = "SECONDS")]
+    /// Seconds between checks (--watch-interval: the earlier name, still accepted)
+    #[arg(
+        long = "interval",
+        alias = "watch-interval",
+        env = "WALSHIP_WATCH_INTERVAL",
+        value_name = "SECONDS"
+    )]
     pub watch_interval: Option<u64>,
 }
 
@@ -129,6 +140,8 @@ pub fn run(config: &Config) -> Result<()> {
         said: HashMap::new(),
     };
     let mut down_since: Option<Instant> = None;
+    // Why automatic failover stopped for good (another server was promoted), if it did.
+    let mut failover_off: Option<String> = None;
     loop {
         if server.running_pid().is_none() {
             w.say_once(
@@ -222,8 +235,11 @@ pub fn run(config: &Config) -> Result<()> {
                 }
             }
         }
-        let Some(p) = &primary else {
-            w.beat("watching", false, position, "");
+        let Some(p) = primary.as_ref().filter(|_| failover_off.is_none()) else {
+            match &failover_off {
+                Some(why) => w.beat("refused", false, position, why),
+                None => w.beat("watching", false, position, ""),
+            }
             wait(&events, config.watch_interval);
             continue;
         };
@@ -259,9 +275,21 @@ pub fn run(config: &Config) -> Result<()> {
                     match w.try_failover(p, position)? {
                         Failover::Promoted => return Ok(()),
                         Failover::NotNow => {}
-                        Failover::Refused(why) => {
-                            w.beat("refused", true, position, &why);
+                        Failover::Refused { why, for_good } => {
+                            w.beat("refused", !for_good, position, &why);
                             run_refused_hooks(config, &pgdata, &why);
+                            if for_good {
+                                // Another server was promoted: failing over from the old
+                                // primary can never be right again. The trigger file still
+                                // works (a person may know better).
+                                crate::log_line!(
+                                    "walship: automatic failover from {} is off for this watcher: \
+                                     {why}. Make this standby follow the new primary and point \
+                                     failover_primary at it.",
+                                    p.describe()
+                                );
+                                failover_off = Some(why);
+                            }
                             // Watching goes on, but the streak starts again, so the alert is
                             // not repeated every round.
                             down_since = None;
@@ -279,9 +307,13 @@ enum Failover {
     Promoted,
     /// A check said no (logged); the next round asks again.
     NotNow,
-    /// This standby must not be promoted automatically (it cannot replay the archive, or the
-    /// repository says another one was promoted): alert, keep watching.
-    Refused(String),
+    /// This standby must not be promoted automatically: alert, keep watching. `for_good`: the
+    /// repository says another server was promoted (no later round can change that); otherwise
+    /// it cannot replay the archive now (a repaired archive may let a later round through).
+    Refused {
+        why: String,
+        for_good: bool,
+    },
 }
 
 /// The watcher's state between rounds.
@@ -401,6 +433,31 @@ impl Watcher<'_> {
             return Ok(Failover::NotNow);
         }
         self.said.remove("peer");
+        // Before the witness and the fence: if another server was promoted, there is nothing
+        // to fence for, and this standby must not be promoted.
+        let node_id = self.node_id.clone();
+        match self
+            .repo()
+            .and_then(|r| r.promotion_blocker(position.0, &node_id))
+        {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                crate::log_line!(
+                    "walship: ERROR: automatic failover refused: not promoting: {why}"
+                );
+                return Ok(Failover::Refused {
+                    why: format!("not promoting: {why}"),
+                    for_good: true,
+                });
+            }
+            Err(e) => {
+                self.repo = None;
+                crate::log_line!(
+                    "walship: ERROR: cannot read the repository before failing over ({e}): not now"
+                );
+                return Ok(Failover::NotNow);
+            }
+        }
         let env = [("WALSHIP_PGDATA", self.server.pgdata.display().to_string())];
         if let Some(w) = &config.witness_command {
             match run_hook("witness", w, &env, config.hook_timeout) {
@@ -452,7 +509,10 @@ impl Watcher<'_> {
             Ok(_) => Ok(Failover::Promoted),
             Err(e) if e.message.starts_with("not promoting") => {
                 crate::log_line!("walship: ERROR: automatic failover refused: {e}");
-                Ok(Failover::Refused(e.message.clone()))
+                Ok(Failover::Refused {
+                    why: e.message.clone(),
+                    for_good: e.kind == crate::error::Kind::Conflict,
+                })
             }
             Err(e) => Err(e),
         }

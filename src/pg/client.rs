@@ -254,8 +254,8 @@ impl PgClient {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
                 Ok(None) if started.elapsed() >= timeout => {
-                    // SAFETY: psql leads its own process group (process_group(0) above).
-                    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                    // psql leads its own process group (process_group(0) above)
+                    crate::os::signal(-(child.id() as i32), libc::SIGKILL);
                     let _ = child.wait();
                     return Ok(Answer::TimedOut);
                 }
@@ -335,7 +335,7 @@ fn owner_name(path: &Path) -> Result<String> {
     let uid = std::fs::metadata(path)
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
         .uid();
-    crate::config::user_name(uid).ok_or_else(|| {
+    crate::os::user_name(uid).ok_or_else(|| {
         Error::usage(format!(
             "the owner (uid {uid}) of {} has no user name",
             path.display()

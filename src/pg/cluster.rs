@@ -26,23 +26,17 @@ pub struct RunAs {
 impl RunAs {
     /// `Some(user)` when this process is root (PostgreSQL refuses root), `None` otherwise.
     pub fn when_root(user: &str) -> Result<Option<RunAs>> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if crate::os::euid() != 0 {
             return Ok(None);
         }
-        let cname = std::ffi::CString::new(user).map_err(|_| Error::usage("bad user name"))?;
-        // SAFETY: getpwnam returns static storage or null; fields are copied out at once.
-        let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-        if pw.is_null() {
+        let Some((uid, gid)) = crate::os::user_ids(user) else {
             return Err(Error::usage(format!(
                 "user {user:?} does not exist; PostgreSQL cannot run as root"
             ))
             .with_hint(
                 "Name an existing unprivileged user with --run-as (e.g. postgres or nobody).",
             ));
-        }
-        // SAFETY: pw is non-null (checked above).
-        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+        };
         if uid == 0 {
             return Err(Error::usage(format!(
                 "user {user:?} is root; PostgreSQL refuses to run as root"

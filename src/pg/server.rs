@@ -1,7 +1,7 @@
 //! A PostgreSQL server on this host, known by its data directory: whether its postmaster runs,
 //! who owns it, where its programs are, and a connection to it. The commands that change a
 //! server's role (promote, watch, rejoin) start here. PostgreSQL's programs run as the data
-//! directory's owner (through runuser when walship runs as root: they refuse root).
+//! directory's owner: walship run as root becomes that user first (see [`become_owner`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,14 +35,84 @@ impl Postmaster {
         let mut lines = text.lines();
         let pid: u32 = lines.next()?.trim().parse().ok()?;
         let started: i64 = lines.nth(1)?.trim().parse().ok()?;
-        crate::repo::lock::process_alive(pid).then_some(Postmaster { pid, started })
+        crate::os::process_alive(pid).then_some(Postmaster { pid, started })
+    }
+}
+
+/// When walship runs as root, become the owner of the data directory `pgdata` for the rest of
+/// the process, before anything in it is touched. The directory is the PostgreSQL user's: as
+/// root, a symlink that user planted there (postgresql.auto.conf -> /etc/shadow) would have root
+/// read, append to or chown the file it points to. As its owner, walship can do in it exactly
+/// what PostgreSQL can. A data directory that belongs to root is refused. No-op for other users.
+pub fn become_owner(pgdata: &Path) -> Result<()> {
+    if crate::os::euid() != 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(pgdata)
+        .map_err(|e| Error::io(format!("stat {}", pgdata.display()), e))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return Err(Error::usage(format!(
+            "{} belongs to root: walship works in a data directory only as its owner, and \
+             PostgreSQL never runs as root",
+            pgdata.display()
+        ))
+        .with_hint(
+            "Give --pgdata the server's data directory (it belongs to the user PostgreSQL runs as).",
+        ));
+    }
+    let name = crate::os::user_name(uid).ok_or_else(|| {
+        Error::usage(format!(
+            "the owner (uid {uid}) of {} has no name",
+            pgdata.display()
+        ))
+    })?;
+    crate::os::become_user(&name, uid, gid).map_err(|(what, e)| {
+        Error::io(
+            format!(
+                "becoming {name} (the owner of {}): {what}",
+                pgdata.display()
+            ),
+            e,
+        )
+    })?;
+    let home = crate::os::user_home(uid).unwrap_or_else(|| "/".into());
+    // At the start of a command, before it starts any thread: what PostgreSQL's programs and
+    // libpq (~/.pgpass) read must be the owner's, not root's.
+    crate::os::set_env_at_start(&[
+        ("HOME", std::ffi::OsStr::new(&home)),
+        ("USER", std::ffi::OsStr::new(&name)),
+        ("LOGNAME", std::ffi::OsStr::new(&name)),
+    ]);
+    Ok(())
+}
+
+/// [`become_owner`] of `dir` (the pg_wal push, fetch and their workers work in) when walship
+/// runs as root and `dir` belongs to someone else: as root, what they write into a PostgreSQL
+/// user's pg_wal (spools) and repository (objects, directories) would be root's, and the next
+/// push by PostgreSQL could not write there. A directory of root's is no PostgreSQL user's
+/// (`sudo walship fetch X /tmp/x`): then walship stays root.
+pub fn become_owner_of_workdir(dir: &Path) -> Result<()> {
+    if crate::os::euid() != 0 {
+        return Ok(());
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.uid() != 0 => become_owner(dir),
+        _ => Ok(()),
     }
 }
 
 impl LocalServer {
     /// The server whose data directory is `pgdata`; `pg_bin` is the directory of its programs
-    /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout).
+    /// (default: /usr/lib/postgresql/<PG_VERSION>/bin, Debian's layout). As root, walship first
+    /// becomes the directory's owner ([`become_owner`]).
     pub fn open(pgdata: &Path, pg_bin: Option<&Path>) -> Result<LocalServer> {
+        become_owner(pgdata)?;
         let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).map_err(|e| {
             Error::usage(format!(
                 "{} is not a PostgreSQL data directory (PG_VERSION: {e})",
@@ -53,7 +123,7 @@ impl LocalServer {
         let uid = std::fs::metadata(pgdata)
             .map_err(|e| Error::io(format!("stat {}", pgdata.display()), e))?
             .uid();
-        let owner = crate::config::user_name(uid).ok_or_else(|| {
+        let owner = crate::os::user_name(uid).ok_or_else(|| {
             Error::usage(format!(
                 "the owner (uid {uid}) of {} has no name",
                 pgdata.display()
@@ -84,7 +154,7 @@ impl LocalServer {
     pub fn running_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        crate::repo::lock::process_alive(pid).then_some(pid)
+        crate::os::process_alive(pid).then_some(pid)
     }
 
     pub fn client(&self) -> Result<PgClient> {
@@ -121,6 +191,26 @@ impl LocalServer {
             .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
         crate::storage::local::sync_dir(dir)
     }
+}
+
+/// `v` as a string value in a PostgreSQL configuration file: in single quotes, `'` doubled, and
+/// backslash, line feed and carriage return as backslash escapes (the file's lexer reads
+/// backslash escapes in strings and ends a string at a line break, so a raw one would end the
+/// value there and make the rest of it a setting of its own).
+pub fn conf_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('\'');
+    for c in v.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Append settings to `pgdata`'s postgresql.auto.conf (later lines win), fsynced; its path.
@@ -181,7 +271,7 @@ fn node_place(pgdata: &Path) -> Result<String> {
         .map_err(|e| Error::io(format!("stat {}", canonical.display()), e))?;
     Ok(format!(
         "{} {} {}:{}",
-        crate::repo::lock::hostname(),
+        crate::os::hostname(),
         canonical.display(),
         m.dev(),
         m.ino()

@@ -82,7 +82,7 @@ impl DrillRecord {
             format: FORMAT_NAME.into(),
             version: FORMAT_VERSION,
             id: id.into(),
-            host: super::lock::hostname(),
+            host: crate::os::hostname(),
             walship_version: env!("CARGO_PKG_VERSION").into(),
             backup: String::new(),
             target_time: None,
@@ -111,7 +111,7 @@ impl DrillRecord {
 /// A drill id: its start time (`YYYYMMDDTHHMMSSZ`), host and process, so that two drills never
 /// take the same name.
 pub fn new_id(started: &str) -> String {
-    let host: String = super::lock::hostname()
+    let host: String = crate::os::hostname()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(24)

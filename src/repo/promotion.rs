@@ -198,7 +198,7 @@ impl Repository {
                     r.pgdata,
                     r.host,
                     r.reason,
-                    crate::repo::lock::now() - r.decided_at
+                    crate::os::now() - r.decided_at
                 )));
             }
         }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Repository;
-use super::lock::{hostname, now};
 use crate::error::{Error, Result};
+use crate::os::{hostname, now};
 use crate::pg::{WalFileName, WalKind};
 
 /// How long a hold lasts without a renewal. A restore's unpacking and a standby's pauses

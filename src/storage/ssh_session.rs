@@ -117,28 +117,99 @@ const HOST_KEY_ALGORITHMS: &[&str] = &[
     "ssh-rsa",
 ];
 
-/// The host key algorithms to offer: those known_hosts already holds for this host first (as the
-/// OpenSSH client does), so the server presents the key we can verify rather than another type
-/// that would look "unknown". Hashed known_hosts lines cannot be matched here and keep the default
-/// order.
-pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
-    let pattern = if port == 22 {
+/// The pattern OpenSSH writes and reads for a host: `host` for port 22, `[host]:port` otherwise.
+fn host_pattern(host: &str, port: u16) -> String {
+    if port == 22 {
         host.to_string()
     } else {
         format!("[{host}]:{port}")
-    };
+    }
+}
+
+/// Whether a known_hosts host field names `pattern`: one of its comma-separated names, or, for
+/// a hashed entry (`|1|base64 salt|base64 HMAC-SHA1`, what `HashKnownHosts yes` and
+/// `ssh-keyscan -H` write), the HMAC of the pattern keyed with the salt.
+fn hosts_field_names(field: &str, pattern: &str) -> bool {
+    if let Some(hashed) = field.strip_prefix("|1|") {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let Some((salt, hash)) = hashed.split_once('|') else {
+            return false;
+        };
+        return match (b64.decode(salt), b64.decode(hash)) {
+            (Ok(salt), Ok(hash)) => {
+                crate::hashing::hmac_sha1(&salt, pattern.as_bytes()).as_slice() == hash.as_slice()
+            }
+            _ => false,
+        };
+    }
+    field.split(',').any(|h| h == pattern)
+}
+
+/// OpenSSH's host pattern match: `*` any run, `?` any one character.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], name) || (!name.is_empty() && glob(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p.eq_ignore_ascii_case(n) => glob(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Whether known_hosts marks this key `@revoked` for this host (a hashed name, or a pattern list
+/// with wildcards and `!` negations, as OpenSSH reads it). libssh2 ignores the marker.
+fn revoked(known_hosts: &str, host: &str, port: u16, key_type: &str, key_b64: &str) -> bool {
+    let pattern = host_pattern(host, port);
+    known_hosts.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [marker, hosts, kind, blob, ..] = f[..] else {
+            return false;
+        };
+        let host_matches = if hosts.starts_with("|1|") {
+            hosts_field_names(hosts, &pattern)
+        } else {
+            let mut matched = false;
+            for p in hosts.split(',') {
+                match p.strip_prefix('!') {
+                    Some(neg) if glob(neg.as_bytes(), pattern.as_bytes()) => return false,
+                    Some(_) => {}
+                    None => matched |= glob(p.as_bytes(), pattern.as_bytes()),
+                }
+            }
+            matched
+        };
+        marker == "@revoked" && host_matches && kind == key_type && blob == key_b64
+    })
+}
+
+/// The key types known_hosts holds for this host, in file order (plain and hashed lines).
+fn known_key_types<'k>(known_hosts: &'k str, host: &str, port: u16) -> Vec<&'k str> {
+    let pattern = host_pattern(host, port);
     let mut known: Vec<&str> = Vec::new();
     for line in known_hosts.lines().map(str::trim) {
         let mut fields = line.split_whitespace();
         let Some(hosts) = fields.next() else { continue };
         // comments, and @cert-authority / @revoked markers (not a plain host key)
-        if hosts.starts_with('#') || hosts.starts_with('@') {
+        if hosts.starts_with('#') || hosts.starts_with('@') || !hosts_field_names(hosts, &pattern) {
             continue;
         }
-        if !hosts.split(',').any(|h| h == pattern) {
-            continue;
+        if let Some(kind) = fields.next()
+            && !known.contains(&kind)
+        {
+            known.push(kind);
         }
-        let Some(kind) = fields.next() else { continue };
+    }
+    known
+}
+
+/// The host key algorithms to offer: those known_hosts already holds for this host first (as the
+/// OpenSSH client does), so the server presents the key we can verify rather than another type
+/// that would look changed or unknown.
+pub fn host_key_preference(known_hosts: &str, host: &str, port: u16) -> String {
+    let mut known: Vec<&str> = Vec::new();
+    for kind in known_key_types(known_hosts, host, port) {
         // An RSA key is offered with the SHA-2 signature algorithms first, as OpenSSH does.
         let kinds: &[&str] = if kind == "ssh-rsa" {
             &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
@@ -259,7 +330,7 @@ pub(super) fn open_session(
     verify_host_key(&session, url, &opts.known_hosts)?;
     timing.mark("host key check");
 
-    let user = url.user.clone().unwrap_or_else(crate::config::current_user);
+    let user = url.user.clone().unwrap_or_else(crate::os::current_user);
     authenticate(&session, &user, opts.key.as_deref())
         .map_err(|e| e.context(format!("{where_}: login as {user}")))?;
     timing.mark("auth");
@@ -280,11 +351,7 @@ fn verify_host_key(session: &Session, url: &SshUrl, known_hosts: &Path) -> Resul
         })
         .unwrap_or_default();
     let type_name = key_type_name(key_type);
-    let host_pattern = if url.port == 22 {
-        url.host.clone()
-    } else {
-        format!("[{}]:{}", url.host, url.port)
-    };
+    let host_pattern = host_pattern(&url.host, url.port);
     let mut kh = session
         .known_hosts()
         .map_err(|e| ssh_err("known_hosts", e))?;
@@ -302,8 +369,34 @@ fn verify_host_key(session: &Session, url: &SshUrl, known_hosts: &Path) -> Resul
         .unwrap_or(type_name);
     // The exact pattern OpenSSH writes and reads: `host` for port 22, `[host]:port` otherwise.
     // (libssh2's check_port would also accept a plain `host` entry for any port.)
+    let known_text = std::fs::read_to_string(known_hosts).unwrap_or_default();
+    let known_types = known_key_types(&known_text, &url.host, url.port);
+    let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    if revoked(&known_text, &url.host, url.port, type_name, &key_b64) {
+        return Err(Error::conflict(format!(
+            "SSH host {host_pattern} presented the {type_name} key {fingerprint}, which {} marks \
+             @revoked; refusing to connect",
+            known_hosts.display()
+        ))
+        .with_hint("A revoked key must not be trusted again: ask the server's administrator for its new key."));
+    }
     match kh.check(&host_pattern, key) {
         CheckResult::Match => Ok(()),
+        // libssh2 compares with keys of every type: a key of a type known_hosts has none of for
+        // this host is not a changed key, but one that cannot be checked.
+        CheckResult::Mismatch if !known_types.contains(&type_name) => Err(Error::conflict(format!(
+            "SSH host {host_pattern} presented a {type_name} key {fingerprint}, and {} holds only \
+             {} keys for it: walship cannot check this one and never trusts a key on first use",
+            known_hosts.display(),
+            known_types.join(", ")
+        ))
+        .with_hint(format!(
+            "Compare the fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_{short_type}_key.pub` on \
+             the server, then run: ssh-keyscan -p {port} -t {short_type} {host} >> {kh}",
+            kh = known_hosts.display(),
+            port = url.port,
+            host = url.host
+        ))),
         CheckResult::Mismatch => Err(Error::conflict(format!(
             "HOST KEY CHANGED for {host_pattern}: the server presented {type_name} {fingerprint}, which \
              differs from the key in {}; refusing to connect (this could be a man-in-the-middle)",
@@ -351,7 +444,7 @@ fn authenticate(session: &Session, user: &str, key: Option<&Path>) -> Result<()>
         }
         tried.push("ssh-agent".to_string());
     }
-    let home = crate::config::home_dir();
+    let home = crate::os::home_dir();
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
         let path = home.join(".ssh").join(name);
         if path.exists() {
@@ -402,6 +495,80 @@ mod tests {
         ] {
             assert!(url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A hashed known_hosts line for `pattern`, as `ssh-keyscan -H` writes it.
+    fn hashed(pattern: &str, salt: &[u8], rest: &str) -> String {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let hash = crate::hashing::hmac_sha1(salt, pattern.as_bytes());
+        format!("|1|{}|{} {rest}\n", b64.encode(salt), b64.encode(hash))
+    }
+
+    #[test]
+    fn hashed_known_hosts_lines_are_matched_and_their_key_types_preferred() {
+        let kh = hashed(
+            "[127.0.0.1]:2222",
+            b"01234567890123456789",
+            "ecdsa-sha2-nistp256 AAAA",
+        );
+        assert_eq!(
+            known_key_types(&kh, "127.0.0.1", 2222),
+            ["ecdsa-sha2-nistp256"]
+        );
+        assert!(
+            host_key_preference(&kh, "127.0.0.1", 2222)
+                .starts_with("ecdsa-sha2-nistp256,ssh-ed25519,")
+        );
+        // the same host on another port, another host, and a damaged hash match nothing
+        assert!(known_key_types(&kh, "127.0.0.1", 22).is_empty());
+        assert!(known_key_types(&kh, "127.0.0.2", 2222).is_empty());
+        assert!(known_key_types("|1|!!|?? ssh-ed25519 AAAA\n|1|x\n", "h", 22).is_empty());
+        // mixed: plain lines, hashed lines of other hosts, markers, in file order
+        let mixed = format!(
+            "# c\n{}other ssh-ed25519 AAAA\n@revoked [127.0.0.1]:2222 ssh-ed25519 AAAA\n{}[127.0.0.1]:2222,h2 ssh-rsa AAAA\n{}",
+            hashed("other", b"salt-of-other-host!!", "ssh-ed25519 AAAA"),
+            hashed(
+                "[127.0.0.1]:2222",
+                b"another-salt-here-20",
+                "ecdsa-sha2-nistp384 AAAA"
+            ),
+            kh
+        );
+        assert_eq!(
+            known_key_types(&mixed, "127.0.0.1", 2222),
+            ["ecdsa-sha2-nistp384", "ssh-rsa", "ecdsa-sha2-nistp256"]
+        );
+        assert!(host_key_preference(&mixed, "127.0.0.1", 2222).starts_with(
+            "ecdsa-sha2-nistp384,rsa-sha2-512,rsa-sha2-256,ssh-rsa,ecdsa-sha2-nistp256,ssh-ed25519"
+        ));
+    }
+
+    #[test]
+    fn revoked_keys_are_found_by_name_hash_wildcard_and_negation() {
+        let kh = format!(
+            "@revoked *.example,!safe.example ssh-ed25519 KEY1\n{}@revoked [127.0.0.1]:2?22 ssh-rsa KEY3\n",
+            hashed(
+                "[127.0.0.1]:2222",
+                b"01234567890123456789",
+                "ssh-ed25519 KEY2"
+            )
+            .replace("|1|", "@revoked |1|")
+        );
+        assert!(revoked(&kh, "db.example", 22, "ssh-ed25519", "KEY1"));
+        assert!(!revoked(&kh, "safe.example", 22, "ssh-ed25519", "KEY1"));
+        assert!(!revoked(&kh, "db.example", 22, "ssh-ed25519", "KEY2"));
+        assert!(!revoked(
+            &kh,
+            "db.example",
+            22,
+            "ecdsa-sha2-nistp256",
+            "KEY1"
+        ));
+        assert!(revoked(&kh, "127.0.0.1", 2222, "ssh-ed25519", "KEY2"));
+        assert!(revoked(&kh, "127.0.0.1", 2322, "ssh-rsa", "KEY3"));
+        assert!(!revoked(&kh, "127.0.0.1", 2222, "ssh-ed25519", "KEY1"));
+        // a revoked line never counts as a known key either
+        assert!(known_key_types(&kh, "127.0.0.1", 2222).is_empty());
     }
 
     #[test]

@@ -81,7 +81,12 @@ pub fn standby_in(ws: &Workspace, p: &Cluster, config: &Path, stream: bool, name
 }
 
 pub fn config(ws: &Workspace, repo: &Path, extra: &str) -> PathBuf {
-    let path = ws.path().join("walship.toml");
+    config_named(ws, repo, "walship.toml", extra)
+}
+
+/// A configuration file `name` in the workspace (several per test: file-only settings).
+pub fn config_named(ws: &Workspace, repo: &Path, name: &str, extra: &str) -> PathBuf {
+    let path = ws.path().join(name);
     ws.tools
         .write_file(
             &path,

@@ -333,7 +333,7 @@ impl Sshd {
         let dir = ws.mkdir(name);
         let user = match &ws.tools.run_as {
             Some(r) => r.user.clone(),
-            None => walship::config::current_user(),
+            None => walship::os::current_user(),
         };
         ssh_keygen(&dir.join("host_key"));
         ssh_keygen(&dir.join("client_key"));

@@ -120,6 +120,10 @@ fn main() {
         .include("libssh2/src");
 
     cfg.define("HAVE_LONGLONG", None);
+    // walship: the `unpatched` feature compiles libssh2 as published (WALSHIP.md)
+    if env::var_os("CARGO_FEATURE_UNPATCHED").is_some() {
+        cfg.define("WALSHIP_UNPATCHED", None);
+    }
 
     if target.contains("windows") {
         cfg.define("LIBSSH2_WIN32", None);

@@ -162,7 +162,7 @@ static int transport_decrypt(LIBSSH2_SESSION *session, unsigned char *source,
             decryptlen = len;
             lowerfirstlast = LAST_BLOCK;
         }
-#ifdef LIBSSH2_OPENSSL
+#if defined(LIBSSH2_OPENSSL) && !defined(WALSHIP_UNPATCHED)
         /* walship: the middle of the packet in one call, as when sending
            (see transport_send); the last two blocks keep the handling
            above. */
@@ -1251,7 +1251,7 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
                     /* advance the loop counter by the extra amount */
                     i += bsize - session->local.crypt->blocksize;
                 }
-#ifdef LIBSSH2_OPENSSL
+#if defined(LIBSSH2_OPENSSL) && !defined(WALSHIP_UNPATCHED)
                 /* walship: OpenSSL's EVP ciphers take any number of whole
                    blocks in one call, and one call per 16-byte block cost
                    more CPU than the encryption itself (a third of a core
