@@ -65,6 +65,13 @@ CONFIGURATION
   witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
                                                                witness still reaches the primary,
                                                                1 = it does not, else unknown
+  drill_max_age      WALSHIP_DRILL_MAX_AGE / --drill-max-age   7 days: check warns when no drill
+                                                               passed within them
+  [drill]            (file only)                               walship drill: checks (SQL, each
+                                                               must return true), database
+                                                               (postgres), scratch
+                                                               (/var/tmp/walship-drill), timeout
+                                                               (21600 seconds)
 
 POSTGRESQL
   archive_command = 'walship push %p %f'
@@ -175,6 +182,14 @@ pub struct GlobalFlags {
     /// rejoin, switchover), e.g. "host=/var/run/postgresql port=5432 user=postgres"
     #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
     pub pg: Option<String>,
+    /// Days within which a drill must have passed, or check warns
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_DRILL_MAX_AGE",
+        value_name = "DAYS"
+    )]
+    pub drill_max_age: Option<u64>,
 }
 
 /// `status --output`.
@@ -205,6 +220,10 @@ pub enum Command {
         name: String,
         /// Where to put it (%p)
         path: PathBuf,
+        /// Answer "not in the archive" for segments after this one, whatever the repository
+        /// holds (a drill replays the archive as it was when the drill started)
+        #[arg(long, hide = true, value_name = "SEGMENT")]
+        until: Option<String>,
     },
     /// What the repository holds, per timeline: first and last segment, gaps, bytes, ratio
     Status {
@@ -233,6 +252,8 @@ pub enum Command {
     Basebackup(crate::commands::basebackup::BasebackupArgs),
     /// Make a data directory from a base backup: a standby, or point-in-time recovery
     Restore(crate::commands::restore::RestoreArgs),
+    /// Prove a backup restores: restore it into scratch space, replay, open, check, measure RTO/RPO
+    Drill(crate::commands::drill::DrillArgs),
     /// Check the pipeline end to end: settings, archiver, a forced segment switch archived
     Check(crate::commands::check::CheckArgs),
     /// Remove expired backups and the WAL no kept backup needs (plan first; --dry-run prints it)
@@ -288,6 +309,7 @@ impl Command {
             Command::Check(_) => "check".into(),
             Command::Basebackup(_) => "basebackup".into(),
             Command::Restore(_) => "restore".into(),
+            Command::Drill(_) => "drill".into(),
             Command::Promote(_) => "promote".into(),
             Command::Watch(_) => "watch".into(),
             Command::Rejoin(_) => "rejoin".into(),
@@ -503,7 +525,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             &name,
             replace_damaged,
         ),
-        Command::Fetch { name, path } => crate::commands::fetch::run(&cli.global, &name, &path),
+        Command::Fetch { name, path, until } => {
+            crate::commands::fetch::run(&cli.global, &name, &path, until.as_deref())
+        }
         Command::Demo(args) => crate::commands::demo::run(&args),
         Command::Config { json } => crate::commands::config_show::run(&cli.global, json),
         Command::Completions { shell } => {
@@ -552,6 +576,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Restore(args) => {
             crate::commands::restore::run(&Config::resolve(&cli.global)?, &args)
         }
+        Command::Drill(args) => crate::commands::drill::run(&Config::resolve(&cli.global)?, &args),
         Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
         Command::Reader(args) => {
             crate::commands::reader::run(&Config::resolve(&cli.global)?, &args)

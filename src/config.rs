@@ -50,6 +50,25 @@ pub struct ConfigFile {
     pub smart_timeout: Option<u64>,
     /// Standbys `basebackup --to NAME` can make: `[targets.NAME]` tables.
     pub targets: Option<std::collections::BTreeMap<String, Target>>,
+    /// `walship drill`: `[drill]`.
+    pub drill: Option<DrillSettings>,
+    /// Days within which a drill must have passed, or `check` warns.
+    pub drill_max_age: Option<u64>,
+}
+
+/// `[drill]`: how `walship drill` restores and what it checks.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSettings {
+    /// SQL statements that must each return true on the restored copy.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// The database the checks run in [default: postgres].
+    pub database: Option<String>,
+    /// Where the copy is restored [default: /var/tmp/walship-drill].
+    pub scratch: Option<PathBuf>,
+    /// Seconds the copy may take to replay and open [default: 21600].
+    pub timeout: Option<u64>,
 }
 
 /// A standby `basebackup --to` streams into: a data directory on this host (no `host`) or on
@@ -119,6 +138,9 @@ pub struct Config {
     /// How long a smart promotion waits for the archive to be replayed.
     pub smart_timeout: Duration,
     pub targets: std::collections::BTreeMap<String, Target>,
+    pub drill: DrillSettings,
+    /// How old the newest passed drill may be before `check` warns.
+    pub drill_max_age: Duration,
 }
 
 impl ConfigFile {
@@ -221,6 +243,10 @@ impl Config {
             fence_command: file.fence_command,
             smart_timeout: Duration::from_secs(file.smart_timeout.unwrap_or(300)),
             targets: file.targets.unwrap_or_default(),
+            drill: file.drill.unwrap_or_default(),
+            drill_max_age: Duration::from_secs(
+                flags.drill_max_age.or(file.drill_max_age).unwrap_or(7) * 86_400,
+            ),
         })
     }
 
@@ -413,6 +439,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.repo.as_deref(), Some("/from/flag"));
         assert_eq!((c.compression, c.compression_level), (Compression::Zstd, 1));
+    }
+
+    #[test]
+    fn drill_settings_are_read_and_a_typo_in_them_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "repo = \"/r\"\ndrill_max_age = 3\n[drill]\nchecks = [\"select true\"]\ndatabase = \"shop\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = resolve(&["walship", "--config", f, "status"]).unwrap();
+        assert_eq!(c.drill.checks, vec!["select true".to_string()]);
+        assert_eq!(c.drill.database.as_deref(), Some("shop"));
+        assert_eq!(c.drill_max_age, Duration::from_secs(3 * 86_400));
+        let c = resolve(&["walship", "--config", f, "--drill-max-age", "1", "status"]).unwrap();
+        assert_eq!(c.drill_max_age, Duration::from_secs(86_400));
+        let c = resolve(&["walship", "--repo", "/r", "status"]).unwrap();
+        assert_eq!(c.drill_max_age, Duration::from_secs(7 * 86_400));
+        assert!(c.drill.checks.is_empty() && c.drill.scratch.is_none());
+        std::fs::write(&file, "repo = \"/r\"\n[drill]\ncheck = [\"select true\"]\n").unwrap();
+        let e = resolve(&["walship", "--config", f, "status"]).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        assert!(e.message.contains("check"), "{e}");
     }
 
     #[test]

@@ -166,6 +166,33 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
     }
 }
 
+/// Take an exclusive flock(2) on `file` without waiting; false if another process holds one.
+/// The kernel releases it when the holder dies, however it dies.
+pub fn try_flock_exclusive(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the caller owns.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Make the child of `cmd` receive `signal` when this thread ends (PR_SET_PDEATHSIG), and not
+/// start at all if this process is already gone by the time it could take effect.
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: i32) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Send `signal` to process `pid` (a negative pid: its process group); false if it failed.
 pub fn signal(pid: i32, signal: i32) -> bool {
     // SAFETY: kill(2) has no memory preconditions; the caller chose the process.

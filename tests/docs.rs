@@ -440,7 +440,11 @@ fn every_configuration_key_is_in_the_help_and_the_guide() {
     let guide = fs::read_to_string(root().join("docs/guide/configuration.md")).unwrap();
     let mut missing = Vec::new();
     for k in &keys {
-        let shown = if k == "targets" { "[targets.NAME]" } else { k };
+        let shown = match k.as_str() {
+            "targets" => "[targets.NAME]",
+            "drill" => "[drill]",
+            _ => k,
+        };
         if !help.contains(shown) {
             missing.push(format!("{shown} is not in walship --help (CONFIG_HELP)"));
         }

@@ -564,6 +564,8 @@ fn help_documents_every_configuration_key() {
         "ssh_timeout",
         "fetch_retries",
         "pgdata",
+        "drill_max_age",
+        "[drill]",
     ] {
         assert!(
             help.contains(&format!("  {key} ")),
@@ -573,6 +575,7 @@ fn help_documents_every_configuration_key() {
     // the names DBAs know are accepted
     assert_eq!(run(walship().args(["archive", "--help"])).0, 0);
     assert_eq!(run(walship().args(["restore", "--help"])).0, 0);
+    assert_eq!(run(walship().args(["drill", "--help"])).0, 0);
 }
 
 #[test]

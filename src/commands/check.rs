@@ -32,6 +32,10 @@ impl Report {
         println!("  FAIL  {}", what.as_ref());
         self.problems += 1;
     }
+    /// Worth acting on, but the pipeline works: not a reason to exit non-zero.
+    fn warn(&self, what: impl AsRef<str>) {
+        println!("  WARN  {}", what.as_ref());
+    }
 }
 
 pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
@@ -67,6 +71,7 @@ pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
         None if view.in_recovery => report.fail("the repository is empty: nothing to restore from"),
         None => report.ok("the repository is empty; the switch below initializes it"),
     }
+    check_drills(&repo, config.drill_max_age, &report)?;
     if view.in_recovery {
         check_standby(&view, &mut report);
         check_watchers(&repo, &mut report)?;
@@ -121,6 +126,41 @@ fn check_watchers(repo: &Repository, report: &mut Report) -> Result<()> {
             )),
             state => report.ok(format!("{who}: {state}, heartbeat {age} s ago")),
         }
+    }
+    Ok(())
+}
+
+/// A backup nobody restored is a hope, not a backup: warn when no drill passed within
+/// `drill_max_age`.
+fn check_drills(repo: &Repository, max_age: Duration, report: &Report) -> Result<()> {
+    let s = repo.drill_summary()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let days = |secs: f64| secs.max(0.0) / 86_400.0;
+    let limit = format!("drill_max_age = {:.0} days", days(max_age.as_secs_f64()));
+    match &s.last_passed {
+        Some(p) if now - p.finished_at <= max_age.as_secs_f64() => report.ok(format!(
+            "a drill passed {:.1} days ago (backup {}, RTO {})",
+            days(now - p.finished_at),
+            p.backup,
+            p.rto_seconds
+                .map(|r| format!("{r:.1} s"))
+                .unwrap_or_else(|| "-".into())
+        )),
+        Some(p) => report.warn(format!(
+            "the last drill that passed was {:.1} days ago ({limit}): run `walship drill`",
+            days(now - p.finished_at)
+        )),
+        None => report.warn(format!(
+            "no drill has ever passed ({limit}): run `walship drill` to prove a backup restores"
+        )),
+    }
+    if let Some(last) = &s.last
+        && !last.passed
+    {
+        report.warn(format!("the last drill failed: {}", last.failure));
     }
     Ok(())
 }

@@ -79,6 +79,26 @@ pub fn run(flags: &GlobalFlags, json: bool) -> Result<()> {
             "targets",
             format!("{:?}", c.targets.keys().collect::<Vec<_>>()),
         ),
+        (
+            "drill_max_age",
+            format!("{} days", c.drill_max_age.as_secs() / 86_400),
+        ),
+        (
+            "drill",
+            format!(
+                "{} checks in {}, scratch {}, timeout {} s",
+                c.drill.checks.len(),
+                c.drill.database.as_deref().unwrap_or("postgres"),
+                c.drill
+                    .scratch
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| crate::commands::drill::DEFAULT_SCRATCH.into()),
+                c.drill
+                    .timeout
+                    .unwrap_or(crate::commands::drill::DEFAULT_TIMEOUT)
+            ),
+        ),
     ];
     let settings: Vec<Setting> = values
         .into_iter()

@@ -41,7 +41,7 @@ impl RecoveryMode {
     }
 }
 
-pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
+pub fn run(flags: &GlobalFlags, name: &str, dest: &Path, until: Option<&str>) -> Result<()> {
     let config = Config::resolve(flags);
     // The data directory: `pgdata` (flag, environment or file; the flag alone if the file is
     // broken), else the working directory (PostgreSQL runs restore_command in the data directory).
@@ -64,6 +64,14 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
         let config = config?;
         retries = config.fetch_retries;
         let name = WalFileName::parse(name)?;
+        if let Some(until) = until
+            && beyond(&name, &WalFileName::parse(until)?)
+        {
+            return Err(crate::error::Error::not_found(format!(
+                "{} is after {until}, where this recovery's archive ends",
+                name.as_str()
+            )));
+        }
         if super::promote::fast_promotion_skips(&pgdata, &name) {
             return Err(crate::error::Error::not_found(format!(
                 "{} is not restored: a fast promotion is under way",
@@ -137,6 +145,14 @@ pub fn run(flags: &GlobalFlags, name: &str, dest: &Path) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// Whether segment `name` lies after segment `until`, on any timeline: the log and segment
+/// digits (the last 16) sort like WAL locations whatever the segment size.
+fn beyond(name: &WalFileName, until: &WalFileName) -> bool {
+    name.kind() == WalKind::Segment
+        && until.kind() == WalKind::Segment
+        && name.as_str()[8..24] > until.as_str()[8..24]
 }
 
 /// How long a call waits for a segment the prefetch worker is fetching before fetching it itself.
@@ -231,5 +247,21 @@ fn fetch_with_retries(config: &Config, name: &WalFileName, dest: &Path) -> Resul
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_cuts_segments_after_it_on_every_timeline_and_nothing_else() {
+        let p = |n| WalFileName::parse(n).unwrap();
+        let until = p("000000010000000000000010");
+        assert!(!beyond(&p("000000010000000000000010"), &until));
+        assert!(!beyond(&p("00000002000000000000000F"), &until));
+        assert!(beyond(&p("000000020000000000000011"), &until));
+        assert!(beyond(&p("000000010000000100000000"), &until));
+        assert!(!beyond(&p("00000002.history"), &until));
     }
 }

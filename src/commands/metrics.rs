@@ -82,6 +82,39 @@ pub fn render(r: &StatusReport, now: i64) -> String {
         "Files in the repository that are not walship objects.",
         r.strays.len() as f64,
     );
+    if let Some(last) = &r.drills.last {
+        o.one(
+            "drill_last_passed",
+            "1 if the newest drill passed.",
+            f64::from(u8::from(last.passed)),
+        );
+        o.one(
+            "drill_last_timestamp_seconds",
+            "When the newest drill ended, passed or failed.",
+            last.finished_at,
+        );
+    }
+    if let Some(p) = &r.drills.last_passed {
+        o.one(
+            "drill_last_success_timestamp_seconds",
+            "When the newest drill that passed ended.",
+            p.finished_at,
+        );
+        if let Some(rto) = p.rto_seconds {
+            o.one(
+                "drill_rto_seconds",
+                "Newest passed drill: seconds from the start of the restore until the copy had replayed everything and opened.",
+                rto,
+            );
+        }
+        if let Some(rpo) = p.rpo_seconds {
+            o.one(
+                "drill_rpo_seconds",
+                "Newest passed drill: age of the newest archived commit when the drill started.",
+                rpo,
+            );
+        }
+    }
     if let Some(pg) = &r.postgres {
         o.one(
             "pg_up",

@@ -168,48 +168,70 @@ fn restore_into(
         r
     } else {
         let repo = config.open_repository()?;
-        let m = choose(&repo, args)?;
+        let m = choose(
+            &repo,
+            args.backup.as_deref(),
+            args.target_time.as_deref(),
+            args.target_lsn.as_deref(),
+        )?;
         let id = hold_wal(&repo, &m, pgdata, true)?;
         recovery.settings.push_str(&reader_settings(config, &id)?);
         *hold = Some((repo, id));
         let repo = &hold.as_ref().expect("just set").0;
-        let stored = m.stored.clone().expect("listed backups have a data object");
-        let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
-        let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
-            Error::corrupt(format!(
-                "backup {}: {path} is missing from the repository",
-                m.id
-            ))
-        })?;
-        crate::log_line!(
-            "walship: restore: backup {} ({}, WAL {}..{}) into {}",
-            m.id,
-            human_bytes(m.original_bytes),
-            m.start_segment,
-            m.stop_segment,
-            pgdata.display()
-        );
-        let prepared = unpack::prepare(&target, &format!("backup {}", m.id), &m.tablespaces)?;
-        let progress = Progress::new("restore", m.original_bytes);
-        let r = unpack::unpack(reader, prepared, Some(&stored), &progress)?;
-        progress.finish();
-        r
+        unpack_stored(repo, &m, &target)?
     };
-    // Recovery settings and signal file before pg_control: a startable directory is configured.
-    crate::pg::server::append_auto_conf(pgdata, &recovery.settings)?;
-    let signal = pgdata.join(recovery.signal);
-    std::fs::write(&signal, b"")
-        .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
-    let files = restored.manifest.files.len();
-    let m = restored.complete()?;
+    let m = finish(restored, &recovery.settings, recovery.signal)?;
     crate::log_line!(
-        "walship: restore: backup {} restored into {}: {files} files, {}; {}",
+        "walship: restore: backup {} restored into {}: {} files, {}; {}",
         m.id,
         pgdata.display(),
+        m.files.len(),
         human_bytes(m.original_bytes),
         recovery.describe
     );
     Ok(())
+}
+
+/// Unpack stored backup `m` from `repo` into `target`, every file checked against the manifest
+/// and the object against `[stored]`; pg_control is not written yet (see [`finish`]).
+pub fn unpack_stored(repo: &Repository, m: &Manifest, target: &Target) -> Result<unpack::Restored> {
+    let stored = m.stored.clone().ok_or_else(|| {
+        Error::not_found(format!(
+            "backup {}: its data is not in the repository (no [stored] in its manifest)",
+            m.id
+        ))
+    })?;
+    let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
+    let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
+        Error::corrupt(format!(
+            "backup {}: {path} is missing from the repository",
+            m.id
+        ))
+    })?;
+    crate::log_line!(
+        "walship: restore: backup {} ({}, WAL {}..{}) into {}",
+        m.id,
+        human_bytes(m.original_bytes),
+        m.start_segment,
+        m.stop_segment,
+        target.pgdata.display()
+    );
+    let prepared = unpack::prepare(target, &format!("backup {}", m.id), &m.tablespaces)?;
+    let progress = Progress::new("restore", m.original_bytes);
+    let r = unpack::unpack(reader, prepared, Some(&stored), &progress)?;
+    progress.finish();
+    Ok(r)
+}
+
+/// Make an unpacked directory startable: recovery `settings` and the `signal` file go in before
+/// pg_control, so a directory that can start is configured.
+pub fn finish(restored: unpack::Restored, settings: &str, signal: &str) -> Result<Manifest> {
+    let pgdata = restored.pgdata.clone();
+    crate::pg::server::append_auto_conf(&pgdata, settings)?;
+    let signal = pgdata.join(signal);
+    std::fs::write(&signal, b"")
+        .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
+    restored.complete()
 }
 
 /// Publish a reader hold for restoring `m` into `pgdata` (FORMAT.md, "Readers"), so that prune
@@ -335,13 +357,18 @@ fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
 
 /// The backup to restore: the one named, else the newest restorable one (ending before the
 /// target, if there is one).
-fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
+pub fn choose(
+    repo: &Repository,
+    backup: Option<&str>,
+    target_time: Option<&str>,
+    target_lsn: Option<&str>,
+) -> Result<Manifest> {
     let (stored, damaged) = backup::stored_backups(repo)?;
     for e in &damaged {
         crate::log_line!("walship: restore: WARNING: {e}");
     }
-    if let Some(id) = &args.backup {
-        return stored.into_iter().find(|m| &m.id == id).ok_or_else(|| {
+    if let Some(id) = backup {
+        return stored.into_iter().find(|m| m.id == id).ok_or_else(|| {
             Error::not_found(format!(
                 "backup {id} is not in {} (or has no manifest)",
                 repo.describe()
@@ -360,8 +387,8 @@ fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
             .map(|b| b.record.name)
             .collect()
     };
-    let time_limit = args.target_time.as_deref().and_then(parse_pg_time_loose);
-    let lsn_limit = args.target_lsn.as_deref().and_then(parse_lsn);
+    let time_limit = target_time.and_then(parse_pg_time_loose);
+    let lsn_limit = target_lsn.and_then(parse_lsn);
     stored.into_iter().rfind(|m| {
         restorable.contains(&m.backup_record)
             && time_limit.is_none_or(|t| m.stopped_at <= t)
@@ -374,7 +401,7 @@ fn choose(repo: &Repository, args: &RestoreArgs) -> Result<Manifest> {
 }
 
 /// A recovery_target_time as a DBA writes it: "YYYY-MM-DD HH:MM:SS[.fff][+HH|Z|UTC]".
-fn parse_pg_time_loose(t: &str) -> Option<i64> {
+pub fn parse_pg_time_loose(t: &str) -> Option<i64> {
     let t = t.trim();
     let (date, rest) = t.split_once([' ', 'T'])?;
     let time_end = rest

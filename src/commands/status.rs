@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::pg::client::{PgClient, PgView};
 use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::Backup;
+use crate::repo::drill::{DrillRecord, DrillSummary};
 use crate::repo::inventory::{TimelineSummary, summarize};
 use crate::repo::promotion::{PromotionRecord, WatcherBeat};
 
@@ -42,6 +43,8 @@ pub struct StatusReport {
     pub promotions: Vec<PromotionRecord>,
     /// The newest heartbeat of every `walship watch` sharing this repository.
     pub watchers: Vec<WatcherBeat>,
+    /// `walship drill`: how many were recorded, the newest, and the newest that passed.
+    pub drills: DrillSummary,
     /// Present when a PostgreSQL connection is configured.
     pub postgres: Option<PostgresStatus>,
 }
@@ -138,6 +141,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         strays: listing.strays,
         promotions: repo.promotion_records()?,
         watchers: repo.watcher_beats()?,
+        drills: repo.drill_summary()?,
         postgres,
     })
 }
@@ -266,6 +270,7 @@ fn print_table(r: &StatusReport) {
         println!("not a walship object: {s}");
     }
     print_failover(r);
+    print_drills(&r.drills, crate::os::now());
     if let Some(pg) = &r.postgres {
         print_postgres(pg);
     }
@@ -318,6 +323,51 @@ fn print_failover(r: &StatusReport) {
                 format!(": {}", w.detail)
             }
         );
+    }
+}
+
+/// The newest drill, and the newest that passed when that is another one.
+fn print_drills(d: &DrillSummary, now: i64) {
+    let describe = |r: &DrillRecord| {
+        let age = (now as f64 - r.finished_at).max(0.0);
+        let age = if age < 7200.0 {
+            format!("{:.0} min ago", age / 60.0)
+        } else if age < 172_800.0 {
+            format!("{:.0} h ago", age / 3600.0)
+        } else {
+            format!("{:.0} days ago", age / 86_400.0)
+        };
+        let figures = match (r.rto_seconds, r.rpo_seconds) {
+            (Some(rto), Some(rpo)) => format!(", RTO {rto:.1} s, RPO {rpo:.1} s"),
+            (Some(rto), None) => format!(", RTO {rto:.1} s"),
+            _ => String::new(),
+        };
+        if r.passed {
+            format!("backup {} passed {age}{figures} (on {})", r.backup, r.host)
+        } else {
+            format!("FAILED {age} (on {}): {}", r.host, r.failure)
+        }
+    };
+    match (&d.last, &d.last_passed) {
+        (None, _) => println!(
+            "
+no drill recorded (`walship drill` restores a backup to prove it works)"
+        ),
+        (Some(last), passed) => {
+            println!(
+                "
+last drill: {}",
+                describe(last)
+            );
+            match passed {
+                Some(p) if p.id != last.id => println!("last passed drill: {}", describe(p)),
+                Some(_) => {}
+                None => println!("no drill has passed"),
+            }
+        }
+    }
+    for e in &d.damaged {
+        println!("DAMAGED: {e}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! reading and writing whole objects by WAL file name. The format is FORMAT.md.
 
 pub mod backups;
+pub mod drill;
 pub mod identity;
 pub mod inventory;
 pub mod lock;
@@ -201,7 +202,7 @@ impl Repository {
     /// a day (its writer died). Returns the paths removed; each directory is synced after.
     pub fn remove_stale_temporaries(&self, before: i64) -> Result<Vec<String>> {
         let mut dirs = vec![String::new()];
-        for top in ["wal", "backups", "readers", "promotions"] {
+        for top in ["wal", "backups", "readers", "promotions", "drills"] {
             dirs.push(top.to_string());
             for e in self.storage.list(top)? {
                 if e.is_dir {
