@@ -83,14 +83,31 @@ impl PgTools {
         } else {
             self.bin.join(program)
         };
-        match &self.run_as {
+        let mut c = match &self.run_as {
             Some(r) => {
                 let mut c = Command::new("runuser");
                 c.arg("-u").arg(&r.user).arg("--").arg(path);
                 c
             }
             None => Command::new(path),
+        };
+        if let Some(lib) = self.own_libpq_dir() {
+            c.env(
+                "LD_LIBRARY_PATH",
+                prepend_path(&lib, std::env::var_os("LD_LIBRARY_PATH")),
+            );
         }
+        c
+    }
+
+    /// `<bin>/../lib` when it holds a libpq of its own (a relocatable build, not Debian's
+    /// layout). Such builds' programs find it through their run path, but the server's
+    /// libpqwalreceiver.so has none: without this the walreceiver loads the system's older libpq,
+    /// which rejects options the build's pg_rewind and pg_basebackup write into
+    /// primary_conninfo ("invalid connection option \"sslnegotiation\"").
+    fn own_libpq_dir(&self) -> Option<PathBuf> {
+        let lib = self.bin.parent()?.join("lib");
+        lib.join("libpq.so.5").exists().then_some(lib)
     }
 
     /// Give `path` to the unprivileged user (no-op when not root).
@@ -135,6 +152,16 @@ impl PgTools {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
+}
+
+/// `dir` before the entries of a PATH-like variable.
+fn prepend_path(dir: &Path, rest: Option<std::ffi::OsString>) -> std::ffi::OsString {
+    let mut v = dir.as_os_str().to_os_string();
+    if let Some(r) = rest.filter(|r| !r.is_empty()) {
+        v.push(":");
+        v.push(r);
+    }
+    v
 }
 
 /// A free TCP port on 127.0.0.1 (asked of the kernel; free at the time of asking).
@@ -374,4 +401,51 @@ pub fn wait_until(
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library_path(tools: &PgTools) -> Option<std::ffi::OsString> {
+        tools
+            .command("postgres")
+            .get_envs()
+            .find(|(k, _)| *k == "LD_LIBRARY_PATH")
+            .and_then(|(_, v)| v.map(|v| v.to_os_string()))
+    }
+
+    #[test]
+    fn regression_a_relocatable_build_runs_with_its_own_libpq_not_the_systems() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path().join("postgresql-18");
+        fs::create_dir_all(build.join("bin")).unwrap();
+        fs::create_dir_all(build.join("lib")).unwrap();
+        fs::write(build.join("lib/libpq.so.5"), b"").unwrap();
+        let tools = PgTools {
+            bin: build.join("bin"),
+            run_as: None,
+        };
+        let path =
+            library_path(&tools).expect("LD_LIBRARY_PATH set for a build with its own libpq");
+        let first = std::env::split_paths(&path).next().unwrap();
+        assert_eq!(first, build.join("lib"));
+        // Debian's layout (libpq in the system's library directory) is left alone.
+        let debian = dir.path().join("usr/lib/postgresql/15");
+        fs::create_dir_all(debian.join("bin")).unwrap();
+        fs::create_dir_all(debian.join("lib")).unwrap();
+        let tools = PgTools {
+            bin: debian.join("bin"),
+            run_as: None,
+        };
+        assert_eq!(library_path(&tools), None);
+    }
+
+    #[test]
+    fn a_library_path_is_prepended_to_the_one_in_force() {
+        let p = prepend_path(Path::new("/b/lib"), Some("/x:/y".into()));
+        assert_eq!(p, "/b/lib:/x:/y");
+        assert_eq!(prepend_path(Path::new("/b/lib"), Some("".into())), "/b/lib");
+        assert_eq!(prepend_path(Path::new("/b/lib"), None), "/b/lib");
+    }
 }

@@ -24,7 +24,8 @@ pub fn conninfo(c: &Cluster) -> String {
 pub fn walship_copy(ws: &Workspace) -> Command {
     let mut c = Command::new(ws.walship_bin());
     for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
+        // WALSHIP_PG_BIN names the PostgreSQL under test (tests/run --pg), for every command.
+        if k.starts_with("WALSHIP_") && k != "WALSHIP_PG_BIN" {
             c.env_remove(k);
         }
     }

@@ -17,11 +17,13 @@ use walship::pg::cluster::{DEFAULT_PG_BIN, PgTools, RunAs, free_port};
 
 pub const MIB: u32 = 1 << 20;
 
-/// The walship binary under test, with no configuration from the machine it runs on.
+/// The walship binary under test, with no configuration from the machine it runs on but the
+/// PostgreSQL under test.
 pub fn walship() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_walship"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
+        // WALSHIP_PG_BIN names the PostgreSQL under test (tests/run --pg), for every command.
+        if k.starts_with("WALSHIP_") && k != "WALSHIP_PG_BIN" {
             c.env_remove(k);
         }
     }
@@ -47,7 +49,34 @@ pub fn pg_tools() -> PgTools {
     }
     .expect("an unprivileged user for PostgreSQL");
     let bin = std::env::var("WALSHIP_PG_BIN").unwrap_or_else(|_| DEFAULT_PG_BIN.into());
-    PgTools::new(bin, run_as).expect("PostgreSQL 15 binaries (apt-get install postgresql-15)")
+    let tools = PgTools::new(bin, run_as)
+        .expect("PostgreSQL binaries: WALSHIP_PG_BIN, else /usr/lib/postgresql/15/bin (tests/run installs them)");
+    // tests/run --pg N says which major version must be under test: a wrong binary directory
+    // fails here instead of testing another version than the one reported.
+    if let Ok(want) = std::env::var("WALSHIP_PG_MAJOR") {
+        assert_eq!(
+            pg_major(&tools).to_string(),
+            want,
+            "WALSHIP_PG_BIN {}",
+            tools.bin.display()
+        );
+    }
+    tools
+}
+
+/// The major version of the PostgreSQL programs in `tools` (`postgres --version`).
+pub fn pg_major(tools: &PgTools) -> u32 {
+    let out = Command::new(tools.bin.join("postgres"))
+        .arg("--version")
+        .output()
+        .expect("postgres --version runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "postgres (PostgreSQL) 18.6", "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+    text.split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no version in {text:?}"))
 }
 
 /// A temporary directory the PostgreSQL user owns (and can therefore reach).
