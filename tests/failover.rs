@@ -330,6 +330,10 @@ fn switchover_swaps_the_roles_without_losing_a_row() {
     p.pgbench(&["-n", "-c", "2", "-t", "300"]).unwrap();
     let q = "SELECT count(*) || ' ' || sum(abalance) FROM pgbench_history JOIN pgbench_accounts USING (aid)";
     let before = p.psql(q).unwrap();
+    // Regression (17 and later): the primary is idle since this switch, so switchover's own
+    // pg_switch_wal() returns a segment boundary, which pg_walfile_name() names as the segment
+    // still being written; switchover waited for it to be archived until its timeout.
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
     let (code, text) = output(
         walship_for(&ws, &cfg, &s.data)
             .args(["switchover", "--primary"])

@@ -10,6 +10,7 @@ use clap::Args;
 use super::promote::pgdata_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::pg::client::{conninfo_user, with_default_user};
 use crate::pg::server::LocalServer;
 
 #[derive(Debug, Args)]
@@ -23,7 +24,8 @@ pub struct RejoinArgs {
 }
 
 pub fn run(config: &Config, args: &RejoinArgs) -> Result<()> {
-    let server = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?;
+    let server = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?
+        .with_pg(config.pg.as_deref());
     rejoin(config, &server, &args.primary, args.stream)
 }
 
@@ -34,6 +36,7 @@ pub fn rejoin(
     primary_conninfo: &str,
     stream: bool,
 ) -> Result<()> {
+    let primary_conninfo = &primary_role(primary_conninfo, config.pg.as_deref());
     // Refuse a password before it reaches pg_rewind's command line.
     let primary = crate::pg::client::PgClient::from_conninfo(primary_conninfo)?;
     let pgdata = server.pgdata.clone();
@@ -137,3 +140,14 @@ const OWN_CONFIG: &[&str] = &[
     "pg_hba.conf",
     "pg_ident.conf",
 ];
+
+/// The connection to the new primary with its role: the one it names, else libpq's PGUSER, else
+/// the role `pg` names (a standby has its primary's roles: a cluster made with `initdb -U
+/// postgres` by another OS user has no role named after that user), else libpq's default.
+fn primary_role(primary_conninfo: &str, pg: Option<&str>) -> String {
+    let pguser = std::env::var("PGUSER").is_ok_and(|u| !u.is_empty());
+    match pg.and_then(conninfo_user) {
+        Some(user) if !pguser => with_default_user(primary_conninfo, &user),
+        _ => primary_conninfo.to_string(),
+    }
+}

@@ -356,7 +356,7 @@ impl Cluster {
     /// Switch to a new WAL segment and wait until the switched-out one is archived. Returns its
     /// name.
     pub fn switch_and_wait_archived(&self, timeout: Duration) -> Result<String> {
-        let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())")?;
+        let seg = self.psql(&format!("SELECT {}", super::client::SWITCH_WAL_FILE))?;
         wait_until(timeout, &format!("{seg} to be archived"), || {
             let last = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")?;
             // Names of one timeline sort in WAL order; a .partial or .backup sorts after its segment.
