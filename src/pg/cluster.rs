@@ -69,7 +69,8 @@ impl PgTools {
         for program in ["initdb", "pg_ctl", "psql", "pgbench", "pg_basebackup"] {
             if !bin.join(program).exists() {
                 return Err(Error::usage(format!("{} not found", bin.join(program).display()))
-                    .with_hint("Install the PostgreSQL server (apt-get install postgresql-15) or point --pg-bin at its bin directory."));
+                    .with_hint("Install the PostgreSQL server (Debian: apt-get install postgresql-<major>), or set pg_bin \
+                                (configuration file or WALSHIP_PG_BIN; demo and restore: --pg-bin) to the bin directory of its programs."));
             }
         }
         Ok(PgTools { bin, run_as })

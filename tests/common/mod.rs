@@ -21,15 +21,20 @@ pub const MIB: u32 = 1 << 20;
 /// PostgreSQL under test.
 pub fn walship() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_walship"));
+    without_walship_env(&mut c);
+    c.env("WALSHIP_CONFIG", "/dev/null");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Remove the machine's `WALSHIP_*` settings from a walship command's environment, all but
+/// WALSHIP_PG_BIN: the PostgreSQL under test (tests/run --pg), which every command must use.
+pub fn without_walship_env(c: &mut Command) {
     for (k, _) in std::env::vars() {
-        // WALSHIP_PG_BIN names the PostgreSQL under test (tests/run --pg), for every command.
         if k.starts_with("WALSHIP_") && k != "WALSHIP_PG_BIN" {
             c.env_remove(k);
         }
     }
-    c.env("WALSHIP_CONFIG", "/dev/null");
-    c.stdin(Stdio::null());
-    c
 }
 
 /// Run a walship command and return (exit code, stderr).
