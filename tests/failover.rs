@@ -191,7 +191,15 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
                     .any(|n| n.ends_with(".partial")))
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| {
+        let log = fs::read_to_string(&s.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "{e}; archive {:?}; standby log (last lines, newest first):\n{}",
+            names_below(&repo.join("wal")),
+            tail.join("\n")
+        )
+    });
 
     // rejoin: refused while the old primary runs (it does not: SIGKILLed); give its backends
     // a moment to notice that their postmaster is gone

@@ -2,8 +2,8 @@
 //! (WALSHIP_PG_BIN; `tests/run --pg N`): each version's WAL page magic, 18's data checksums, 17's
 //! pg_walfile_name() at a segment boundary, the archiver calling archive_command again for a
 //! file already archived after a crash; a cluster whose superuser is not named after its OS
-//! user, promoted and rejoined through `pg`; and PostgreSQL 14 refused up front
-//! (WALSHIP_PG14_BIN).
+//! user, promoted and rejoined through `pg`; and PostgreSQL 14 refused up front by check,
+//! basebackup, push and demo (WALSHIP_PG14_BIN).
 
 mod common;
 
@@ -243,4 +243,9 @@ fn postgresql_14_is_refused_up_front_by_check_basebackup_and_push() {
     }
     assert!(names_below(&repo).is_empty());
     p.stop().unwrap();
+
+    // the demo too, before it makes anything
+    let (code, text) = output(walship().arg("demo").arg("--pg-bin").arg(&tools.bin));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains(refused), "{text}");
 }

@@ -76,6 +76,25 @@ impl PgTools {
         Ok(PgTools { bin, run_as })
     }
 
+    /// The major version of these programs, from `postgres --version`.
+    pub fn major_version(&self) -> Result<u32> {
+        let path = self.bin.join("postgres");
+        let out = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {} --version", path.display()), e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_major(&text).ok_or_else(|| {
+            Error::usage(format!(
+                "{} --version answered {:?}: not a PostgreSQL server",
+                path.display(),
+                text.trim()
+            ))
+            .with_hint("Point pg_bin (or --pg-bin) at the bin directory of a PostgreSQL server.")
+        })
+    }
+
     /// A command for a PostgreSQL program (or any program, if `program` contains a '/'), run as
     /// the unprivileged user when needed.
     pub fn command(&self, program: &str) -> Command {
@@ -153,6 +172,17 @@ impl PgTools {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
+}
+
+/// The major version in `postgres --version`'s answer: "postgres (PostgreSQL) 18.6", or on
+/// Debian "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)".
+fn parse_major(version_output: &str) -> Option<u32> {
+    let version = version_output
+        .split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)?;
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// `dir` before the entries of a PATH-like variable.
@@ -440,6 +470,18 @@ mod tests {
             run_as: None,
         };
         assert_eq!(library_path(&tools), None);
+    }
+
+    #[test]
+    fn the_major_version_is_read_from_postgres_version() {
+        assert_eq!(parse_major("postgres (PostgreSQL) 18.6\n"), Some(18));
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(parse_major("postgres (PostgreSQL) 19devel"), Some(19));
+        assert_eq!(parse_major("bash: postgres: command not found"), None);
+        assert_eq!(parse_major(""), None);
     }
 
     #[test]

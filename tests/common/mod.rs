@@ -71,17 +71,7 @@ pub fn pg_tools() -> PgTools {
 
 /// The major version of the PostgreSQL programs in `tools` (`postgres --version`).
 pub fn pg_major(tools: &PgTools) -> u32 {
-    let out = Command::new(tools.bin.join("postgres"))
-        .arg("--version")
-        .output()
-        .expect("postgres --version runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "postgres (PostgreSQL) 18.6", "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
-    text.split_whitespace()
-        .skip_while(|w| *w != "(PostgreSQL)")
-        .nth(1)
-        .and_then(|v| v.split('.').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {text:?}"))
+    tools.major_version().expect("postgres --version")
 }
 
 /// A test that cannot run on this machine says so on stderr (cargo test shows it as passed), and
