@@ -49,7 +49,7 @@ CONFIGURATION
                                                                port, user, pgdata, pg_bin, walship,
                                                                config, primary_conninfo, and the
                                                                tables tablespace_map and settings
-  pg_bin             (file only)                               /usr/lib/postgresql/<PG_VERSION>/bin
+  pg_bin             WALSHIP_PG_BIN (no flag)                  /usr/lib/postgresql/<PG_VERSION>/bin
   on_promote         (file only) list of commands              run (sh -c) after a promotion
   on_failover_refused (file only) list of commands             run when automatic failover
                                                                refuses to promote this standby

@@ -231,7 +231,10 @@ impl Config {
             keep_backups: file.keep_backups,
             keep_days: file.keep_days,
             pg: flags.pg.clone().or(file.pg),
-            pg_bin: file.pg_bin,
+            pg_bin: std::env::var_os("WALSHIP_PG_BIN")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or(file.pg_bin),
             on_promote: file.on_promote.unwrap_or_default(),
             on_failover_refused: file.on_failover_refused.unwrap_or_default(),
             hook_timeout: Duration::from_secs(file.hook_timeout.unwrap_or(30)),

@@ -132,6 +132,7 @@ pub fn push_file(
             .unwrap_or(Path::new("."));
         header_from_wal_dir(dir)?
     };
+    crate::pg::require_supported(header.pg_version, &what)?;
     check_identity(&header, identity, name.as_str(), &repo.describe())?;
     if name.kind() == WalKind::Segment {
         refuse_past_fork(repo, name, identity.wal_segment_size)?;

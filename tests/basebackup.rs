@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ha::{self, TIMEOUT};
-use common::{Sshd, Workspace, descendants, names_below, output};
+use common::{Sshd, Workspace, descendants, names_below, output, without_walship_env};
 use walship::pg::cluster::{Cluster, free_port, wait_until};
 
 fn scale() -> u32 {
@@ -26,11 +26,7 @@ fn scale() -> u32 {
 /// walship run as the PostgreSQL user (restore refuses root, as PostgreSQL does).
 fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
     let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
+    without_walship_env(&mut c);
     c.arg("--config").arg(cfg).stdin(Stdio::null());
     c
 }
@@ -85,11 +81,11 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
         &repo,
         &format!(
             "ssh_key = '{key}'\nknown_hosts = '{kh}'\n\n[targets.standby]\nhost = '127.0.0.1'\nport = {sp}\n\
-             user = '{user}'\npgdata = '{sd}'\nwalship = '{bin}'\nconfig = '{cfg}'\n\
+             user = '{user}'\npgdata = '{sd}'\nwalship = '{bin}'\nconfig = '{cfg}'\npg_bin = '{pg_bin}'\n\
              [targets.standby.tablespace_map]\n'{ts}' = '{w}/ts_standby'\n\
              [targets.standby.settings]\nport = '{port}'\nunix_socket_directories = '{w}/standby.sock'\n\
              hot_standby = 'on'\nwal_retrieve_retry_interval = '200ms'\n\n\
-             [targets.cut]\npgdata = '{w}/cut'\nwalship = '{bin}'\nconfig = '{cfg}'\n\
+             [targets.cut]\npgdata = '{w}/cut'\nwalship = '{bin}'\nconfig = '{cfg}'\npg_bin = '{pg_bin}'\n\
              [targets.cut.tablespace_map]\n'{ts}' = '{w}/ts_cut'\n",
             key = sshd.client_key.display(),
             kh = sshd.known_hosts.display(),
@@ -97,6 +93,8 @@ fn basebackup_restore_to_a_point_in_time_and_a_standby_over_ssh() {
             user = sshd.user,
             sd = standby_dir.display(),
             bin = ws.walship_bin().display(),
+            // the standby's PostgreSQL: the version under test (the SSH session has no WALSHIP_PG_BIN)
+            pg_bin = ws.tools.bin.display(),
             cfg = ws.path().join("walship.toml").display(),
             ts = ts.display(),
             port = standby_port,

@@ -191,7 +191,15 @@ fn the_watcher_fails_over_when_the_primary_dies_and_the_old_primary_rejoins() {
                     .any(|n| n.ends_with(".partial")))
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| {
+        let log = fs::read_to_string(&s.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "{e}; archive {:?}; standby log (last lines, newest first):\n{}",
+            names_below(&repo.join("wal")),
+            tail.join("\n")
+        )
+    });
 
     // rejoin: refused while the old primary runs (it does not: SIGKILLed); give its backends
     // a moment to notice that their postmaster is gone
@@ -335,6 +343,10 @@ fn switchover_swaps_the_roles_without_losing_a_row() {
     p.pgbench(&["-n", "-c", "2", "-t", "300"]).unwrap();
     let q = "SELECT count(*) || ' ' || sum(abalance) FROM pgbench_history JOIN pgbench_accounts USING (aid)";
     let before = p.psql(q).unwrap();
+    // Regression (17 and later): the primary is idle since this switch, so switchover's own
+    // pg_switch_wal() returns a segment boundary, which pg_walfile_name() names as the segment
+    // still being written; switchover waited for it to be archived until its timeout.
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
     let (code, text) = output(
         walship_for(&ws, &cfg, &s.data)
             .args(["switchover", "--primary"])

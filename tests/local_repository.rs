@@ -225,6 +225,35 @@ fn bad_names_and_paths_are_usage_errors_and_write_nothing() {
 }
 
 #[test]
+fn wal_of_postgresql_14_is_refused_naming_the_supported_versions_and_leaves_no_identity() {
+    let env = Env::new();
+    let mut seg = segment_bytes(SEG, SYSID, MIB, 1);
+    seg[0..2].copy_from_slice(&0xD10Du16.to_le_bytes()); // PostgreSQL 14's XLOG_PAGE_MAGIC
+    fs::write(env.pg_wal.join(SEG), &seg).unwrap();
+    let (code, err) = env.push(SEG);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("PostgreSQL 14 is not supported: walship supports PostgreSQL 15 to 18"),
+        "{err}"
+    );
+    assert!(err.contains(SEG), "the message names the file: {err}");
+    let left: Vec<String> = tree(&env.repo).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        left.is_empty(),
+        "nothing of an unsupported cluster stays in the repository: {left:?}"
+    );
+    // a history file beside it is refused the same way (its version comes from that segment)
+    fs::write(
+        env.pg_wal.join("00000002.history"),
+        "1\t0/3000000\tno recovery target\n",
+    )
+    .unwrap();
+    let (code, err) = env.push("00000002.history");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("PostgreSQL 14 is not supported"), "{err}");
+}
+
+#[test]
 fn bad_wal_files_are_refused_before_anything_is_written() {
     let env = Env::new();
     let good = segment_bytes(SEG, SYSID, MIB, 1);

@@ -128,6 +128,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     }
     let (sysid, segment_size): (String, u32) = (f[2].clone(), f[4].parse().unwrap_or(0));
     let pg_version: u32 = f[5].parse().unwrap_or(0);
+    crate::pg::require_supported(pg_version, &format!("the server ({})", client.describe()))?;
     match repo.identity() {
         Some(id) if id.system_identifier.to_string() != sysid => {
             return Err(Error::conflict(format!(

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::WalFileName;
-use crate::pg::client::{PgClient, PgView};
+use crate::pg::client::{PgClient, PgView, SWITCH_WAL_FILE};
 use crate::repo::Repository;
 
 #[derive(Debug, Args)]
@@ -49,6 +49,13 @@ pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
         repo.describe(),
         client.describe()
     );
+    let major = client.row(
+        "SELECT current_setting('server_version_num')::int / 10000",
+        1,
+    )?[0]
+        .parse()
+        .unwrap_or(0);
+    crate::pg::require_supported(major, &format!("the server ({})", client.describe()))?;
     let mut report = Report { problems: 0 };
     let view = PgView::read(&client)?;
     report.ok(format!(
@@ -200,7 +207,7 @@ fn check_primary(
     }
     // A restore point writes a WAL record, so the switch always completes a new segment.
     let switched = client.row(
-        "SELECT pg_create_restore_point('walship check'), pg_walfile_name(pg_switch_wal())",
+        &format!("SELECT pg_create_restore_point('walship check'), {SWITCH_WAL_FILE}"),
         2,
     )?[1]
         .clone();

@@ -60,6 +60,7 @@ fn run_as_user(args: &DemoArgs) -> Result<Option<RunAs>> {
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let tools = PgTools::new(&args.pg_bin, run_as_user(args)?)?;
+    crate::pg::require_supported(tools.major_version()?, &args.pg_bin.display().to_string())?;
     let workspace = tempfile::Builder::new()
         .prefix("walship-demo-")
         .tempdir()

@@ -180,6 +180,8 @@ pub(crate) fn ensure_identity(
             .unwrap_or(Path::new("."));
         crate::transfer::header_from_wal_dir(dir)?
     };
+    // Before the repository takes this cluster's identity: nothing of an unsupported one stays.
+    crate::pg::require_supported(header.pg_version, &path.display().to_string())?;
     let id = repo.initialize(&identity_of(&header))?.clone();
     check_identity(&header, &id, name.as_str(), &repo.describe())?;
     Ok(id)

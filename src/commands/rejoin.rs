@@ -10,6 +10,7 @@ use clap::Args;
 use super::promote::pgdata_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::pg::client::{conninfo_user, with_default_user};
 use crate::pg::server::{LocalServer, conf_string};
 
 #[derive(Debug, Args)]
@@ -23,7 +24,8 @@ pub struct RejoinArgs {
 }
 
 pub fn run(config: &Config, args: &RejoinArgs) -> Result<()> {
-    let server = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?;
+    let server = LocalServer::open(&pgdata_of(config), config.pg_bin.as_deref())?
+        .with_pg(config.pg.as_deref());
     rejoin(config, &server, &args.primary, args.stream)
 }
 
@@ -34,6 +36,11 @@ pub fn rejoin(
     primary_conninfo: &str,
     stream: bool,
 ) -> Result<()> {
+    let primary_conninfo = &primary_role(
+        primary_conninfo,
+        std::env::var("PGUSER").ok(),
+        config.pg.as_deref(),
+    );
     // Refuse a password before it reaches pg_rewind's command line.
     let primary = crate::pg::client::PgClient::from_conninfo(primary_conninfo)?;
     let pgdata = server.pgdata.clone();
@@ -144,6 +151,21 @@ const OWN_CONFIG: &[&str] = &[
     "pg_ident.conf",
 ];
 
+/// The connection to the new primary with its role: the one it names, else libpq's PGUSER, else
+/// the role `pg` names (a standby has its primary's roles: a cluster made with `initdb -U
+/// postgres` by another OS user has no role named after that user), else libpq's default (the
+/// OS user). The role is written out: the restarted server's walreceiver has neither PGUSER nor
+/// `pg`.
+fn primary_role(primary_conninfo: &str, pguser: Option<String>, pg: Option<&str>) -> String {
+    match pguser
+        .filter(|u| !u.is_empty())
+        .or_else(|| pg.and_then(conninfo_user))
+    {
+        Some(user) => with_default_user(primary_conninfo, &user),
+        None => primary_conninfo.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +185,32 @@ restore_command = evil' fetch %f %p"#;
             lines[2],
             r#"primary_conninfo = 'host=/tmp/x\\ y'' dbname=z\nport=1'"#
         );
+    }
+
+    #[test]
+    fn the_new_primarys_role_comes_from_it_then_pguser_then_pg() {
+        let pg = Some("host=/run/pg port=5432 user=postgres");
+        assert_eq!(
+            primary_role("host=db2 user=repl", Some("app".into()), pg),
+            "host=db2 user=repl"
+        );
+        assert_eq!(
+            primary_role("host=db2", Some("app".into()), pg),
+            "user='app' host=db2"
+        );
+        assert_eq!(
+            primary_role("host=db2", None, pg),
+            "user='postgres' host=db2"
+        );
+        assert_eq!(
+            primary_role("host=db2", Some(String::new()), pg),
+            "user='postgres' host=db2"
+        );
+        // without any of them, libpq's default as before
+        assert_eq!(
+            primary_role("host=db2", None, Some("host=/run/pg")),
+            "host=db2"
+        );
+        assert_eq!(primary_role("host=db2", None, None), "host=db2");
     }
 }

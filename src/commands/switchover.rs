@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::run_hook;
 use crate::pg::WalFileName;
-use crate::pg::client::PgClient;
+use crate::pg::client::{PgClient, SWITCH_WAL_FILE};
 use crate::pg::server::LocalServer;
 use crate::repo::backups::parse_lsn;
 
@@ -97,7 +97,7 @@ pub fn run(config: &Config, args: &SwitchoverArgs) -> Result<()> {
     );
 
     // 2. the primary's last complete segment is archived
-    let switched = primary.row("SELECT pg_walfile_name(pg_switch_wal())", 1)?[0].clone();
+    let switched = primary.row(&format!("SELECT {SWITCH_WAL_FILE}"), 1)?[0].clone();
     let repo = config.open_repository()?;
     let name = WalFileName::parse(&switched)?;
     wait(timeout, &format!("{switched} to be archived"), || {

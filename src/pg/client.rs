@@ -26,6 +26,13 @@ pub struct PgClient {
     connect_timeout: Option<u64>,
 }
 
+/// SQL naming the segment `pg_switch_wal()` just completed, the same on every version:
+/// `pg_switch_wal()` returns the segment boundary when nothing was written since the last switch,
+/// and from PostgreSQL 17 on `pg_walfile_name()` names the segment that starts there (still being
+/// written, never archived before the next switch) instead of the one that ends there. One byte
+/// back is always inside the completed segment.
+pub const SWITCH_WAL_FILE: &str = "pg_walfile_name(pg_switch_wal() - 1)";
+
 /// How long one statement of `status`, `check`, `promote` may take, connecting included.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(150);
 
@@ -287,6 +294,71 @@ impl PgClient {
     }
 }
 
+/// The role a libpq connection string names (`user=...`, or the user of a postgresql:// URI), if
+/// any. Key/value strings follow libpq's quoting: a value may be single-quoted, with `\'` and
+/// `\\` inside.
+pub fn conninfo_user(conninfo: &str) -> Option<String> {
+    let s = conninfo.trim();
+    if let Some(rest) = s
+        .strip_prefix("postgresql://")
+        .or_else(|| s.strip_prefix("postgres://"))
+    {
+        let authority = rest.split(['/', '?']).next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let user = userinfo.split(':').next()?;
+        return (!user.is_empty()).then(|| user.to_string());
+    }
+    let mut chars = s.chars().peekable();
+    let mut user = None;
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            return user;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.next_if_eq(&'=')?;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\\' => value.push(chars.next()?),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.push(chars.next()?);
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        if key == "user" {
+            user = Some(value); // the last one wins, as in libpq
+        }
+    }
+}
+
+/// `conninfo` with `default_user` as its role when it names none: in libpq's key/value form a
+/// later key wins, so the default goes first. A URI is returned unchanged (it names its user
+/// itself, or relies on PGUSER).
+pub fn with_default_user(conninfo: &str, default_user: &str) -> String {
+    let t = conninfo.trim_start();
+    if conninfo_user(conninfo).is_some()
+        || t.starts_with("postgresql://")
+        || t.starts_with("postgres://")
+    {
+        return conninfo.to_string();
+    }
+    let quoted = default_user.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("user='{quoted}' {conninfo}")
+}
+
 fn has_url_password(lower: &str) -> bool {
     // postgresql://user:secret@host/...
     lower
@@ -449,6 +521,48 @@ mod tests {
             classify_failure(None, down[0]),
             Health::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn the_role_of_a_connection_string_is_found_in_either_form() {
+        assert_eq!(
+            conninfo_user("host=db user=app port=5432").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            conninfo_user("host=db user = 'o\\'brien x'").as_deref(),
+            Some("o'brien x")
+        );
+        assert_eq!(conninfo_user("user=a user=b").as_deref(), Some("b"));
+        assert_eq!(conninfo_user("host=/tmp port=5432 dbname=postgres"), None);
+        assert_eq!(conninfo_user("application_name='user=x'"), None);
+        assert_eq!(
+            conninfo_user("postgresql://app@db:5432/postgres").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            conninfo_user("postgresql://db/postgres?sslmode=require"),
+            None
+        );
+        assert_eq!(conninfo_user(""), None);
+    }
+
+    #[test]
+    fn a_default_role_is_added_only_where_the_connection_string_names_none() {
+        assert_eq!(
+            with_default_user("host=/tmp port=5432", "postgres"),
+            "user='postgres' host=/tmp port=5432"
+        );
+        assert_eq!(
+            with_default_user("host=db user=app", "postgres"),
+            "host=db user=app"
+        );
+        assert_eq!(
+            with_default_user("postgresql://db/postgres", "postgres"),
+            "postgresql://db/postgres"
+        );
+        let odd = with_default_user("host=db", "o'b");
+        assert_eq!(conninfo_user(&odd).as_deref(), Some("o'b"));
     }
 
     #[test]

@@ -63,10 +63,30 @@ impl PgTools {
         for program in ["initdb", "pg_ctl", "psql", "pgbench", "pg_basebackup"] {
             if !bin.join(program).exists() {
                 return Err(Error::usage(format!("{} not found", bin.join(program).display()))
-                    .with_hint("Install the PostgreSQL server (apt-get install postgresql-15) or point --pg-bin at its bin directory."));
+                    .with_hint("Install the PostgreSQL server (Debian: apt-get install postgresql-<major>), or set pg_bin \
+                                (configuration file or WALSHIP_PG_BIN; demo and restore: --pg-bin) to the bin directory of its programs."));
             }
         }
         Ok(PgTools { bin, run_as })
+    }
+
+    /// The major version of these programs, from `postgres --version`.
+    pub fn major_version(&self) -> Result<u32> {
+        let path = self.bin.join("postgres");
+        let out = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {} --version", path.display()), e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_major(&text).ok_or_else(|| {
+            Error::usage(format!(
+                "{} --version answered {:?}: not a PostgreSQL server",
+                path.display(),
+                text.trim()
+            ))
+            .with_hint("Point pg_bin (or --pg-bin) at the bin directory of a PostgreSQL server.")
+        })
     }
 
     /// A command for a PostgreSQL program (or any program, if `program` contains a '/'), run as
@@ -77,14 +97,31 @@ impl PgTools {
         } else {
             self.bin.join(program)
         };
-        match &self.run_as {
+        let mut c = match &self.run_as {
             Some(r) => {
                 let mut c = Command::new("runuser");
                 c.arg("-u").arg(&r.user).arg("--").arg(path);
                 c
             }
             None => Command::new(path),
+        };
+        if let Some(lib) = self.own_libpq_dir() {
+            c.env(
+                "LD_LIBRARY_PATH",
+                prepend_path(&lib, std::env::var_os("LD_LIBRARY_PATH")),
+            );
         }
+        c
+    }
+
+    /// `<bin>/../lib` when it holds a libpq of its own (a relocatable build, not Debian's
+    /// layout). Such builds' programs find it through their run path, but the server's
+    /// libpqwalreceiver.so has none: without this the walreceiver loads the system's older libpq,
+    /// which rejects options the build's pg_rewind and pg_basebackup write into
+    /// primary_conninfo ("invalid connection option \"sslnegotiation\"").
+    fn own_libpq_dir(&self) -> Option<PathBuf> {
+        let lib = self.bin.parent()?.join("lib");
+        lib.join("libpq.so.5").exists().then_some(lib)
     }
 
     /// Give `path` to the unprivileged user (no-op when not root).
@@ -129,6 +166,27 @@ impl PgTools {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
+}
+
+/// The major version in `postgres --version`'s answer: "postgres (PostgreSQL) 18.6", or on
+/// Debian "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)".
+fn parse_major(version_output: &str) -> Option<u32> {
+    let version = version_output
+        .split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)?;
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `dir` before the entries of a PATH-like variable.
+fn prepend_path(dir: &Path, rest: Option<std::ffi::OsString>) -> std::ffi::OsString {
+    let mut v = dir.as_os_str().to_os_string();
+    if let Some(r) = rest.filter(|r| !r.is_empty()) {
+        v.push(":");
+        v.push(r);
+    }
+    v
 }
 
 /// A free TCP port on 127.0.0.1 (asked of the kernel; free at the time of asking).
@@ -323,7 +381,7 @@ impl Cluster {
     /// Switch to a new WAL segment and wait until the switched-out one is archived. Returns its
     /// name.
     pub fn switch_and_wait_archived(&self, timeout: Duration) -> Result<String> {
-        let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())")?;
+        let seg = self.psql(&format!("SELECT {}", super::client::SWITCH_WAL_FILE))?;
         wait_until(timeout, &format!("{seg} to be archived"), || {
             let last = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")?;
             // Names of one timeline sort in WAL order; a .partial or .backup sorts after its segment.
@@ -368,4 +426,63 @@ pub fn wait_until(
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library_path(tools: &PgTools) -> Option<std::ffi::OsString> {
+        tools
+            .command("postgres")
+            .get_envs()
+            .find(|(k, _)| *k == "LD_LIBRARY_PATH")
+            .and_then(|(_, v)| v.map(|v| v.to_os_string()))
+    }
+
+    #[test]
+    fn regression_a_relocatable_build_runs_with_its_own_libpq_not_the_systems() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path().join("postgresql-18");
+        fs::create_dir_all(build.join("bin")).unwrap();
+        fs::create_dir_all(build.join("lib")).unwrap();
+        fs::write(build.join("lib/libpq.so.5"), b"").unwrap();
+        let tools = PgTools {
+            bin: build.join("bin"),
+            run_as: None,
+        };
+        let path =
+            library_path(&tools).expect("LD_LIBRARY_PATH set for a build with its own libpq");
+        let first = std::env::split_paths(&path).next().unwrap();
+        assert_eq!(first, build.join("lib"));
+        // Debian's layout (libpq in the system's library directory) is left alone.
+        let debian = dir.path().join("usr/lib/postgresql/15");
+        fs::create_dir_all(debian.join("bin")).unwrap();
+        fs::create_dir_all(debian.join("lib")).unwrap();
+        let tools = PgTools {
+            bin: debian.join("bin"),
+            run_as: None,
+        };
+        assert_eq!(library_path(&tools), None);
+    }
+
+    #[test]
+    fn the_major_version_is_read_from_postgres_version() {
+        assert_eq!(parse_major("postgres (PostgreSQL) 18.6\n"), Some(18));
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(parse_major("postgres (PostgreSQL) 19devel"), Some(19));
+        assert_eq!(parse_major("bash: postgres: command not found"), None);
+        assert_eq!(parse_major(""), None);
+    }
+
+    #[test]
+    fn a_library_path_is_prepended_to_the_one_in_force() {
+        let p = prepend_path(Path::new("/b/lib"), Some("/x:/y".into()));
+        assert_eq!(p, "/b/lib:/x:/y");
+        assert_eq!(prepend_path(Path::new("/b/lib"), Some("".into())), "/b/lib");
+        assert_eq!(prepend_path(Path::new("/b/lib"), None), "/b/lib");
+    }
 }

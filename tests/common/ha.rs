@@ -23,11 +23,7 @@ pub fn conninfo(c: &Cluster) -> String {
 /// The walship copy PostgreSQL runs, with no configuration from the machine.
 pub fn walship_copy(ws: &Workspace) -> Command {
     let mut c = Command::new(ws.walship_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
+    super::without_walship_env(&mut c);
     c.stdin(Stdio::null());
     c
 }

@@ -17,17 +17,24 @@ use walship::pg::cluster::{DEFAULT_PG_BIN, PgTools, RunAs, free_port};
 
 pub const MIB: u32 = 1 << 20;
 
-/// The walship binary under test, with no configuration from the machine it runs on.
+/// The walship binary under test, with no configuration from the machine it runs on but the
+/// PostgreSQL under test.
 pub fn walship() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_walship"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
+    without_walship_env(&mut c);
     c.env("WALSHIP_CONFIG", "/dev/null");
     c.stdin(Stdio::null());
     c
+}
+
+/// Remove the machine's `WALSHIP_*` settings from a walship command's environment, all but
+/// WALSHIP_PG_BIN: the PostgreSQL under test (tests/run --pg), which every command must use.
+pub fn without_walship_env(c: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WALSHIP_") && k != "WALSHIP_PG_BIN" {
+            c.env_remove(k);
+        }
+    }
 }
 
 /// Run a walship command and return (exit code, stderr).
@@ -47,7 +54,35 @@ pub fn pg_tools() -> PgTools {
     }
     .expect("an unprivileged user for PostgreSQL");
     let bin = std::env::var("WALSHIP_PG_BIN").unwrap_or_else(|_| DEFAULT_PG_BIN.into());
-    PgTools::new(bin, run_as).expect("PostgreSQL 15 binaries (apt-get install postgresql-15)")
+    let tools = PgTools::new(bin, run_as)
+        .expect("PostgreSQL binaries: WALSHIP_PG_BIN, else /usr/lib/postgresql/15/bin (tests/run installs them)");
+    // tests/run --pg N says which major version must be under test: a wrong binary directory
+    // fails here instead of testing another version than the one reported.
+    if let Ok(want) = std::env::var("WALSHIP_PG_MAJOR") {
+        assert_eq!(
+            pg_major(&tools).to_string(),
+            want,
+            "WALSHIP_PG_BIN {}",
+            tools.bin.display()
+        );
+    }
+    tools
+}
+
+/// The major version of the PostgreSQL programs in `tools` (`postgres --version`).
+pub fn pg_major(tools: &PgTools) -> u32 {
+    tools.major_version().expect("postgres --version")
+}
+
+/// A test that cannot run on this machine says so on stderr (cargo test shows it as passed), and
+/// fails under CI (CI=true), where every test must run.
+pub fn skip(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI runs every test, and this one could not run: {why}"
+    );
 }
 
 /// A temporary directory the PostgreSQL user owns (and can therefore reach).
@@ -58,7 +93,11 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        let tools = pg_tools();
+        Workspace::with_tools(pg_tools())
+    }
+
+    /// A workspace owned by the user `tools` runs PostgreSQL as.
+    pub fn with_tools(tools: PgTools) -> Workspace {
         let dir = tempfile::Builder::new()
             .prefix("walship-test-")
             .tempdir()
