@@ -240,3 +240,86 @@ fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in
     assert_eq!(std::fs::read_link(link).unwrap(), odd.join("ts\\new\nline"));
     assert_eq!(c.psql("SHOW listen_addresses").unwrap(), "127.0.0.1");
 }
+
+#[test]
+fn restore_stops_at_a_restore_point_then_promotes_or_pauses_as_asked() {
+    use walship::pg::cluster::{Cluster, free_port, wait_until};
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = ha::config(&ws, &repo, "");
+    let p = ha::primary(&ws, &cfg);
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+    p.psql("CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
+        .unwrap();
+    p.psql("SELECT pg_create_restore_point('before_two')")
+        .unwrap();
+    p.psql("INSERT INTO marks VALUES (2)").unwrap();
+    p.switch_and_wait_archived(TIMEOUT).unwrap();
+
+    // the flags that only make sense with a target are refused without one
+    let (code, out) = output(
+        walship_as_pg(&ws, &cfg)
+            .arg("--pgdata")
+            .arg(ws.path().join("nowhere"))
+            .args(["restore", "--target-action", "pause"]),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("need a target"), "{out}");
+
+    for (name, action, in_recovery) in [("promoted", "promote", "f"), ("paused", "pause", "t")] {
+        let dir = ws.path().join(name);
+        let c = Cluster::existing(&ws.tools, &dir, free_port().unwrap()).unwrap();
+        let (code, out) = output(
+            walship_as_pg(&ws, &cfg)
+                .arg("--pgdata")
+                .arg(&dir)
+                .args([
+                    "restore",
+                    "--target-name",
+                    "before_two",
+                    "--target-action",
+                    action,
+                ])
+                .arg("--set")
+                .arg(format!("port={}", c.port))
+                .arg("--set")
+                .arg(format!(
+                    "unix_socket_directories={}",
+                    c.socket_dir.display()
+                ))
+                .arg("--start"),
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("recovery_target_name before_two"), "{out}");
+        let settled = wait_until(TIMEOUT, "the copy to reach its target", || {
+            Ok(match action {
+                "pause" => c
+                    .psql("SELECT pg_get_wal_replay_pause_state()")
+                    .is_ok_and(|s| s == "paused"),
+                _ => c.psql("SELECT pg_is_in_recovery()").is_ok_and(|s| s == "f"),
+            })
+        });
+        settled.unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}",
+                std::fs::read_to_string(&c.log).unwrap_or_default()
+            )
+        });
+        assert_eq!(c.psql("SELECT pg_is_in_recovery()").unwrap(), in_recovery);
+        // the restore point lies between the two inserts: the copy has the first only
+        assert_eq!(
+            c.psql("SELECT string_agg(n::text, ',') FROM marks")
+                .unwrap(),
+            "1"
+        );
+        let mut stop = ws.tools.command("pg_ctl");
+        stop.args(["stop", "-w", "-m", "fast", "-D"]).arg(&dir);
+        let _ = stop.status();
+    }
+}

@@ -24,18 +24,33 @@ use crate::units::human_bytes;
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Backup id (`walship status` lists them) [default: the newest restorable one, or for a
-    /// target, the newest that ended before it]
+    /// time or LSN target, the newest that ended before it]
     pub backup: Option<String>,
     /// Make a standby (standby.signal): it follows the archive, and the primary with
     /// --primary-conninfo
-    #[arg(long, conflicts_with_all = ["target_time", "target_lsn"])]
+    #[arg(long, conflicts_with_all = ["target_time", "target_lsn", "target_name", "target_xid"])]
     pub standby: bool,
-    /// Recover up to this time (recovery_target_time, e.g. "2026-11-22 21:00:00+00"), then open
-    #[arg(long, value_name = "TIMESTAMP", conflicts_with = "target_lsn")]
+    /// Recover up to this time (recovery_target_time, e.g. "2026-11-22 21:00:00+00")
+    #[arg(long, value_name = "TIMESTAMP", conflicts_with_all = ["target_lsn", "target_name", "target_xid"])]
     pub target_time: Option<String>,
-    /// Recover up to this WAL location (recovery_target_lsn), then open
-    #[arg(long, value_name = "LSN")]
+    /// Recover up to this WAL location (recovery_target_lsn)
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["target_name", "target_xid"])]
     pub target_lsn: Option<String>,
+    /// Recover up to this restore point (recovery_target_name, made by pg_create_restore_point)
+    #[arg(long, value_name = "NAME", conflicts_with = "target_xid")]
+    pub target_name: Option<String>,
+    /// Recover up to this transaction id (recovery_target_xid)
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<u64>,
+    /// Whether the target itself is recovered (recovery_target_inclusive) [default: true, as
+    /// PostgreSQL]
+    #[arg(long, value_name = "BOOL")]
+    pub target_inclusive: Option<bool>,
+    /// What the server does at the target (recovery_target_action): promote (walship's
+    /// default: the copy opens for writes), pause (PostgreSQL's default: read-only, until
+    /// pg_wal_replay_resume()), shutdown
+    #[arg(long, value_name = "ACTION", default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
+    pub target_action: String,
     /// The standby's primary_conninfo (streaming as well as the archive); no password here
     #[arg(long, value_name = "CONNINFO", requires = "standby")]
     pub primary_conninfo: Option<String>,
@@ -309,27 +324,33 @@ fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
         }
         s.push_str("recovery_target_timeline = 'latest'\n");
         ("standby.signal", "a standby of the archive".to_string())
-    } else if let Some(t) = &args.target_time {
+    } else if let Some((setting, value)) = recovery_target(args)? {
         s.push_str(ARCHIVE_OFF);
+        s.push_str(&format!("{setting} = {}\n", quote(&value)));
+        if let Some(inclusive) = args.target_inclusive {
+            s.push_str(&format!(
+                "recovery_target_inclusive = {}\n",
+                if inclusive { "on" } else { "off" }
+            ));
+        }
         s.push_str(&format!(
-            "recovery_target_time = {}\nrecovery_target_action = 'promote'\n",
-            quote(t)
+            "recovery_target_action = {}\n",
+            quote(&args.target_action)
         ));
+        let then = match args.target_action.as_str() {
+            "pause" => "pauses there (read-only; pg_wal_replay_resume() ends recovery)",
+            "shutdown" => "shuts down there",
+            _ => "then opens with archive_mode off",
+        };
         (
             "recovery.signal",
-            format!("recovers to {t}, then opens with archive_mode off"),
+            format!("recovers to {setting} {value}, {then}"),
         )
-    } else if let Some(l) = &args.target_lsn {
-        s.push_str(ARCHIVE_OFF);
-        parse_lsn(l).ok_or_else(|| Error::usage(format!("--target-lsn {l}: expected X/Y")))?;
-        s.push_str(&format!(
-            "recovery_target_lsn = {}\nrecovery_target_action = 'promote'\n",
-            quote(l)
+    } else if args.target_inclusive.is_some() || args.target_action != "promote" {
+        return Err(Error::usage(
+            "--target-inclusive and --target-action need a target (--target-time, --target-lsn, \
+             --target-name or --target-xid)",
         ));
-        (
-            "recovery.signal",
-            format!("recovers to {l}, then opens with archive_mode off"),
-        )
     } else {
         s.push_str(ARCHIVE_OFF);
         (
@@ -352,6 +373,26 @@ fn recovery_settings(config: &Config, args: &RestoreArgs) -> Result<Recovery> {
         signal,
         settings: s,
         describe: describe + &format!(" ({signal})"),
+    })
+}
+
+/// The recovery target the flags name, as PostgreSQL's setting and its value.
+fn recovery_target(args: &RestoreArgs) -> Result<Option<(&'static str, String)>> {
+    Ok(if let Some(t) = &args.target_time {
+        Some(("recovery_target_time", t.clone()))
+    } else if let Some(l) = &args.target_lsn {
+        parse_lsn(l).ok_or_else(|| Error::usage(format!("--target-lsn {l}: expected X/Y")))?;
+        Some(("recovery_target_lsn", l.clone()))
+    } else if let Some(n) = &args.target_name {
+        if n.is_empty() || n.len() > 63 {
+            return Err(Error::usage(format!(
+                "--target-name {n:?}: a restore point name has 1 to 63 bytes"
+            )));
+        }
+        Some(("recovery_target_name", n.clone()))
+    } else {
+        args.target_xid
+            .map(|x| ("recovery_target_xid", x.to_string()))
     })
 }
 
