@@ -26,8 +26,7 @@ pub struct RestoreArgs {
     /// Backup id (`walship status` lists them) [default: the newest restorable one, or for a
     /// time or LSN target, the newest that ended before it]
     pub backup: Option<String>,
-    /// Make a standby (standby.signal): it follows the archive, and the primary with
-    /// --primary-conninfo
+    /// Make a standby (standby.signal): it follows the archive, and the primary with --primary
     #[arg(long, conflicts_with_all = ["target_time", "target_lsn", "target_name", "target_xid"])]
     pub standby: bool,
     /// Recover up to this time (recovery_target_time, e.g. "2026-11-22 21:00:00+00")
@@ -51,8 +50,14 @@ pub struct RestoreArgs {
     /// pg_wal_replay_resume()), shutdown
     #[arg(long, value_name = "ACTION", default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
     pub target_action: String,
-    /// The standby's primary_conninfo (streaming as well as the archive); no password here
-    #[arg(long, value_name = "CONNINFO", requires = "standby")]
+    /// The primary the standby streams from as well as the archive (its primary_conninfo; no
+    /// password here; --primary-conninfo: the earlier name, still accepted)
+    #[arg(
+        long = "primary",
+        alias = "primary-conninfo",
+        value_name = "CONNINFO",
+        requires = "standby"
+    )]
     pub primary_conninfo: Option<String>,
     /// Put a tablespace elsewhere, as pg_basebackup -T (repeatable)
     #[arg(long = "tablespace-map", value_name = "OLD=NEW")]
