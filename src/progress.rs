@@ -45,12 +45,15 @@ impl Progress {
             };
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                    "{prefix} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
                 )
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
             bar.set_prefix(what.to_string());
+            // Redrawn twice a second whatever the stream does: a bar that stands still while
+            // a large file is compressed looks like a hang.
+            bar.enable_steady_tick(Duration::from_millis(500));
             bar
         });
         Progress {

@@ -270,3 +270,99 @@ fn regression_a_failing_worker_does_not_restart_a_standby_whose_postmaster_is_pi
         "a worker's exit restarted the standby:\n{text}"
     );
 }
+
+/// Regression: `basebackup --compression-level 19` redrew its bar only every 10-15 s, in steps of
+/// 33-40 MiB, with rate and ETA jumping. In a real terminal (tmux), the bar must redraw at least
+/// about once a second and its byte count must move during the backup, not only at the end.
+#[test]
+fn the_basebackup_progress_bar_redraws_in_a_real_terminal_while_compressing_hard() {
+    use std::process::Command;
+    use std::time::Instant;
+    let ws = Workspace::new();
+    let repo = ws.mkdir("repo");
+    let cfg = common::ha::config(&ws, &repo, "");
+    let p = common::ha::primary(&ws, &cfg);
+    p.pgbench(&["-i", "-s", "4", "-q"]).unwrap();
+    let sock = ws.path().join("tmux.sock");
+    let tmux = || {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&sock);
+        c
+    };
+    let done = ws.path().join("done");
+    let script = format!(
+        "{} --config {} --pgdata {} --compress-threads 2 basebackup --compression-level 19; echo $? > {}; sleep 60",
+        ws.walship_bin().display(),
+        cfg.display(),
+        p.data.display(),
+        done.display()
+    );
+    let started = tmux()
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "bb",
+            "-x",
+            "160",
+            "-y",
+            "12",
+            &script,
+        ])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let begun = Instant::now();
+    let mut screens: Vec<(Instant, String)> = Vec::new();
+    while !done.exists() && begun.elapsed() < TIMEOUT {
+        let out = tmux()
+            .args(["capture-pane", "-p", "-t", "bb"])
+            .output()
+            .unwrap();
+        let bar = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("basebackup") && l.contains('['))
+            .map(str::to_string);
+        if let Some(bar) = bar
+            && screens.last().is_none_or(|(_, last)| *last != bar)
+        {
+            screens.push((Instant::now(), bar));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = tmux().arg("kill-server").status();
+    let code = fs::read_to_string(&done).unwrap_or_default();
+    let shown: Vec<&String> = screens.iter().map(|(_, s)| s).collect();
+    assert_eq!(code.trim(), "0", "{shown:#?}");
+    assert!(screens.len() >= 4, "the bar barely moved: {shown:#?}");
+    let longest = screens
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_millis(1600),
+        "no redraw for {longest:?}: {shown:#?}"
+    );
+    // the byte count itself moves during the backup: several different values
+    let counts: std::collections::BTreeSet<String> = screens
+        .iter()
+        .filter_map(|(_, s)| {
+            s.split(']')
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        counts.len() >= 3,
+        "the byte count moved in {} steps: {shown:#?}",
+        counts.len()
+    );
+    println!(
+        "{} redraws, longest gap {longest:?}, {} byte counts",
+        screens.len(),
+        counts.len()
+    );
+}
