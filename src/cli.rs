@@ -178,6 +178,12 @@ pub struct GlobalFlags {
         value_name = "SECONDS"
     )]
     pub worker_idle_timeout: Option<u64>,
+    /// Print only errors and warnings
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print debugging detail too (where an SSH connection's time goes, its ciphers)
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     /// libpq connection string of the local server (status, check, basebackup, promote, watch,
     /// rejoin, switchover), e.g. "host=/var/run/postgresql port=5432 user=postgres"
     #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
@@ -325,7 +331,15 @@ impl Command {
 /// The global options `command` uses, for its `--help` (ids as clap names them); `None` for a
 /// command whose help shows them all.
 fn uses(command: &str) -> Option<Vec<&'static str>> {
-    const REPO: &[&str] = &["config", "repo", "ssh_key", "known_hosts", "ssh_timeout"];
+    const REPO: &[&str] = &[
+        "config",
+        "repo",
+        "ssh_key",
+        "known_hosts",
+        "ssh_timeout",
+        "quiet",
+        "verbose",
+    ];
     const PUSH: &[&str] = &[
         "compression",
         "compression_level",
@@ -473,6 +487,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         cli.command,
         Command::PushAhead { .. } | Command::Prefetch { .. }
     );
+    if worker {
+        crate::log::with_timestamps();
+    }
+    if cli.global.quiet {
+        crate::log::set_quiet();
+    }
+    if cli.global.verbose {
+        crate::log::set_verbose();
+    }
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {

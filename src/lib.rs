@@ -55,20 +55,54 @@ pub mod log {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+    static QUIET: AtomicBool = AtomicBool::new(false);
+    static VERBOSE: AtomicBool = AtomicBool::new(false);
 
     /// Prefix every later line with the time (background workers).
     pub fn with_timestamps() {
         TIMESTAMPS.store(true, Ordering::Relaxed);
     }
 
+    /// `--quiet`: only errors, warnings and their hints are written.
+    pub fn set_quiet() {
+        QUIET.store(true, Ordering::Relaxed);
+    }
+
+    /// `--verbose` (or WALSHIP_DEBUG): the `debug:` lines too (where an SSH connection's time
+    /// went, which ciphers it uses).
+    pub fn set_verbose() {
+        VERBOSE.store(true, Ordering::Relaxed);
+    }
+
+    pub fn verbose() -> bool {
+        VERBOSE.load(Ordering::Relaxed) || std::env::var_os("WALSHIP_DEBUG").is_some()
+    }
+
+    /// Whether `--quiet` keeps `message`.
+    fn important(message: &str) -> bool {
+        ["ERROR", "WARNING", "HINT:", "FATAL"]
+            .iter()
+            .any(|w| message.contains(w))
+    }
+
     pub fn write_line(message: &str) {
+        if QUIET.load(Ordering::Relaxed) && !important(message) {
+            return;
+        }
         let mut line = String::with_capacity(message.len() + 32);
         if TIMESTAMPS.load(Ordering::Relaxed) {
-            line.push_str(&rfc3339_now());
-            line.push(' ');
+            // every line of it (an error's HINT is its second line)
+            let now = rfc3339_now();
+            for l in message.lines() {
+                line.push_str(&now);
+                line.push(' ');
+                line.push_str(l);
+                line.push('\n');
+            }
+        } else {
+            line.push_str(message);
+            line.push('\n');
         }
-        line.push_str(message);
-        line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
@@ -104,6 +138,16 @@ pub mod log {
 
     #[cfg(test)]
     mod tests {
+        #[test]
+        fn quiet_keeps_errors_warnings_and_hints_only() {
+            assert!(super::important("walship: push X: ERROR: disk full"));
+            assert!(super::important("walship: WARNING: could not record"));
+            assert!(super::important("HINT: Create it"));
+            assert!(!super::important(
+                "walship: pushed X (16.0 MiB -> 2.0 MiB) in 12 ms"
+            ));
+        }
+
         #[test]
         fn times_are_written_as_rfc_3339() {
             assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000Z");

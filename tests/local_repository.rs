@@ -790,6 +790,14 @@ fn regression_a_failing_background_worker_exits_0_so_a_postmaster_reaping_it_doe
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{worker}: {err}");
         assert!(err.contains("ERROR"), "{worker}: {err}");
+        // a worker's log is read long after: every line starts with an RFC 3339 time
+        for line in err.lines() {
+            let b = line.as_bytes();
+            assert!(
+                b.len() > 25 && b[4] == b'-' && b[10] == b'T' && b[23] == b'Z' && b[24] == b' ',
+                "{worker}: no timestamp: {line:?}"
+            );
+        }
         // a worker started with arguments it cannot parse exits 0 too
         let out = walship().arg(worker).arg("--bogus").output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{worker}");
@@ -1188,4 +1196,38 @@ fn status_output_json_is_the_same_as_the_json_flag() {
     assert!(out(&["status"]).contains(SEG));
     let (code, err) = run(env.cmd().args(["status", "--output", "yaml"]));
     assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn quiet_prints_only_errors_and_warnings() {
+    let env = Env::new();
+    fs::write(env.pg_wal.join(SEG), segment_bytes(SEG, SYSID, MIB, 1)).unwrap();
+    let (code, err) = run(env
+        .cmd()
+        .args(["--quiet", "push"])
+        .arg(format!("pg_wal/{SEG}"))
+        .arg(SEG));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "", "a quiet push that worked says nothing");
+    let (code, err) = run(env
+        .cmd()
+        .args(["push"])
+        .arg(format!("pg_wal/{SEG}"))
+        .arg(SEG));
+    assert_eq!(code, 0);
+    assert!(err.contains("already archived"), "{err}");
+    // an error still reaches the log
+    let (code, err) = run(env.cmd().args([
+        "-q",
+        "fetch",
+        "000000010000000000000009",
+        "/nonexistent/dir/x",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    let (code, err) =
+        run(env
+            .cmd()
+            .args(["-q", "push", "pg_wal/nothing", "000000010000000000000002"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("ERROR"), "{err}");
 }

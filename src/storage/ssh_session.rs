@@ -245,7 +245,7 @@ pub(crate) struct Timing {
 impl Timing {
     pub(crate) fn start() -> Timing {
         Timing {
-            enabled: std::env::var_os("WALSHIP_DEBUG").is_some(),
+            enabled: crate::log::verbose(),
             last: std::time::Instant::now(),
             steps: Vec::new(),
         }
