@@ -269,8 +269,11 @@ pub enum Command {
     /// Print the resolved configuration, each value with its source (flag, environment, file,
     /// default), after validating it (a bad value exits 2 naming its key)
     Config {
-        /// Machine-readable output
-        #[arg(long)]
+        /// text or json
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+        /// The same as --output json
+        #[arg(long, conflicts_with = "output")]
         json: bool,
     },
     /// Print a shell completion script (walship completions bash > /etc/bash_completion.d/walship)
@@ -552,7 +555,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             crate::commands::fetch::run(&cli.global, &name, &path, until.as_deref())
         }
         Command::Demo(args) => crate::commands::demo::run(&args),
-        Command::Config { json } => crate::commands::config_show::run(&cli.global, json),
+        Command::Config { output, json } => {
+            crate::commands::config_show::run(&cli.global, json || output == "json")
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             // into memory first: clap_complete panics when its writer fails (a closed pipe)
