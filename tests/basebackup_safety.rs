@@ -13,11 +13,8 @@ use common::{Workspace, output, verify};
 /// walship run as the PostgreSQL user.
 fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
     let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
+    // the machine's walship settings go, the PostgreSQL under test (WALSHIP_PG_BIN) stays
+    common::without_walship_env(&mut c);
     c.arg("--config").arg(cfg).stdin(Stdio::null());
     c
 }

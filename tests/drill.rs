@@ -21,11 +21,8 @@ use walship::repo::drill::{DrillRecord, Outcome};
 /// walship run as the PostgreSQL user (drill refuses root, as restore does).
 fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
     let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WALSHIP_") {
-            c.env_remove(k);
-        }
-    }
+    // the machine's walship settings go, the PostgreSQL under test (WALSHIP_PG_BIN) stays
+    common::without_walship_env(&mut c);
     c.arg("--config").arg(cfg).stdin(Stdio::null());
     c
 }
@@ -174,6 +171,7 @@ fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
         .parse()
         .unwrap();
     let lsn_after_commit: String = s.p.psql("SELECT pg_current_wal_lsn()").unwrap();
+    let checksums_on = s.p.psql("SHOW data_checksums").unwrap() == "on";
     s.p.switch_and_wait_archived(TIMEOUT).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let before = repo_files(&s.repo);
@@ -213,8 +211,14 @@ fn a_drill_passes_and_measures_rto_and_rpo_as_the_test_does() {
         .iter()
         .find(|c| c.name == "data checksums")
         .unwrap();
-    assert_eq!(cs.outcome, Outcome::Skipped, "{cs:?}");
-    assert!(cs.detail.contains("not enabled"), "{cs:?}");
+    // initdb enables data checksums by default from PostgreSQL 18 on
+    if checksums_on {
+        assert_eq!(cs.outcome, Outcome::Passed, "{cs:?}");
+        assert!(cs.detail.contains("verified"), "{cs:?}");
+    } else {
+        assert_eq!(cs.outcome, Outcome::Skipped, "{cs:?}");
+        assert!(cs.detail.contains("not enabled"), "{cs:?}");
+    }
     // RPO: the age of the test's last commit when the drill started. The test timed the commit
     // (just before it, on the primary's clock) and the drill's start (just before spawning it;
     // the drill's own clock reading comes a process start later, on a loaded machine up to a
@@ -593,7 +597,10 @@ fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_s
     .unwrap();
     let mut enable = ws.tools.command("pg_checksums");
     enable.arg("--enable").arg("-D").arg(&p.data);
-    ws.tools.run(enable, "pg_checksums --enable").unwrap();
+    // (already on where initdb enables them by default, PostgreSQL 18 on)
+    if let Err(e) = ws.tools.run(enable, "pg_checksums --enable") {
+        assert!(e.message.contains("already enabled"), "{e}");
+    }
     // Debian's layout: the configuration outside the data directory, so not in the backup.
     let etc = ws.mkdir("etc");
     for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
