@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             name.kind(),
             name.timeline(),
             name.has_wal_header(),
-            name.repo_path(),
+            walship::repo::object_path(&name),
         );
         for size in [1 << 20, 16 << 20, 1 << 30] {
             let _ = name.segment_number(size);
