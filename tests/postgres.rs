@@ -340,8 +340,9 @@ fn the_basebackup_progress_bar_redraws_in_a_real_terminal_while_compressing_hard
         .map(|w| w[1].0 - w[0].0)
         .max()
         .unwrap_or_default();
+    // it ticks every 500 ms; the margin is for a busy CI machine
     assert!(
-        longest < Duration::from_millis(1600),
+        longest < Duration::from_millis(2500),
         "no redraw for {longest:?}: {shown:#?}"
     );
     // the byte count itself moves during the backup: several different values
