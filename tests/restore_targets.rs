@@ -47,8 +47,8 @@ fn restore_force_on_the_primarys_host_never_touches_its_live_tablespace() {
         std::fs::read_dir(&ts)
             .unwrap()
             .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("PG_15_")),
-        "no PG_15_ directory in the tablespace"
+            .any(|e| e.file_name().to_string_lossy().starts_with("PG_")),
+        "no PG_<version>_ directory in the tablespace"
     );
     assert!(!before.is_empty());
 
