@@ -74,10 +74,19 @@ fn two_base_backups_started_in_the_same_second_get_two_ids_and_both_verify() {
 }
 
 fn requested_checkpoints(p: &walship::pg::cluster::Cluster) -> u64 {
-    p.psql("SELECT checkpoints_req FROM pg_stat_bgwriter")
+    // PostgreSQL 17 moved the checkpoint counters to pg_stat_checkpointer
+    let sql = if p
+        .psql("SHOW server_version_num")
         .unwrap()
-        .parse()
+        .parse::<u32>()
         .unwrap()
+        >= 170000
+    {
+        "SELECT num_requested FROM pg_stat_checkpointer"
+    } else {
+        "SELECT checkpoints_req FROM pg_stat_bgwriter"
+    };
+    p.psql(sql).unwrap().parse().unwrap()
 }
 
 #[test]

@@ -116,14 +116,16 @@ fn fabricate(dir: &Path, segments: u64, backups: &[u64]) -> PathBuf {
     repo
 }
 
-/// Backup records starting at each of `starts`, a day apart, the last one a day ago; with their
+/// Backup records starting at each of `starts`, a day apart, the last one (nearly) a day ago; with their
 /// data stored in the repository or (`store` false: pg_basebackup, a re-seed) not.
 fn add_backups(repo: &Path, starts: &[u64], store: bool) -> Vec<String> {
     let now = walship::os::now();
     let mut ids = Vec::new();
     for (i, start) in starts.iter().enumerate() {
         let age_days = (starts.len() - i) as i64;
-        let t = now - age_days * 86_400;
+        // an hour short of whole days: the seconds a busy machine takes between making the
+        // records and pruning must never move one across a --keep-days window's edge
+        let t = now - age_days * 86_400 + 3600;
         let (name, text) = backup_record(*start, start + 1, &utc(t));
         put(repo, &name, text.as_bytes());
         if store {
