@@ -376,7 +376,7 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
     fs::rename(&aside, &hole).unwrap();
 
     // 4. A scratch file system too small for the backup: refused before anything is written.
-    if let Some(tmpfs) = Tmpfs::mount(&s.ws, "small", 8 << 10) {
+    if let Some(tmpfs) = common::Tmpfs::mount(&s.ws, "small", 8 << 10) {
         let (code, out) = drill(&s, &tmpfs.path, &[]);
         assert_eq!(code, 3, "{out}");
         assert!(out.contains("needed") && out.contains("more)"), "{out}");
@@ -712,39 +712,6 @@ fn data_checksums_are_verified_and_a_repository_without_stored_backups_is_said_s
         "a drill takes no reader hold:\n{conf}"
     );
     fs::remove_dir_all(&scratch).unwrap();
-}
-
-/// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("{name}: skipped, mounting a tmpfs needs root");
-            return None;
-        }
-        let path = ws.mkdir(name);
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size_kib}k,mode=0700"))
-            .arg("tmpfs")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs on {}", path.display());
-        ws.tools.chown(&path).unwrap();
-        Some(Tmpfs { path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
 }
 
 fn wait_for(what: &str, f: impl FnMut() -> walship::error::Result<bool>) {

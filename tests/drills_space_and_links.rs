@@ -39,50 +39,6 @@ fn incompressible_segment(pg_wal: &Path, n: u64) {
     fs::write(pg_wal.join(seg(n)), b).unwrap();
 }
 
-/// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("DRILL | {name}: skipped, mounting a tmpfs needs root | 0 | 0 | 0");
-            return None;
-        }
-        let path = ws.mkdir(name);
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size_kib}k,mode=0700"))
-            .arg("tmpfs")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs on {}", path.display());
-        ws.tools.chown(&path).unwrap();
-        Some(Tmpfs { path })
-    }
-
-    fn resize(&self, size_kib: u64) {
-        let ok = Command::new("mount")
-            .args(["-o"])
-            .arg(format!("remount,size={size_kib}k"))
-            .arg(&self.path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {}", self.path.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 /// Temporary (dot) files anywhere below `dir`: a failed writer must not leave them behind
 /// on a full disk, where they would keep it full.
 fn temporaries(dir: &Path) -> Vec<String> {

@@ -468,3 +468,46 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
+        if walship::os::euid() != 0 {
+            println!("DRILL | {name}: skipped, mounting a tmpfs needs root | 0 | 0 | 0");
+            return None;
+        }
+        let path = ws.mkdir(name);
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_kib}k,mode=0700"))
+            .arg("tmpfs")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs on {}", path.display());
+        ws.tools.chown(&path).unwrap();
+        Some(Tmpfs { path })
+    }
+
+    pub fn resize(&self, size_kib: u64) {
+        let ok = Command::new("mount")
+            .args(["-o"])
+            .arg(format!("remount,size={size_kib}k"))
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {}", self.path.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
