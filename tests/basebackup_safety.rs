@@ -4,20 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::ha::{self, TIMEOUT};
 use common::{Workspace, output, verify};
 
-/// walship run as the PostgreSQL user.
-fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
-    let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    // the machine's walship settings go, the PostgreSQL under test (WALSHIP_PG_BIN) stays
-    common::without_walship_env(&mut c);
-    c.arg("--config").arg(cfg).stdin(Stdio::null());
-    c
-}
+use common::walship_as_pg;
 
 #[test]
 fn two_base_backups_started_in_the_same_second_get_two_ids_and_both_verify() {

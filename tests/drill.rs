@@ -10,7 +10,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::ha::{self, TIMEOUT};
@@ -18,14 +18,7 @@ use common::{Workspace, output};
 use walship::pg::cluster::{Cluster, wait_until};
 use walship::repo::drill::{DrillRecord, Outcome};
 
-/// walship run as the PostgreSQL user (drill refuses root, as restore does).
-fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
-    let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    // the machine's walship settings go, the PostgreSQL under test (WALSHIP_PG_BIN) stays
-    common::without_walship_env(&mut c);
-    c.arg("--config").arg(cfg).stdin(Stdio::null());
-    c
-}
+use common::walship_as_pg;
 
 fn unix_now() -> f64 {
     SystemTime::now()

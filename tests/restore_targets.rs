@@ -5,19 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::ha::{self, TIMEOUT};
 use common::{Workspace, names_below, output};
 
-/// walship run as the PostgreSQL user (restore refuses root, as PostgreSQL does).
-fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
-    let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
-    // the machine's walship settings go, the PostgreSQL under test (WALSHIP_PG_BIN) stays
-    common::without_walship_env(&mut c);
-    c.arg("--config").arg(cfg).stdin(Stdio::null());
-    c
-}
+use common::walship_as_pg;
 
 #[test]
 fn restore_force_on_the_primarys_host_never_touches_its_live_tablespace() {

@@ -511,3 +511,13 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// walship run as the PostgreSQL user with configuration `cfg` (restore and drill refuse root,
+/// as PostgreSQL does): the machine's walship settings go, the PostgreSQL under test
+/// (WALSHIP_PG_BIN) stays.
+pub fn walship_as_pg(ws: &Workspace, cfg: &Path) -> Command {
+    let mut c = ws.tools.command(ws.walship_bin().to_str().unwrap());
+    without_walship_env(&mut c);
+    c.arg("--config").arg(cfg).stdin(Stdio::null());
+    c
+}
