@@ -6,7 +6,31 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+
+/// What a [`HashPipe`] computes: the SHA-256 of the original bytes, or (an encrypted
+/// repository, `crate::crypto`) a keyed digest that says nothing about them without the key.
+pub enum Digester {
+    Sha256(Sha256),
+    Keyed(Hmac<Sha256>),
+}
+
+impl Digester {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Digester::Sha256(h) => h.update(data),
+            Digester::Keyed(m) => m.update(data),
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        match self {
+            Digester::Sha256(h) => h.finalize().into(),
+            Digester::Keyed(m) => m.finalize().into_bytes().into(),
+        }
+    }
+}
 
 pub struct HashPipe {
     chunks: Option<SyncSender<Vec<u8>>>,
@@ -20,20 +44,25 @@ impl HashPipe {
     /// "unavailable" error, never a panic: with panic = abort, a restore_command dying of a
     /// signal stops recovery.
     pub fn new(chunk_size: usize) -> crate::error::Result<HashPipe> {
+        HashPipe::with(chunk_size, Digester::Sha256(Sha256::new()))
+    }
+
+    /// A pipe computing `digester` instead of plain SHA-256.
+    pub fn with(chunk_size: usize, digester: Digester) -> crate::error::Result<HashPipe> {
         // Two chunks in flight: enough to overlap, little memory (2 x chunk_size).
         let (chunks, rx) = sync_channel::<Vec<u8>>(2);
         let (back, returned) = sync_channel::<Vec<u8>>(4);
         let worker = std::thread::Builder::new()
             .name("walship-sha256".into())
             .spawn(move || {
-                let mut hasher = Sha256::new();
+                let mut hasher = digester;
                 let mut len = 0u64;
                 for buf in rx {
                     hasher.update(&buf);
                     len += buf.len() as u64;
                     let _ = back.try_send(buf);
                 }
-                (len, hasher.finalize().into())
+                (len, hasher.finish())
             })
             .map_err(|e| crate::error::Error::io("starting the hashing thread", e))?;
         Ok(HashPipe {
@@ -62,7 +91,7 @@ impl HashPipe {
         }
     }
 
-    /// Length and SHA-256 of everything sent.
+    /// Length and digest of everything sent.
     pub fn finish(mut self) -> (u64, [u8; 32]) {
         drop(self.chunks.take());
         self.worker

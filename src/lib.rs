@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod compress;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod hashing;
 pub mod hooks;

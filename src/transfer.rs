@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
+use crate::crypto::{CONTENT_MAC_LEN, Key, SealWriter};
 use crate::error::{Context, Error, Kind, Result};
-use crate::hashing::HashPipe;
+use crate::hashing::{Digester, HashPipe};
 use crate::pg::{WalFileName, WalHeader, WalKind};
 use crate::repo::object::{HEADER_LEN, PAYLOAD_DIGEST_LEN, hex};
 use crate::repo::read::{Checks, read_verified};
@@ -76,6 +77,7 @@ pub fn identity_of(h: &WalHeader) -> Identity {
         system_identifier: h.system_identifier,
         pg_version: h.pg_version,
         wal_segment_size: h.segment_size,
+        key_id: None,
     }
 }
 
@@ -137,14 +139,17 @@ pub fn push_file(
     if name.kind() == WalKind::Segment {
         refuse_past_fork(repo, name, identity.wal_segment_size)?;
     }
+    // Before anything is compared or written: a configuration whose encryption or key does not
+    // match the repository's is refused here.
+    let key = repo.sealing_key()?;
 
     let mut replace = false;
     if let Some(existing) = repo.object_header(name)? {
-        let (len, sha) = hash_file(&mut file, &what)?;
+        let (len, digest) = hash_file(&mut file, &what, repo.opening_key(&existing)?)?;
         match compare_existing(
             &existing,
             len,
-            &sha,
+            &digest,
             repo,
             name,
             &what,
@@ -170,15 +175,33 @@ pub fn push_file(
     let writing = format!("writing {} to {}", name.as_str(), repo.describe());
     // Placeholder header: an object is only trusted once the real one is written last (below).
     object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
-    let hasher = HashPipe::new(CHUNK)?;
+    let hasher = HashPipe::with(CHUNK, digester(key))?;
+    let mut header = ObjectHeader {
+        compression: opts.compression,
+        original_len: original_bytes,
+        digest: [0; 32],
+        key_id: key.map(Key::id),
+        payload_digest: Some([0; PAYLOAD_DIGEST_LEN]),
+        name: name.as_str().to_string(),
+    };
     let mut payload = DigestWriter {
         inner: &mut object,
         digest: Sha256::new(),
     };
     {
+        // An encrypted object: the compressed bytes are sealed, each chunk authenticating the
+        // header's fields that are known now (FORMAT.md, "Encryption").
+        let aad = header.sealing_aad();
+        let mut sealed = None;
+        let sink: &mut dyn Write = match key {
+            Some(k) => {
+                sealed.insert(SealWriter::new(&mut payload, k, &aad).context(&writing)?) as _
+            }
+            None => &mut payload,
+        };
         let mut encoder = opts
             .compression
-            .encoder(&mut payload, opts.level, opts.threads)
+            .encoder(sink, opts.level, opts.threads)
             .context(&writing)?;
         loop {
             let mut buf = hasher.buffer();
@@ -189,23 +212,23 @@ pub fn push_file(
             hasher.send(buf);
         }
         encoder.finish().context(&writing)?;
+        if let Some(s) = sealed {
+            s.finish().context(&writing)?;
+        }
     }
     let payload_digest = payload.digest.finalize()[..PAYLOAD_DIGEST_LEN]
         .try_into()
         .expect("16 bytes");
-    let (len, sha) = hasher.finish();
+    let (len, digest) = hasher.finish();
+    let digest = content_digest(digest, key);
     if len != original_bytes {
         return Err(Error::corrupt(format!(
             "{what} changed size while it was being archived ({original_bytes} -> {len} bytes)"
         )));
     }
-    let header = ObjectHeader {
-        compression: opts.compression,
-        original_len: len,
-        sha256: sha,
-        payload_digest: Some(payload_digest),
-        name: name.as_str().to_string(),
-    };
+    header.digest = digest;
+    header.payload_digest = Some(payload_digest);
+    let sha = digest;
     let stored_bytes = object.stream_position().context(&writing)?;
     object.seek(SeekFrom::Start(0)).context(&writing)?;
     object.write_all(&header.encode()).context(&writing)?;
@@ -277,14 +300,14 @@ fn refuse_past_fork(repo: &Repository, name: &WalFileName, segment_size: u32) ->
 fn compare_existing(
     existing: &ObjectHeader,
     len: u64,
-    sha: &[u8; 32],
+    digest: &[u8; 32],
     repo: &Repository,
     name: &WalFileName,
     what: &str,
     started: Instant,
     original_bytes: u64,
 ) -> Result<PushReport> {
-    if existing.original_len == len && existing.sha256 == *sha {
+    if existing.original_len == len && existing.digest == *digest {
         if let Err(e) = read_verified(repo, name, &mut io::sink(), "nowhere", Checks::Payload) {
             if e.kind != Kind::Corrupt {
                 return Err(e);
@@ -314,14 +337,15 @@ fn compare_existing(
         });
     }
     Err(Error::conflict(format!(
-        "{} is already archived in {} with different content: archived sha256 {} ({} bytes), this file sha256 {} ({} bytes); \
+        "{} is already archived in {} with different content: archived {what_digest} {} ({} bytes), this file {what_digest} {} ({} bytes); \
          the archived copy was left untouched",
         name.as_str(),
         repo.describe(),
-        hex(&existing.sha256),
+        hex(&existing.digest),
         existing.original_len,
-        hex(sha),
-        len
+        hex(digest),
+        len,
+        what_digest = if existing.key_id.is_some() { "keyed digest" } else { "sha256" }
     ))
     .with_hint(
         "Two servers are archiving into one repository (split brain, or a restored snapshot). Find out which server is \
@@ -415,11 +439,28 @@ fn read_chunk(r: &mut impl Read, buf: &mut Vec<u8>, size: usize) -> io::Result<u
     Ok(n)
 }
 
-/// SHA-256 and length of a whole file, from its start.
-fn hash_file(file: &mut File, what: &str) -> Result<(u64, [u8; 32])> {
+/// What names an object's content: the SHA-256 of the original bytes, or under `key` their
+/// keyed digest (FORMAT.md, "Encryption"), which says nothing about them without the key.
+fn digester(key: Option<&Key>) -> Digester {
+    match key {
+        Some(k) => Digester::Keyed(k.content_mac()),
+        None => Digester::Sha256(Sha256::new()),
+    }
+}
+
+/// The digest as a header records it: a keyed digest is kept in its first 24 bytes.
+fn content_digest(mut digest: [u8; 32], key: Option<&Key>) -> [u8; 32] {
+    if key.is_some() {
+        digest[CONTENT_MAC_LEN..].fill(0);
+    }
+    digest
+}
+
+/// Length and content digest of a whole file, from its start: SHA-256, or keyed under `key`.
+fn hash_file(file: &mut File, what: &str, key: Option<&Key>) -> Result<(u64, [u8; 32])> {
     file.seek(SeekFrom::Start(0))
         .context(format!("reading {what}"))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = digester(key);
     let mut buf = vec![0u8; CHUNK];
     let mut len = 0u64;
     loop {
@@ -430,7 +471,7 @@ fn hash_file(file: &mut File, what: &str) -> Result<(u64, [u8; 32])> {
         hasher.update(&buf[..n]);
         len += n as u64;
     }
-    Ok((len, hasher.finalize().into()))
+    Ok((len, content_digest(hasher.finish(), key)))
 }
 
 /// The header of any segment-sized WAL file in `dir` (recycled segments count: they are this

@@ -22,7 +22,8 @@ fn put(repo: &Path, name: &str, payload: &[u8]) {
     let header = ObjectHeader {
         compression: Compression::None,
         original_len: payload.len() as u64,
-        sha256: Sha256::digest(payload).into(),
+        digest: Sha256::digest(payload).into(),
+        key_id: None,
         // uncompressed: the payload is the original
         payload_digest: Some(Sha256::digest(payload)[..16].try_into().unwrap()),
         name: name.to_string(),
@@ -143,6 +144,7 @@ fn fabricate_with(dir: &Path, segments: u64, records: &[u64]) -> PathBuf {
         system_identifier: 7_300_000_000_000_000_042,
         pg_version: 15,
         wal_segment_size: SEG,
+        key_id: None,
     };
     fs::write(repo.join("walship.repo"), identity.to_toml()).unwrap();
     for n in 1..=segments {

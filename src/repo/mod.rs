@@ -5,6 +5,7 @@ pub mod backups;
 pub mod drill;
 pub mod identity;
 pub mod inventory;
+pub mod keys;
 pub mod lock;
 pub mod object;
 pub mod promotion;
@@ -17,6 +18,7 @@ use std::io::{Read, Write};
 pub use identity::Identity;
 pub use object::ObjectHeader;
 
+use crate::crypto::{Key, Keyring};
 use crate::error::{Error, Result};
 use crate::pg::{WalFileName, WalKind};
 use crate::storage::{NewObject, Storage, read_full};
@@ -42,6 +44,8 @@ pub struct Listing {
 pub struct Repository {
     storage: Box<dyn Storage>,
     identity: Option<Identity>,
+    /// The configuration's keys (`encryption = "aead"`); `None`: it encrypts nothing.
+    keys: Option<Keyring>,
 }
 
 /// Where the object of WAL file `name` lives in a repository, relative to its root (FORMAT.md,
@@ -60,7 +64,117 @@ impl Repository {
     pub fn open(storage: Box<dyn Storage>) -> Result<Repository> {
         storage.check_root()?;
         let identity = read_identity(storage.as_ref())?;
-        Ok(Repository { storage, identity })
+        Ok(Repository {
+            storage,
+            identity,
+            keys: None,
+        })
+    }
+
+    /// Use the configuration's keys: objects are sealed under the current one and opened with
+    /// whichever their header names. `None` is a configuration with `encryption = "none"`.
+    pub fn with_keys(mut self, keys: Option<Keyring>) -> Repository {
+        self.keys = keys;
+        self
+    }
+
+    pub fn keys(&self) -> Option<&Keyring> {
+        self.keys.as_ref()
+    }
+
+    /// The key a writer seals new objects under: `None` for an unencrypted repository. Refuses
+    /// (exit 4, before anything is written) a configuration that does not match the
+    /// repository: no key for an encrypted one, a key for an unencrypted one, or a key that is
+    /// not one of the repository's (a wrong key file).
+    pub fn sealing_key(&self) -> Result<Option<&Key>> {
+        let encrypted = match &self.identity {
+            Some(id) => id.key_id.is_some(),
+            // An empty repository becomes what the first writer's configuration says.
+            None => self.keys.is_some(),
+        };
+        match (&self.keys, encrypted) {
+            (None, false) => Ok(None),
+            (None, true) => Err(Error::conflict(format!(
+                "{} is encrypted, but this configuration has encryption = \"none\"; nothing was written",
+                self.describe()
+            ))
+            .with_hint(ENCRYPTION_HINT)),
+            (Some(_), false) => Err(Error::conflict(format!(
+                "{} is not encrypted, but this configuration has encryption = \"aead\"; nothing was written",
+                self.describe()
+            ))
+            .with_hint(
+                "A repository is encrypted from its first push on, or never. Set encryption = \"none\" for \
+                 this repository, or start a new one with encryption = \"aead\" (and take a base backup into it).",
+            )),
+            (Some(keys), true) => {
+                let key = keys.current();
+                if self.identity.is_some() && !self.knows_key(key)? {
+                    return Err(Error::conflict(format!(
+                        "the configured key (id {}) is not a key of {} (its keys: {}); nothing was written",
+                        key.id_hex(),
+                        self.describe(),
+                        self.key_ids()?.join(", ")
+                    ))
+                    .with_hint(
+                        "Check encryption_key_file / encryption_key_command: it names another repository's key, \
+                         or a new key that was never added (walship key add).",
+                    ));
+                }
+                Ok(Some(key))
+            }
+        }
+    }
+
+    /// The key that opens an object with header `header`: `None` for an unencrypted object.
+    /// An object whose encryption differs from the repository's is refused as corrupt (an
+    /// encrypted repository's writers never write a plain object: one there was put there by
+    /// someone else); a key the configuration lacks is exit 4, never "not in the archive".
+    pub fn opening_key(&self, header: &ObjectHeader) -> Result<Option<&Key>> {
+        let repo_encrypted = self.identity.as_ref().is_some_and(|i| i.key_id.is_some());
+        let Some(id) = header.key_id else {
+            if repo_encrypted {
+                return Err(Error::corrupt(format!(
+                    "repository object {} in {} is not encrypted, but the repository is; refused",
+                    header.name,
+                    self.describe()
+                ))
+                .with_hint(
+                    "walship never writes a plain object into an encrypted repository: this one was put \
+                     there by something else. Nothing was handed to PostgreSQL.",
+                ));
+            }
+            return Ok(None);
+        };
+        if !repo_encrypted {
+            return Err(Error::corrupt(format!(
+                "repository object {} in {} is encrypted, but the repository is not; refused",
+                header.name,
+                self.describe()
+            )));
+        }
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            Error::conflict(format!(
+                "repository object {} in {} is encrypted (key id {}), and this configuration has no key",
+                header.name,
+                self.describe(),
+                crate::repo::object::hex(&id)
+            ))
+            .with_hint(ENCRYPTION_HINT)
+        })?;
+        keys.get(&id).map(Some).ok_or_else(|| {
+            Error::conflict(format!(
+                "repository object {} in {} is sealed under key id {}, which the configured keys ({}) do not include",
+                header.name,
+                self.describe(),
+                crate::repo::object::hex(&id),
+                keys.ids().join(", ")
+            ))
+            .with_hint(
+                "After a key rotation, keep the old keys as further lines of the key file (the current key \
+                 first) until no object needs them.",
+            )
+        })
     }
 
     /// The storage under the repository, for what is not a WAL object (base backups).
@@ -78,8 +192,13 @@ impl Repository {
 
     /// Write the identity file of an empty repository (no-clobber). If another writer won the
     /// race, its identity is read back: the caller compares, never this function.
+    /// An encrypted configuration makes an encrypted repository, its current key the first.
     pub fn initialize(&mut self, identity: &Identity) -> Result<&Identity> {
         if self.identity.is_none() {
+            let mut identity = identity.clone();
+            if let Some(keys) = &self.keys {
+                identity.key_id = Some(keys.current().id_hex());
+            }
             let mut f = self.storage.create(IDENTITY_FILE)?;
             f.write_all(identity.to_toml().as_bytes()).map_err(|e| {
                 Error::io(format!("writing {}/{IDENTITY_FILE}", self.describe()), e)
@@ -202,7 +321,7 @@ impl Repository {
     /// a day (its writer died). Returns the paths removed; each directory is synced after.
     pub fn remove_stale_temporaries(&self, before: i64) -> Result<Vec<String>> {
         let mut dirs = vec![String::new()];
-        for top in ["wal", "backups", "readers", "promotions", "drills"] {
+        for top in ["wal", "backups", "readers", "promotions", "drills", "keys"] {
             dirs.push(top.to_string());
             for e in self.storage.list(top)? {
                 if e.is_dir {
@@ -238,6 +357,9 @@ impl Repository {
         self.storage.create(&object_path(name))
     }
 }
+
+const ENCRYPTION_HINT: &str = "Set encryption = \"aead\" and encryption_key_file (or encryption_key_command) \
+     to the repository's key, in the configuration of every walship that uses this repository.";
 
 impl Repository {
     /// Read a small TOML file of the repository (a lock, a promotion record); `None` if absent.

@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::Repository;
 use super::object::{ObjectHeader, PAYLOAD_DIGEST_LEN, hex};
+use crate::crypto::{CONTENT_MAC_LEN, OpenReader};
 use crate::error::{Context, Error, Result};
-use crate::hashing::HashPipe;
+use crate::hashing::{Digester, HashPipe};
 use crate::pg::WalFileName;
 use crate::storage::read_full;
 
@@ -81,13 +82,26 @@ pub fn read_verified(
         ))
         .with_hint("Nothing was written. The object is damaged or was not written by walship: restore it from another copy of the archive."));
     }
+    // Before any byte is read: a key the configuration lacks is exit 4, not damage.
+    let key = repo.opening_key(&header)?;
     let storage_failed = Cell::new(false);
     let mut source = PayloadReader {
         inner: payload,
-        // Only a version 2 object has a payload digest to compare with.
+        // Only a version 2 or 3 object has a payload digest to compare with.
         digest: header.payload_digest.map(|_| Sha256::new()),
-        first: Vec::new(),
         failed: &storage_failed,
+    };
+    // An encrypted payload is opened chunk by chunk, each authenticated before its bytes go on.
+    let aad = header.sealing_aad();
+    let mut opened = None;
+    let opening_failed = Cell::new(None);
+    let mut plain = PlainPayload {
+        inner: match key {
+            Some(k) => opened.insert(OpenReader::new(&mut source, k, &aad)) as &mut dyn Read,
+            None => &mut source as &mut dyn Read,
+        },
+        first: Vec::new(),
+        failed: &opening_failed,
     };
     // Small objects (history, backup history, tiny test segments) get small buffers: zero-filling
     // a 1 MiB chunk per object would dominate `verify` on them.
@@ -96,7 +110,10 @@ pub fn read_verified(
         .clamp(4096, CHUNK);
     // The SHA-256 of the original runs on a helper thread, and only when it is asked for.
     let original_hasher = (checks == Checks::Everything || header.payload_digest.is_none())
-        .then(|| HashPipe::new(chunk))
+        .then(|| match key {
+            Some(k) => HashPipe::with(chunk, Digester::Keyed(k.content_mac())),
+            None => HashPipe::new(chunk),
+        })
         .transpose()?;
     let mut spare = vec![0u8; chunk];
     let mut len = 0u64;
@@ -107,7 +124,7 @@ pub fn read_verified(
     {
         let mut decoder = header
             .compression
-            .payload_decoder(&mut source)
+            .payload_decoder(&mut plain)
             .map_err(|e| corrupt(e.to_string()))?;
         loop {
             let mut buf = match &original_hasher {
@@ -119,7 +136,11 @@ pub fn read_verified(
             let n = match read_full(&mut decoder, &mut buf) {
                 Ok(n) => n,
                 Err(e) if !storage_failed.get() => {
-                    return Err(corrupt(format!("decompression failed: {e}")));
+                    return Err(corrupt(
+                        opening_failed
+                            .take()
+                            .unwrap_or_else(|| format!("decompression failed: {e}")),
+                    ));
                 }
                 Err(e) => {
                     return Err(Error::io(
@@ -157,13 +178,19 @@ pub fn read_verified(
     }
     if let Some(recorded) = header.payload_digest {
         // A decompressor stops at the end of its stream; the digest covers every stored byte,
-        // so anything after that end (nothing, in an intact object) is read and hashed too.
-        io::copy(&mut source, &mut io::sink()).map_err(|e| {
-            Error::io(
-                format!("reading {} from {}", name.as_str(), repo.describe()),
-                e,
-            )
-        })?;
+        // so anything after that end (nothing, in an intact object) is read and hashed too:
+        // through the opening of an encrypted payload first, which authenticates its last chunk.
+        let reading = format!("reading {} from {}", name.as_str(), repo.describe());
+        if let Err(e) = io::copy(&mut plain, &mut io::sink()) {
+            return Err(match opening_failed.take() {
+                Some(why) if !storage_failed.get() => corrupt(why),
+                _ => Error::io(&reading, e),
+            });
+        }
+        let first = std::mem::take(&mut plain.first);
+        drop(plain);
+        drop(opened);
+        io::copy(&mut source, &mut io::sink()).map_err(|e| Error::io(&reading, e))?;
         let digest = source
             .digest
             .take()
@@ -176,7 +203,7 @@ pub fn read_verified(
                 hex(&recorded)
             )));
         }
-        if !header.compression.payload_checks_itself(&source.first) {
+        if !header.compression.payload_checks_itself(&first) {
             return Err(corrupt(format!(
                 "its {} payload carries no checksum of its own, which a version 2 object must",
                 header.compression.name()
@@ -184,26 +211,55 @@ pub fn read_verified(
         }
     }
     if let Some(hasher) = original_hasher {
-        let (_, sha) = hasher.finish();
-        if sha != header.sha256 {
+        let (_, mut digest) = hasher.finish();
+        let what = if key.is_some() {
+            digest[CONTENT_MAC_LEN..].fill(0);
+            "keyed digest"
+        } else {
+            "sha256"
+        };
+        if digest != header.digest {
             return Err(corrupt(format!(
-                "sha256 {} does not match the recorded {}",
-                hex(&sha),
-                hex(&header.sha256)
+                "{what} {} does not match the recorded {}",
+                hex(&digest),
+                hex(&header.digest)
             )));
         }
     }
     Ok(header)
 }
 
-/// The payload as it comes from storage: hashed on the way (the payload digest), its first bytes
-/// kept (the compression's frame header), and a storage failure remembered, so that a
-/// decompression error can be told apart from a dropped connection.
+/// The payload as it comes from storage: hashed on the way (the payload digest), and a storage
+/// failure remembered, so that a decompression error can be told apart from a dropped
+/// connection.
 struct PayloadReader<'a, R> {
     inner: R,
     digest: Option<Sha256>,
-    first: Vec<u8>,
     failed: &'a Cell<bool>,
+}
+
+/// The payload after opening (the compressed bytes): its first bytes kept (the compression's
+/// frame header), and a failure to open it (authentication) remembered with its message, so
+/// that tampering is reported as such and not as a decompression error.
+struct PlainPayload<'a, R> {
+    inner: R,
+    first: Vec<u8>,
+    failed: &'a Cell<Option<String>>,
+}
+
+impl<R: Read> Read for PlainPayload<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                self.failed.set(Some(e.to_string()));
+            }
+        })?;
+        if self.first.len() < FRAME_HEADER_KEPT {
+            let take = n.min(FRAME_HEADER_KEPT - self.first.len());
+            self.first.extend_from_slice(&buf[..take]);
+        }
+        Ok(n)
+    }
 }
 
 /// Bytes of the payload's start kept for the compression's frame header check.
@@ -217,10 +273,6 @@ impl<R: Read> Read for PayloadReader<'_, R> {
             .inspect_err(|_| self.failed.set(true))?;
         if let Some(d) = &mut self.digest {
             d.update(&buf[..n]);
-        }
-        if self.first.len() < FRAME_HEADER_KEPT {
-            let take = n.min(FRAME_HEADER_KEPT - self.first.len());
-            self.first.extend_from_slice(&buf[..take]);
         }
         Ok(n)
     }

@@ -49,8 +49,15 @@ struct Pushed {
 }
 
 fn pushed(compression: Compression) -> Pushed {
+    pushed_with(compression, None)
+}
+
+/// As [`pushed`], into a repository encrypted under `keys` when given.
+fn pushed_with(compression: Compression, keys: Option<&str>) -> Pushed {
     let storage = MemoryStorage::default();
-    let mut repo = Repository::open(Box::new(storage.clone())).unwrap();
+    let mut repo = Repository::open(Box::new(storage.clone()))
+        .unwrap()
+        .with_keys(keys.map(|k| crate::crypto::Keyring::parse(k, "test").unwrap()));
     let dir = tempfile::tempdir().unwrap();
     let name = WalFileName::parse("000000010000000000000001").unwrap();
     let mut original = crate::pg::walheader::tests::header_bytes(5, 1 << 20, 1 << 20, 1);
@@ -211,7 +218,7 @@ fn a_version_1_object_is_checked_by_the_sha256_of_its_original() {
     p.replace(&v1, &payload);
     assert_eq!(p.fetch().unwrap(), p.original);
     let wrong = ObjectHeader {
-        sha256: [0; 32],
+        digest: [0; 32],
         ..v1
     };
     p.replace(&wrong, &payload);
@@ -223,7 +230,7 @@ fn verify_checks_the_sha256_of_the_original_of_a_version_2_object_too() {
     let p = pushed(Compression::Zstd);
     let payload = p.object()[HEADER_LEN..].to_vec();
     let wrong = ObjectHeader {
-        sha256: [0; 32],
+        digest: [0; 32],
         ..p.header()
     };
     p.replace(&wrong, &payload);
@@ -310,7 +317,8 @@ fn replace_damaged_never_replaces_other_content_or_an_object_with_a_damaged_head
     let mut payload = p.object()[HEADER_LEN..].to_vec();
     payload[10] ^= 1;
     let other = ObjectHeader {
-        sha256: [9; 32],
+        digest: [9; 32],
+        key_id: None,
         ..p.header()
     };
     p.replace(&other, &payload);
@@ -346,7 +354,8 @@ fn regression_fetch_refuses_an_object_whose_header_claims_more_than_a_segment_be
     }
     let header = ObjectHeader {
         original_len: big.len() as u64,
-        sha256: Sha256::digest(&big).into(),
+        digest: Sha256::digest(&big).into(),
+        key_id: None,
         payload_digest: Some(payload_digest(&payload)),
         ..p.header()
     };
@@ -359,3 +368,6 @@ fn regression_fetch_refuses_an_object_whose_header_claims_more_than_a_segment_be
     assert_eq!(left.len(), 1, "only the pushed segment: {left:?}");
     assert!(verify_object(&p.repo, &p.name).is_err());
 }
+
+#[path = "tests_encrypted.rs"]
+mod encrypted;
