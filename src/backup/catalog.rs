@@ -106,8 +106,7 @@ pub fn check_stored_object(repo: &Repository, m: &Manifest) -> Result<()> {
     };
     let path = format!("{}/{}", backup_dir(&m.id), stored.object);
     let mut r = repo
-        .storage()
-        .open_read(&path)?
+        .open_content(&path)?
         .ok_or_else(|| Error::corrupt(format!("stored backup {}: {path} is missing", m.id)))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

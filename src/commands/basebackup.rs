@@ -49,7 +49,8 @@ pub struct BasebackupArgs {
 
 /// Where the stream goes.
 enum Sink<'r> {
-    Repository(Box<dyn crate::storage::NewObject + 'r>),
+    /// Sealed in an encrypted repository (`Repository::create_content`).
+    Repository(crate::repo::sealed::ContentWriter<'r>),
     Local(Child),
     Ssh(RemoteCommand),
 }
@@ -173,7 +174,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
                 ),
             )?;
             let path = format!("{}/{object_name}", backup::backup_dir(&id));
-            (id, Sink::Repository(repo.storage().create(&path)?))
+            (id, Sink::Repository(repo.create_content(&path)?))
         }
         Some(t) => (
             backup::id_for(started_at),
@@ -272,9 +273,7 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
                 .with_hint("Something else wrote into this backup's directory. Run basebackup again; `walship verify` checks the backups there."));
             }
             manifest.stored = Some(stored.clone());
-            let mut m = repo
-                .storage()
-                .create(&format!("{dir}/{}", backup::MANIFEST_OBJECT))?;
+            let mut m = repo.create_content(&format!("{dir}/{}", backup::MANIFEST_OBJECT))?;
             m.write_all(manifest.to_toml().as_bytes())
                 .map_err(|e| Error::io("writing the backup manifest", e))?;
             if m.commit()? == crate::storage::Publish::AlreadyExists {

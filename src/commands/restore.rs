@@ -222,7 +222,7 @@ pub fn unpack_stored(repo: &Repository, m: &Manifest, target: &Target) -> Result
         ))
     })?;
     let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
-    let reader = repo.storage().open_read(&path)?.ok_or_else(|| {
+    let reader = repo.open_content(&path)?.ok_or_else(|| {
         Error::corrupt(format!(
             "backup {}: {path} is missing from the repository",
             m.id

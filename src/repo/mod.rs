@@ -12,6 +12,7 @@ pub mod promotion;
 pub mod read;
 pub mod readers;
 pub mod retention;
+pub mod sealed;
 
 use std::io::{Read, Write};
 
@@ -153,21 +154,29 @@ impl Repository {
                 self.describe()
             )));
         }
+        self.key_by_id(&id, &format!("repository object {}", header.name))
+            .map(Some)
+    }
+
+    /// The configured key with id `id`, which `what` is sealed under.
+    pub(crate) fn key_by_id(
+        &self,
+        id: &[u8; crate::crypto::KEY_ID_LEN],
+        what: &str,
+    ) -> Result<&Key> {
         let keys = self.keys.as_ref().ok_or_else(|| {
             Error::conflict(format!(
-                "repository object {} in {} is encrypted (key id {}), and this configuration has no key",
-                header.name,
+                "{what} in {} is encrypted (key id {}), and this configuration has no key",
                 self.describe(),
-                crate::repo::object::hex(&id)
+                crate::repo::object::hex(id)
             ))
             .with_hint(ENCRYPTION_HINT)
         })?;
-        keys.get(&id).map(Some).ok_or_else(|| {
+        keys.get(id).ok_or_else(|| {
             Error::conflict(format!(
-                "repository object {} in {} is sealed under key id {}, which the configured keys ({}) do not include",
-                header.name,
+                "{what} in {} is sealed under key id {}, which the configured keys ({}) do not include",
                 self.describe(),
-                crate::repo::object::hex(&id),
+                crate::repo::object::hex(id),
                 keys.ids().join(", ")
             ))
             .with_hint(
