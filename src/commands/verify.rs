@@ -103,13 +103,24 @@ pub fn run(config: &Config) -> Result<()> {
         pool.submit(o.name.clone());
     }
     let mut original = 0u64;
+    // Objects per key id (encrypted repository), so that a rotation shows how far it got.
+    let mut per_key: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut keys_missing = false;
     for _ in 0..total {
         let Some((name, result)) = pool.wait_done(std::time::Duration::from_secs(3600)) else {
             break;
         };
         match result {
-            Ok(h) => original += h.original_len,
-            Err(e) => problems.push(format!("{}: {}", name.as_str(), e.message)),
+            Ok(h) => {
+                original += h.original_len;
+                if let Some(id) = h.key_id {
+                    *per_key.entry(crate::repo::object::hex(&id)).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                keys_missing |= e.kind == crate::error::Kind::Conflict;
+                problems.push(format!("{}: {}", name.as_str(), e.message))
+            }
         }
     }
     pool.close();
@@ -122,6 +133,20 @@ pub fn run(config: &Config) -> Result<()> {
         human_bytes(original),
         started.elapsed().as_secs_f64()
     );
+    if identity.key_id.is_some() {
+        let current = repo.keys().map(|k| k.current().id_hex());
+        let known = repo.key_ids()?;
+        let mut line = Vec::new();
+        for id in known.iter().chain(per_key.keys().filter(|k| !known.contains(k))) {
+            line.push(format!(
+                "{} under key {id}{}{}",
+                per_key.get(id).copied().unwrap_or(0),
+                if Some(id) == current.as_ref() { " (current)" } else { "" },
+                if known.contains(id) { "" } else { " (not a key of this repository)" }
+            ));
+        }
+        println!("encrypted: {}", line.join(", "));
+    }
     if problems.is_empty() {
         println!("no problems found");
         return Ok(());
@@ -129,6 +154,14 @@ pub fn run(config: &Config) -> Result<()> {
     problems.sort();
     for p in &problems {
         println!("PROBLEM: {p}");
+    }
+    if keys_missing {
+        return Err(Error::conflict(format!(
+            "{} problem(s) found in {}; objects under a key this configuration lacks were not checked",
+            problems.len(),
+            repo.describe()
+        ))
+        .with_hint("Give every key the repository uses (encryption_key_file: one per line, current first)."));
     }
     Err(Error::corrupt(format!("{} problem(s) found in {}", problems.len(), repo.describe())).with_hint(
         "Each PROBLEM line names an object. Restore damaged or missing objects from another copy of the archive; \
