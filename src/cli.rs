@@ -65,6 +65,11 @@ CONFIGURATION
   witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
                                                                witness still reaches the primary,
                                                                1 = it does not, else unknown
+  encryption         WALSHIP_ENCRYPTION / --encryption         none (none, aead): aead encrypts a
+                                                               new repository (FORMAT.md)
+  encryption_key_file  WALSHIP_ENCRYPTION_KEY_FILE / ...       (none) the key, 64 hex digits (mode
+                                                               0600; older keys on later lines)
+  encryption_key_command  WALSHIP_ENCRYPTION_KEY_COMMAND / ... (none) prints the key (a vault)
   drill_max_age      WALSHIP_DRILL_MAX_AGE / --drill-max-age   7 days: check warns when no drill
                                                                passed within them
   [drill]            (file only)                               walship drill: checks (SQL, each
@@ -196,6 +201,25 @@ pub struct GlobalFlags {
         value_name = "DAYS"
     )]
     pub drill_max_age: Option<u64>,
+    /// none or aead: encrypt a new repository (an existing one stays as it is)
+    #[arg(long, global = true, env = "WALSHIP_ENCRYPTION", value_name = "KIND")]
+    pub encryption: Option<String>,
+    /// File holding the repository's key (64 hex digits; older keys on later lines)
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_ENCRYPTION_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Command (sh -c) that prints the repository's key, e.g. from a vault
+    #[arg(
+        long,
+        global = true,
+        env = "WALSHIP_ENCRYPTION_KEY_COMMAND",
+        value_name = "COMMAND"
+    )]
+    pub encryption_key_command: Option<String>,
 }
 
 /// `status --output`.
@@ -204,6 +228,16 @@ pub enum StatusOutput {
     Text,
     Json,
     Prometheus,
+}
+
+/// `walship key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Add the configured current key (the first line of encryption_key_file) to the
+    /// repository: new objects are sealed under it, older ones stay readable with the old keys
+    Add,
+    /// List the repository's key ids and which of them this configuration holds
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +310,17 @@ pub enum Command {
         #[arg(long, conflicts_with = "output")]
         json: bool,
     },
+    /// Print a new encryption key (64 hex digits), or write it to a new file (mode 0600)
+    Keygen {
+        /// A new file to write the key to (never over an existing one)
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// The keys of an encrypted repository: add the configured key (rotation), or list them
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Print a shell completion script (walship completions bash > /etc/bash_completion.d/walship)
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -310,6 +355,8 @@ impl Command {
             Command::Demo(_) => "demo".into(),
             Command::Config { .. } => "config".into(),
             Command::Completions { .. } => "completions".into(),
+            Command::Keygen { .. } => "keygen".into(),
+            Command::Key { .. } => "key".into(),
             Command::Man { .. } => "man".into(),
             Command::Status { .. } => "status".into(),
             Command::Verify => "verify".into(),
@@ -337,6 +384,9 @@ fn uses(command: &str) -> Option<Vec<&'static str>> {
     const REPO: &[&str] = &[
         "config",
         "repo",
+        "encryption",
+        "encryption_key_file",
+        "encryption_key_command",
         "ssh_key",
         "known_hosts",
         "ssh_timeout",
@@ -363,7 +413,8 @@ fn uses(command: &str) -> Option<Vec<&'static str>> {
         "basebackup" => &[REPO, SERVER, COMPRESS],
         "demo" => &[],
         "config" => &[REPO, PUSH, FETCH, SERVER],
-        "completions" | "man" => &[],
+        "completions" | "man" | "keygen" => &[],
+        "key" => &[REPO],
         _ => return None,
     };
     Some(parts.concat())
@@ -569,6 +620,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(|e| Error::io("writing the completion script", e))
         }
         Command::Man { command } => print_man(command.as_deref()),
+        Command::Keygen { output } => crate::commands::key::keygen(output.as_deref()),
+        Command::Key { action } => {
+            let config = Config::resolve(&cli.global)?;
+            match action {
+                KeyAction::Add => crate::commands::key::add(&config),
+                KeyAction::List => crate::commands::key::list(&config),
+            }
+        }
         Command::Status {
             output,
             json,

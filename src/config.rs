@@ -54,6 +54,28 @@ pub struct ConfigFile {
     pub drill: Option<DrillSettings>,
     /// Days within which a drill must have passed, or `check` warns.
     pub drill_max_age: Option<u64>,
+    pub encryption: Option<String>,
+    pub encryption_key_file: Option<PathBuf>,
+    pub encryption_key_command: Option<String>,
+}
+
+/// Where an encrypted repository's keys come from (`encryption = "aead"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    File(PathBuf),
+    Command(String),
+}
+
+impl KeySource {
+    /// Read the keys (the key command runs each time: a vault may rotate them).
+    pub fn load(&self) -> Result<crate::crypto::Keyring> {
+        match self {
+            KeySource::File(p) => crate::crypto::load_key_file(p),
+            KeySource::Command(c) => {
+                crate::crypto::run_key_command(c, crate::crypto::KEY_COMMAND_TIMEOUT)
+            }
+        }
+    }
 }
 
 /// `[drill]`: how `walship drill` restores and what it checks.
@@ -141,6 +163,48 @@ pub struct Config {
     pub drill: DrillSettings,
     /// How old the newest passed drill may be before `check` warns.
     pub drill_max_age: Duration,
+    /// `encryption = "aead"`: where the keys come from; `None`: encryption = "none".
+    pub encryption: Option<KeySource>,
+}
+
+/// `encryption`, `encryption_key_file`, `encryption_key_command` as one decision: aead needs
+/// exactly one key source, and a key source without aead is a mistake worth saying.
+fn resolve_encryption(
+    kind: Option<String>,
+    file: Option<PathBuf>,
+    command: Option<String>,
+) -> Result<Option<KeySource>> {
+    let file = file.filter(|p| !p.as_os_str().is_empty());
+    let command = command.filter(|c| !c.trim().is_empty());
+    match (kind.as_deref().unwrap_or("none"), file, command) {
+        ("none", None, None) => Ok(None),
+        ("none", _, _) => Err(Error::usage(
+            "encryption_key_file or encryption_key_command is set, but encryption = \"none\"",
+        )
+        .with_hint("Set encryption = \"aead\" to use the key, or remove the key setting.")),
+        ("aead", Some(_), Some(_)) => Err(Error::usage(
+            "both encryption_key_file and encryption_key_command are set; give one",
+        )),
+        ("aead", Some(f), None) => {
+            if !f.is_absolute() {
+                return Err(Error::usage(format!(
+                    "encryption_key_file {} is not an absolute path",
+                    f.display()
+                )));
+            }
+            Ok(Some(KeySource::File(f)))
+        }
+        ("aead", None, Some(c)) => Ok(Some(KeySource::Command(c))),
+        ("aead", None, None) => Err(Error::usage(
+            "encryption = \"aead\" needs encryption_key_file or encryption_key_command",
+        )
+        .with_hint(
+            "Generate a key with `walship keygen --output FILE` and keep a copy somewhere safe.",
+        )),
+        (other, _, _) => Err(Error::usage(format!(
+            "encryption {other:?} is not one of none, aead"
+        ))),
+    }
 }
 
 impl ConfigFile {
@@ -206,6 +270,17 @@ impl Config {
             .clone()
             .or(file.known_hosts)
             .unwrap_or_else(|| crate::os::home_dir().join(".ssh/known_hosts"));
+        let encryption = resolve_encryption(
+            flags.encryption.clone().or(file.encryption),
+            flags
+                .encryption_key_file
+                .clone()
+                .or(file.encryption_key_file),
+            flags
+                .encryption_key_command
+                .clone()
+                .or(file.encryption_key_command),
+        )?;
         let repo = flags.repo.clone().or(file.repo);
         if let Some(r) = &repo {
             Location::parse(r)?; // report a bad location before anything else happens
@@ -250,6 +325,7 @@ impl Config {
             drill_max_age: Duration::from_secs(
                 flags.drill_max_age.or(file.drill_max_age).unwrap_or(7) * 86_400,
             ),
+            encryption,
         })
     }
 
@@ -306,6 +382,17 @@ impl Config {
             "worker-idle-timeout",
             self.worker_idle_timeout.as_secs().to_string().into(),
         );
+        // Where the key is, never the key: workers and restore_command read it themselves.
+        match &self.encryption {
+            None => flag("encryption", "none".into()),
+            Some(source) => {
+                flag("encryption", "aead".into());
+                match source {
+                    KeySource::File(p) => flag("encryption-key-file", p.into()),
+                    KeySource::Command(c) => flag("encryption-key-command", c.into()),
+                }
+            }
+        }
         a
     }
 
@@ -365,7 +452,8 @@ impl Config {
             Location::Local(path) => Box::new(LocalStorage::new(path)),
             Location::Ssh(url) => Box::new(SshStorage::connect(&url, &self.ssh_options())?),
         };
-        Repository::open(storage)
+        let keys = self.encryption.as_ref().map(KeySource::load).transpose()?;
+        Ok(Repository::open(storage)?.with_keys(keys))
     }
 }
 

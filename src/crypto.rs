@@ -20,6 +20,9 @@
 //! The cryptography is RustCrypto's (`chacha20poly1305`, `aead-stream`, `hmac`): reviewed crates,
 //! not hand-made primitives. XChaCha20's 192-bit nonce makes random nonce prefixes safe for any
 //! number of objects under one key.
+//!
+//! A key that cannot be had (a missing or unreadable key file, a key command that fails or
+//! prints garbage) is `Kind::Conflict`, exit 4, like a wrong key: never "not in the archive".
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -124,7 +127,7 @@ impl Keyring {
                 continue;
             }
             let bytes = parse_hex_key(line).ok_or_else(|| {
-                Error::usage(format!(
+                Error::conflict(format!(
                     "{what}, line {}: not a key (a key is 64 hexadecimal digits, as `openssl rand -hex 32` or `walship keygen` prints one)",
                     i + 1
                 ))
@@ -135,7 +138,7 @@ impl Keyring {
             }
         }
         if keys.is_empty() {
-            return Err(Error::usage(format!("{what} holds no key")).with_hint(
+            return Err(Error::conflict(format!("{what} holds no key")).with_hint(
                 "Generate one with `walship keygen --output FILE` (or `openssl rand -hex 32`) and keep a copy \
                  somewhere safe: without it the repository cannot be read.",
             ));
@@ -184,19 +187,19 @@ pub fn load_key_file(path: &Path) -> Result<Keyring> {
     use std::os::unix::fs::PermissionsExt;
     let what = format!("encryption key file {}", path.display());
     let meta = std::fs::metadata(path)
-        .map_err(|e| Error::usage(format!("{what}: {e}")).with_hint(KEY_HINT))?;
+        .map_err(|e| Error::conflict(format!("{what}: {e}")).with_hint(KEY_HINT))?;
     if !meta.is_file() {
-        return Err(Error::usage(format!("{what} is not a regular file")));
+        return Err(Error::conflict(format!("{what} is not a regular file")));
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::usage(format!(
+        return Err(Error::conflict(format!(
             "{what} is readable by group or others (mode {:o})",
             meta.permissions().mode() & 0o777
         ))
         .with_hint(format!("chmod 600 {}", path.display())));
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("{what}: {e}")).with_hint(KEY_HINT))?;
+        .map_err(|e| Error::conflict(format!("{what}: {e}")).with_hint(KEY_HINT))?;
     Keyring::parse(&text, &what)
 }
 
@@ -252,11 +255,11 @@ pub fn run_key_command(command: &str, timeout: Duration) -> Result<Keyring> {
     };
     let out = reader.join().unwrap_or_default();
     if !status.success() {
-        return Err(Error::usage(format!("{what} failed ({status})"))
+        return Err(Error::conflict(format!("{what} failed ({status})"))
             .with_hint("It must print the repository's key (64 hexadecimal digits) and exit 0."));
     }
     let text = String::from_utf8(out)
-        .map_err(|_| Error::usage(format!("{what} printed something that is not text")))?;
+        .map_err(|_| Error::conflict(format!("{what} printed something that is not text")))?;
     Keyring::parse(&text, what)
 }
 

@@ -55,6 +55,29 @@ pub fn run(flags: &GlobalFlags, json: bool) -> Result<()> {
         ("compress_threads", c.compress_threads.to_string()),
         ("ssh_key", path(&c.ssh_key)),
         ("known_hosts", c.known_hosts.display().to_string()),
+        (
+            "encryption",
+            if c.encryption.is_some() {
+                "aead"
+            } else {
+                "none"
+            }
+            .to_string(),
+        ),
+        (
+            "encryption_key_file",
+            match &c.encryption {
+                Some(crate::config::KeySource::File(p)) => p.display().to_string(),
+                _ => "(none)".into(),
+            },
+        ),
+        (
+            "encryption_key_command",
+            match &c.encryption {
+                Some(crate::config::KeySource::Command(k)) => k.clone(),
+                _ => "(none)".into(),
+            },
+        ),
         ("ssh_timeout", secs(c.ssh_timeout)),
         ("fetch_retries", c.fetch_retries.to_string()),
         ("pgdata", path(&c.pgdata)),

@@ -9,6 +9,7 @@ pub mod drill;
 pub mod drill_checks;
 pub mod drill_scratch;
 pub mod fetch;
+pub mod key;
 pub mod metrics;
 pub mod prefetch;
 pub mod promote;

@@ -137,12 +137,23 @@ pub fn run(config: &Config) -> Result<()> {
         let current = repo.keys().map(|k| k.current().id_hex());
         let known = repo.key_ids()?;
         let mut line = Vec::new();
-        for id in known.iter().chain(per_key.keys().filter(|k| !known.contains(k))) {
+        for id in known
+            .iter()
+            .chain(per_key.keys().filter(|k| !known.contains(k)))
+        {
             line.push(format!(
                 "{} under key {id}{}{}",
                 per_key.get(id).copied().unwrap_or(0),
-                if Some(id) == current.as_ref() { " (current)" } else { "" },
-                if known.contains(id) { "" } else { " (not a key of this repository)" }
+                if Some(id) == current.as_ref() {
+                    " (current)"
+                } else {
+                    ""
+                },
+                if known.contains(id) {
+                    ""
+                } else {
+                    " (not a key of this repository)"
+                }
             ));
         }
         println!("encrypted: {}", line.join(", "));
