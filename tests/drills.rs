@@ -1152,6 +1152,162 @@ fn drill_bad_input_corpus() {
         ]);
         fs::remove_file(pg_wal.join("00000002.history")).unwrap();
     }
+    {
+        // encryption: an encrypted repository with segment 2, and keys good and bad
+        use std::os::unix::fs::PermissionsExt;
+        let keydir = ws.mkdir("keys");
+        let keyfile = |name: &str, text: &str, mode: u32| {
+            let path = keydir.join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            path.display().to_string()
+        };
+        let k1 = keyfile("k1", &format!("{}\n", "ab".repeat(32)), 0o600);
+        let k2 = keyfile("k2", &format!("{}\n", "cd".repeat(32)), 0o600);
+        let readable = keyfile("readable", &format!("{}\n", "ab".repeat(32)), 0o644);
+        let short = keyfile("short", &"ab".repeat(31), 0o600);
+        let empty_key = keyfile("empty", "# no key yet\n", 0o600);
+        let sealed = root.join("sealed");
+        fs::create_dir(&sealed).unwrap();
+        let e = sealed.display().to_string();
+        let enc = |key: &str, tail: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = [
+                "--repo",
+                &e,
+                "--encryption",
+                "aead",
+                "--encryption-key-file",
+                key,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.extend(tail.iter().map(|s| s.to_string()));
+            a
+        };
+        let seg2 = format!("pg_wal/{}", seg(2));
+        let (code, out) = output(
+            walship()
+                .args(enc(&k1, &["--push-ahead", "0", "push", &seg2, &seg(2)]))
+                .current_dir(&pgdata),
+        );
+        assert_eq!(code, 0, "{out}");
+        let tampered = root.join("sealed-tampered");
+        copy_tree(&sealed, &tampered);
+        let object = tampered.join(format!("wal/{}/{}", &seg(2)[..16], seg(2)));
+        let mut bytes = fs::read(&object).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        fs::write(&object, bytes).unwrap();
+        let t = tampered.display().to_string();
+        let fetch2 = ["fetch", &seg(2), "pg_wal/RECOVERYXLOG"];
+        cases.extend([
+            case(
+                "fetch with a wrong key",
+                &enc(&k2, &fetch2),
+                4,
+                "do not include",
+            ),
+            case(
+                "fetch from an encrypted repository without a key",
+                &["--repo", &e, "fetch", &seg(2), "pg_wal/RECOVERYXLOG"],
+                4,
+                "has no key",
+            ),
+            case(
+                "a key file others can read",
+                &enc(&readable, &fetch2),
+                4,
+                "readable by group or others",
+            ),
+            case("a key one digit short", &enc(&short, &fetch2), 4, "not a key"),
+            case("a key file with no key", &enc(&empty_key, &fetch2), 4, "holds no key"),
+            case(
+                "a missing key file",
+                &enc(&keydir.join("nope").display().to_string(), &fetch2),
+                4,
+                "No such file",
+            ),
+            case(
+                "a key command that fails",
+                &[
+                    "--repo",
+                    &e,
+                    "--encryption",
+                    "aead",
+                    "--encryption-key-command",
+                    "exit 3",
+                    "fetch",
+                    &seg(2),
+                    "pg_wal/RECOVERYXLOG",
+                ],
+                4,
+                "encryption_key_command failed",
+            ),
+            case(
+                "a relative key file path",
+                &enc("k1", &fetch2),
+                2,
+                "not an absolute path",
+            ),
+            case(
+                "encryption with neither a key file nor a key command",
+                &["--repo", &e, "--encryption", "aead", "status"],
+                2,
+                "needs encryption_key_file",
+            ),
+            case(
+                "an unknown encryption",
+                &["--repo", &e, "--encryption", "rot13", "status"],
+                2,
+                "is not one of none, aead",
+            ),
+            case(
+                "an unencrypted push into an encrypted repository",
+                &["--repo", &e, "push", &seg2, &seg(2)],
+                4,
+                "is encrypted, but this configuration",
+            ),
+            case(
+                "an encrypted push into an unencrypted repository",
+                &[
+                    "--repo",
+                    &r,
+                    "--encryption",
+                    "aead",
+                    "--encryption-key-file",
+                    &k1,
+                    "push",
+                    &seg2,
+                    &seg(2),
+                ],
+                4,
+                "is not encrypted, but this configuration",
+            ),
+            case(
+                "a flipped ciphertext byte",
+                &[
+                    "--repo",
+                    &t,
+                    "--encryption",
+                    "aead",
+                    "--encryption-key-file",
+                    &k1,
+                    "fetch",
+                    &seg(2),
+                    "pg_wal/RECOVERYXLOG",
+                ],
+                5,
+                "failed authentication",
+            ),
+            case(
+                "keygen over an existing file",
+                &["keygen", "--output", &k2],
+                4,
+                "never overwrites",
+            ),
+        ]);
+    }
     let before = tree(&repo);
     let mut survived = 0;
     let mut failures = Vec::new();

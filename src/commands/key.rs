@@ -24,8 +24,12 @@ pub fn keygen(output: Option<&Path>) -> Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| {
-            Error::io(format!("creating {}", path.display()), e)
-                .with_hint("keygen never overwrites a file: an existing key may be the only copy.")
+            let exists = e.kind() == std::io::ErrorKind::AlreadyExists;
+            let mut err = Error::io(format!("creating {}", path.display()), e);
+            if exists {
+                err.kind = crate::error::Kind::Conflict;
+            }
+            err.with_hint("keygen never overwrites a file: an existing key may be the only copy.")
         })?;
     f.write_all(format!("{key}\n").as_bytes())
         .and_then(|_| f.sync_all())
