@@ -1,6 +1,9 @@
 //! Command-line flags, parsed into plain structs with no I/O (clap also reads the `WALSHIP_*`
 //! environment fallbacks here), and the entry point that turns a finished command or an error
-//! into an exit code.
+//! into an exit code. The settings among the flags, and their variables, become
+//! [`Overrides`]: the configuration below resolves from those and never sees clap. The global
+//! flags are made from [`crate::settings::SETTINGS`] rather than declared here, so they cannot
+//! drift from the file's keys and the help table.
 
 use std::path::PathBuf;
 
