@@ -1,83 +1,26 @@
 //! Command-line flags, parsed into plain structs with no I/O (clap also reads the `WALSHIP_*`
 //! environment fallbacks here), and the entry point that turns a finished command or an error
-//! into an exit code.
+//! into an exit code. The settings among the flags, and their variables, become
+//! [`Overrides`]: the configuration below resolves from those and never sees clap. The global
+//! flags are made from [`crate::settings::SETTINGS`] rather than declared here, so they cannot
+//! drift from the file's keys and the help table.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, Overrides, Source};
 use crate::error::{EXIT_ABORT_RECOVERY, Error, Kind};
+use crate::settings::{self, Flag, SETTINGS, Setting};
 
-const CONFIG_HELP: &str = "\
-CONFIGURATION
-  Every key can be set in the TOML file (--config, WALSHIP_CONFIG, default /etc/walship.toml), as an
-  environment variable, or as a flag. Flags beat environment variables, which beat the file.
+/// What `walship --help` prints after the options: the settings table (from
+/// [`crate::settings`]), then how PostgreSQL and cron call walship, and the exit codes.
+fn config_help() -> String {
+    format!("{}\n{AFTER_SETTINGS}", settings::help_table())
+}
 
-  key                env / flag                               default
-  repo               WALSHIP_REPO / --repo                     (required) absolute path, or
-                                                               ssh://[user@]host[:port]/path
-  compression        WALSHIP_COMPRESSION / --compression       zstd  (zstd, bzip2, none)
-  compression_level  WALSHIP_COMPRESSION_LEVEL / ...-level     zstd 1, bzip2 9
-  compress_threads   WALSHIP_COMPRESS_THREADS / ...-threads    0 = one per core, at most 4
-  ssh_key            WALSHIP_SSH_KEY / --ssh-key               ssh-agent, then ~/.ssh/id_ed25519,
-                                                               id_ecdsa, id_rsa
-  known_hosts        WALSHIP_KNOWN_HOSTS / --known-hosts       ~/.ssh/known_hosts (never auto-added)
-  ssh_timeout        WALSHIP_SSH_TIMEOUT / --ssh-timeout       30 seconds (connect and each I/O)
-  fetch_retries      WALSHIP_FETCH_RETRIES / --fetch-retries   2 more tries on a transient error
-  pgdata             WALSHIP_PGDATA / --pgdata                 the working directory (PostgreSQL
-                                                               runs restore_command in its data
-                                                               directory)
-  push_ahead         WALSHIP_PUSH_AHEAD / --push-ahead         one per core; threads of the
-                                                               background worker that pushes the
-                                                               other .ready files (0 = off)
-  prefetch           WALSHIP_PREFETCH / --prefetch             8 segments fetched ahead of
-                                                               recovery (0 = off)
-  worker_idle_timeout  WALSHIP_WORKER_IDLE_TIMEOUT / ...       30 seconds before an idle background
-                                                               worker exits
-  keep_backups       WALSHIP_KEEP_BACKUPS / prune --keep-backups  (none) newest restorable base
-                                                               backups prune keeps
-  keep_days          WALSHIP_KEEP_DAYS / prune --keep-days     (none) days of point-in-time
-                                                               recovery prune keeps
-  pg                 WALSHIP_PG / --pg                         (none) libpq connection string of
-                                                               the local server (status, check,
-                                                               basebackup, promote, watch, rejoin,
-                                                               switchover); without it they use
-                                                               pgdata's postmaster.pid. No
-                                                               password here: use ~/.pgpass
-  [targets.NAME]     (file only) basebackup --to NAME          a standby: host (none: this host),
-                                                               port, user, pgdata, pg_bin, walship,
-                                                               config, primary_conninfo, and the
-                                                               tables tablespace_map and settings
-  pg_bin             WALSHIP_PG_BIN (no flag)                  /usr/lib/postgresql/<PG_VERSION>/bin
-  on_promote         (file only) list of commands              run (sh -c) after a promotion
-  on_failover_refused (file only) list of commands             run when automatic failover
-                                                               refuses to promote this standby
-  hook_timeout       (file only)                               30 seconds, then a hook is killed
-  smart_timeout      (file only)                               300 seconds a smart promotion waits
-                                                               for the archive to be replayed
-  trigger_file       WALSHIP_TRIGGER_FILE / watch --trigger-file      (none)
-  watch_interval     WALSHIP_WATCH_INTERVAL / watch --interval        1 second
-  failover_primary   WALSHIP_FAILOVER_PRIMARY / watch --primary       (none: no automatic
-                                                               failover) conninfo to health-check
-  failover_after     WALSHIP_FAILOVER_AFTER / watch --failover-after  30 seconds
-  fence_command      WALSHIP_FENCE_COMMAND / watch --fence-command    (required for failover)
-  witness_command    WALSHIP_WITNESS_COMMAND / watch --witness-command  (none) exit 0 = the
-                                                               witness still reaches the primary,
-                                                               1 = it does not, else unknown
-  encryption         WALSHIP_ENCRYPTION / --encryption         none (none, aead): aead encrypts a
-                                                               new repository (FORMAT.md)
-  encryption_key_file  WALSHIP_ENCRYPTION_KEY_FILE / ...       (none) the key, 64 hex digits (mode
-                                                               0600; older keys on later lines)
-  encryption_key_command  WALSHIP_ENCRYPTION_KEY_COMMAND / ... (none) prints the key (a vault)
-  drill_max_age      WALSHIP_DRILL_MAX_AGE / --drill-max-age   7 days: check warns when no drill
-                                                               passed within them
-  [drill]            (file only)                               walship drill: checks (SQL, each
-                                                               must return true), database
-                                                               (postgres), scratch
-                                                               (/var/tmp/walship-drill), timeout
-                                                               (21600 seconds)
-
+const AFTER_SETTINGS: &str = "\
 POSTGRESQL
   archive_command = 'walship push %p %f'
   restore_command = 'walship fetch %f %p'
@@ -109,117 +52,133 @@ fn long_version() -> &'static str {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "walship", version = VERSION, long_version = long_version(), about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = CONFIG_HELP)]
+#[command(name = "walship", version = VERSION, long_version = long_version(), about = "PostgreSQL WAL archiving, restore and standby toolkit", after_help = config_help())]
 pub struct Cli {
     #[command(flatten)]
-    pub global: GlobalFlags,
+    pub global: Globals,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Flags every command accepts; each also has a config file key of the same name. Each
-/// command's `--help` shows, under "Global options", only the ones it uses ([`USES`]); the
+/// The options every command accepts: `--config`, `--quiet`, `--verbose`, and one flag for each
+/// global setting of [`crate::settings::SETTINGS`], made from its entry (name, variable, help).
+/// Each command's `--help` shows, under "Global options", only the ones it uses ([`uses`]); the
 /// others are still accepted.
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Global options")]
-pub struct GlobalFlags {
-    /// Configuration file [default: /etc/walship.toml]
-    #[arg(long, global = true, env = "WALSHIP_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Repository: an absolute directory or ssh://[user@]host[:port]/path
-    #[arg(long, global = true, env = "WALSHIP_REPO", value_name = "LOCATION")]
-    pub repo: Option<String>,
-    /// zstd, bzip2 or none
-    #[arg(long, global = true, env = "WALSHIP_COMPRESSION", value_name = "KIND")]
-    pub compression: Option<String>,
-    /// Compression level (zstd 1..22, bzip2 1..9)
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_COMPRESSION_LEVEL",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub compression_level: Option<i32>,
-    /// Threads compressing one file (0: one per core, at most 4)
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_COMPRESS_THREADS",
-        value_name = "N"
-    )]
-    pub compress_threads: Option<u32>,
-    /// SSH private key file
-    #[arg(long, global = true, env = "WALSHIP_SSH_KEY", value_name = "FILE")]
-    pub ssh_key: Option<PathBuf>,
-    /// known_hosts file the SSH host key must be in
-    #[arg(long, global = true, env = "WALSHIP_KNOWN_HOSTS", value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// Seconds allowed for the SSH connection and for each read or write
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_SSH_TIMEOUT",
-        value_name = "SECONDS"
-    )]
-    pub ssh_timeout: Option<u64>,
-    /// Extra attempts when fetch meets a transient error
-    #[arg(long, global = true, env = "WALSHIP_FETCH_RETRIES", value_name = "N")]
-    pub fetch_retries: Option<u32>,
-    /// The PostgreSQL data directory (fetch reads standby.signal / recovery.signal there)
-    #[arg(long, global = true, env = "WALSHIP_PGDATA", value_name = "DIR")]
-    pub pgdata: Option<PathBuf>,
-    /// Background threads pushing the other .ready files ahead (0: off)
-    #[arg(long, global = true, env = "WALSHIP_PUSH_AHEAD", value_name = "N")]
-    pub push_ahead: Option<u32>,
-    /// Segments fetched ahead of recovery into the spool (0: off)
-    #[arg(long, global = true, env = "WALSHIP_PREFETCH", value_name = "N")]
-    pub prefetch: Option<u32>,
-    /// Seconds an idle background worker waits for work before it exits
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_WORKER_IDLE_TIMEOUT",
-        value_name = "SECONDS"
-    )]
-    pub worker_idle_timeout: Option<u64>,
-    /// Print only errors and warnings
-    #[arg(long, short, global = true, conflicts_with = "verbose")]
+#[derive(Debug, Default)]
+pub struct Globals {
     pub quiet: bool,
-    /// Print debugging detail too (where an SSH connection's time goes, its ciphers)
-    #[arg(long, short, global = true)]
     pub verbose: bool,
-    /// libpq connection string of the local server (status, check, basebackup, promote, watch,
-    /// rejoin, switchover), e.g. "host=/var/run/postgresql port=5432 user=postgres"
-    #[arg(long, global = true, env = "WALSHIP_PG", value_name = "CONNINFO")]
-    pub pg: Option<String>,
-    /// Days within which a drill must have passed, or check warns
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_DRILL_MAX_AGE",
-        value_name = "DAYS"
-    )]
-    pub drill_max_age: Option<u64>,
-    /// none or aead: encrypt a new repository (an existing one stays as it is)
-    #[arg(long, global = true, env = "WALSHIP_ENCRYPTION", value_name = "KIND")]
-    pub encryption: Option<String>,
-    /// File holding the repository's key (64 hex digits; older keys on later lines)
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_ENCRYPTION_KEY_FILE",
-        value_name = "FILE"
-    )]
-    pub encryption_key_file: Option<PathBuf>,
-    /// Command (sh -c) that prints the repository's key, e.g. from a vault
-    #[arg(
-        long,
-        global = true,
-        env = "WALSHIP_ENCRYPTION_KEY_COMMAND",
-        value_name = "COMMAND"
-    )]
-    pub encryption_key_command: Option<String>,
+    /// What the command line and the environment set, for [`Config::resolve`].
+    pub overrides: Overrides,
+    /// The subcommand, whose flags (and their variables) the settings may come from.
+    command: String,
+}
+
+impl clap::Args for Globals {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.next_help_heading("Global options").arg(
+            Arg::new("config")
+                .long("config")
+                .global(true)
+                .env("WALSHIP_CONFIG")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Configuration file [default: /etc/walship.toml]"),
+        );
+        let settings = SETTINGS.iter().filter(|s| s.flag == Flag::Global);
+        cmd.args(settings.map(global_arg))
+            .arg(
+                Arg::new("quiet")
+                    .long("quiet")
+                    .short('q')
+                    .global(true)
+                    .action(ArgAction::SetTrue)
+                    .conflicts_with("verbose")
+                    .help("Print only errors and warnings"),
+            )
+            .arg(
+                Arg::new("verbose")
+                    .long("verbose")
+                    .short('v')
+                    .global(true)
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Print debugging detail too (where an SSH connection's time goes, its \
+                         ciphers)",
+                    ),
+            )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// A global setting's flag. clap checks the syntax of its value (a number where one is due);
+/// the configuration checks the rules of its kind, as it does for the file's values.
+fn global_arg(s: &'static Setting) -> Arg {
+    let arg = Arg::new(s.key)
+        .long(s.key.replace('_', "-"))
+        .global(true)
+        .value_name(s.value_name)
+        .help(s.help)
+        .action(ArgAction::Set);
+    let arg = match s.env {
+        Some(e) => arg.env(e),
+        None => arg,
+    };
+    match s.kind {
+        settings::Kind::Count | settings::Kind::Days => arg.value_parser(clap::value_parser!(u32)),
+        settings::Kind::Seconds => arg.value_parser(clap::value_parser!(u64)),
+        settings::Kind::Level => arg
+            .value_parser(clap::value_parser!(i32))
+            .allow_negative_numbers(true),
+        settings::Kind::Path => arg.value_parser(clap::value_parser!(PathBuf)),
+        _ => arg, // text: checked by the configuration
+    }
+}
+
+impl clap::FromArgMatches for Globals {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut g = Globals::default();
+        g.update_from_arg_matches(m)?;
+        Ok(g)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        self.quiet = m.get_flag("quiet");
+        self.verbose = m.get_flag("verbose");
+        self.command = m.subcommand_name().unwrap_or_default().to_string();
+        self.overrides = overrides_from(m);
+        Ok(())
+    }
+}
+
+/// Every setting the command line (or an environment variable clap read) gives: the global
+/// flags, and the flags of the subcommand that are settings (their clap id is the key).
+fn overrides_from(m: &ArgMatches) -> Overrides {
+    let mut o = Overrides::default();
+    o.config = m.get_one::<PathBuf>("config").cloned();
+    for s in SETTINGS {
+        let at = match s.flag {
+            Flag::Global => Some(m),
+            Flag::Command { command, .. } | Flag::CommandFlagOnly { command, .. } => m
+                .subcommand()
+                .filter(|(name, _)| *name == command)
+                .map(|(_, sub)| sub),
+            Flag::None => None,
+        };
+        let Some(at) = at else { continue };
+        let source = match at.value_source(s.key) {
+            Some(ValueSource::CommandLine) => Source::Flag,
+            Some(ValueSource::EnvVariable) => Source::Env,
+            _ => continue,
+        };
+        if let Some(v) = at.get_raw(s.key).and_then(|mut v| v.next()) {
+            o.set(s.key, v, source);
+        }
+    }
+    o
 }
 
 /// `status --output`.
@@ -376,48 +335,23 @@ impl Command {
     }
 }
 
-/// Run walship with these arguments and return the process exit code. Errors are printed here,
-/// once, with their hint.
-/// The global options `command` uses, for its `--help` (ids as clap names them); `None` for a
-/// command whose help shows them all.
+/// The global options `command` uses, for its `--help` (clap ids: the setting keys, and
+/// `config`, `quiet` and `verbose` for a command that reads a repository); `None` for a command
+/// whose help shows them all.
 fn uses(command: &str) -> Option<Vec<&'static str>> {
-    const REPO: &[&str] = &[
-        "config",
-        "repo",
-        "encryption",
-        "encryption_key_file",
-        "encryption_key_command",
-        "ssh_key",
-        "known_hosts",
-        "ssh_timeout",
-        "quiet",
-        "verbose",
-    ];
-    const PUSH: &[&str] = &[
-        "compression",
-        "compression_level",
-        "compress_threads",
-        "push_ahead",
-        "worker_idle_timeout",
-    ];
-    const FETCH: &[&str] = &["fetch_retries", "pgdata", "prefetch", "worker_idle_timeout"];
-    const SERVER: &[&str] = &["pgdata", "pg"];
-    const COMPRESS: &[&str] = &["compression", "compression_level", "compress_threads"];
-    let parts: &[&[&str]] = match command {
-        "push" => &[REPO, PUSH],
-        "fetch" => &[REPO, FETCH],
-        "verify" | "prune" | "reader" => &[REPO],
-        "status" | "promote" | "watch" | "check" => &[REPO, SERVER],
-        // they write a restore_command that carries the fetch settings
-        "switchover" | "rejoin" | "restore" => &[REPO, SERVER, FETCH],
-        "basebackup" => &[REPO, SERVER, COMPRESS],
-        "demo" => &[],
-        "config" => &[REPO, PUSH, FETCH, SERVER],
-        "completions" | "man" | "keygen" => &[],
-        "key" => &[REPO],
-        _ => return None,
-    };
-    Some(parts.concat())
+    let used: Vec<&'static str> = SETTINGS
+        .iter()
+        .filter(|s| s.used_by.contains(&command))
+        .map(|s| s.key)
+        .collect();
+    if used.is_empty() && !["demo", "completions", "man", "keygen"].contains(&command) {
+        return None;
+    }
+    let mut used = used;
+    if used.contains(&"repo") {
+        used.extend(["config", "quiet", "verbose"]);
+    }
+    Some(used)
 }
 
 /// The command line for the help of `sub`: the global options it does not use are hidden.
@@ -499,9 +433,15 @@ fn print_man(command: Option<&str>) -> Result<(), Error> {
         .map_err(|e| Error::io("writing the man page", e))
 }
 
-/// Parse `args` as walship's command line.
+/// Parse `args` as walship's command line; the settings it does not give may still come from
+/// the environment variables this command reads.
 pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(args)
+    let mut cli = Cli::try_parse_from(args)?;
+    let command = std::mem::take(&mut cli.global.command);
+    cli.global
+        .overrides
+        .add_environment(&command, |var| std::env::var_os(var));
+    Ok(cli)
 }
 
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
@@ -591,23 +531,20 @@ fn called_as(args: &[std::ffi::OsString]) -> Called {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    let overrides = &cli.global.overrides;
+    let config = || Config::resolve(overrides);
     match cli.command {
         Command::Push {
             path,
             name,
             replace_damaged,
-        } => crate::commands::push::run(
-            &Config::resolve(&cli.global)?,
-            &path,
-            &name,
-            replace_damaged,
-        ),
+        } => crate::commands::push::run(&config()?, &path, &name, replace_damaged),
         Command::Fetch { name, path, until } => {
-            crate::commands::fetch::run(&cli.global, &name, &path, until.as_deref())
+            crate::commands::fetch::run(overrides, &name, &path, until.as_deref())
         }
         Command::Demo(args) => crate::commands::demo::run(&args),
         Command::Config { output, json } => {
-            crate::commands::config_show::run(&cli.global, json || output == "json")
+            crate::commands::config_show::run(overrides, json || output == "json")
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -621,13 +558,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Man { command } => print_man(command.as_deref()),
         Command::Keygen { output } => crate::commands::key::keygen(output.as_deref()),
-        Command::Key { action } => {
-            let config = Config::resolve(&cli.global)?;
-            match action {
-                KeyAction::Add => crate::commands::key::add(&config),
-                KeyAction::List => crate::commands::key::list(&config),
-            }
-        }
+        Command::Key { action } => match action {
+            KeyAction::Add => crate::commands::key::add(&config()?),
+            KeyAction::List => crate::commands::key::list(&config()?),
+        },
         Command::Status {
             output,
             json,
@@ -639,40 +573,26 @@ fn run(cli: Cli) -> Result<(), Error> {
                 (_, true, _) | (_, _, StatusOutput::Prometheus) => Output::Prometheus,
                 _ => Output::Table,
             };
-            crate::commands::status::run(&Config::resolve(&cli.global)?, output)
+            crate::commands::status::run(&config()?, output)
         }
-        Command::Verify => crate::commands::verify::run(&Config::resolve(&cli.global)?),
-        Command::Promote(args) => {
-            crate::commands::promote::run(&Config::resolve(&cli.global)?, &args)
-        }
-        Command::Watch(args) => {
-            let mut config = Config::resolve(&cli.global)?;
-            args.apply(&mut config);
-            crate::commands::watch::run(&config)
-        }
-        Command::Rejoin(args) => {
-            crate::commands::rejoin::run(&Config::resolve(&cli.global)?, &args)
-        }
-        Command::Switchover(args) => {
-            crate::commands::switchover::run(&Config::resolve(&cli.global)?, &args)
-        }
-        Command::Check(args) => crate::commands::check::run(&Config::resolve(&cli.global)?, &args),
-        Command::Basebackup(args) => {
-            crate::commands::basebackup::run(&Config::resolve(&cli.global)?, &args)
-        }
-        Command::Restore(args) => {
-            crate::commands::restore::run(&Config::resolve(&cli.global)?, &args)
-        }
-        Command::Drill(args) => crate::commands::drill::run(&Config::resolve(&cli.global)?, &args),
-        Command::Prune(args) => crate::commands::prune::run(&Config::resolve(&cli.global)?, &args),
-        Command::Reader(args) => {
-            crate::commands::reader::run(&Config::resolve(&cli.global)?, &args)
-        }
+        Command::Verify => crate::commands::verify::run(&config()?),
+        Command::Promote(args) => crate::commands::promote::run(&config()?, &args),
+        // watch's flags are settings: they are in the overrides
+        Command::Watch(_) => crate::commands::watch::run(&config()?),
+        Command::Rejoin(args) => crate::commands::rejoin::run(&config()?, &args),
+        Command::Switchover(args) => crate::commands::switchover::run(&config()?, &args),
+        Command::Check(args) => crate::commands::check::run(&config()?, &args),
+        Command::Basebackup(args) => crate::commands::basebackup::run(&config()?, &args),
+        Command::Restore(args) => crate::commands::restore::run(&config()?, &args),
+        Command::Drill(args) => crate::commands::drill::run(&config()?, &args),
+        Command::Prune(args) => crate::commands::prune::run(&config()?, &args),
+        Command::Reader(args) => crate::commands::reader::run(&config()?, &args),
         Command::PushAhead { pg_wal } => {
-            crate::commands::push_ahead::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
+            crate::commands::push_ahead::run_worker(&config()?, &pg_wal)
         }
-        Command::Prefetch { pg_wal } => {
-            crate::commands::prefetch::run_worker(&Config::resolve(&cli.global)?, &pg_wal)
-        }
+        Command::Prefetch { pg_wal } => crate::commands::prefetch::run_worker(&config()?, &pg_wal),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,7 @@ pub mod pool;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod settings;
 pub mod spool;
 pub mod storage;
 pub mod transfer;

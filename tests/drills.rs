@@ -1220,8 +1220,18 @@ fn drill_bad_input_corpus() {
                 4,
                 "readable by group or others",
             ),
-            case("a key one digit short", &enc(&short, &fetch2), 4, "not a key"),
-            case("a key file with no key", &enc(&empty_key, &fetch2), 4, "holds no key"),
+            case(
+                "a key one digit short",
+                &enc(&short, &fetch2),
+                4,
+                "not a key",
+            ),
+            case(
+                "a key file with no key",
+                &enc(&empty_key, &fetch2),
+                4,
+                "holds no key",
+            ),
             case(
                 "a missing key file",
                 &enc(&keydir.join("nope").display().to_string(), &fetch2),

@@ -15,15 +15,12 @@ use super::human_bytes;
 use crate::backup::Manifest;
 use crate::backup::unpack::Target;
 use crate::config::Config;
+use crate::config::{DEFAULT_SCRATCH, DEFAULT_TIMEOUT};
 use crate::error::{Error, Kind, Result};
 use crate::pg::WalFileName;
 use crate::pg::timeline::{format_lsn, parse_lsn};
 use crate::repo::Repository;
 use crate::repo::drill::{DrillCheck, DrillRecord, Outcome, new_id};
-
-pub const DEFAULT_SCRATCH: &str = "/var/tmp/walship-drill";
-/// Seconds the copy may take to replay and open (`[drill] timeout`).
-pub const DEFAULT_TIMEOUT: u64 = 21_600;
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::human_bytes;
 use super::prefetch::{WANT, in_flight_marker};
-use crate::cli::GlobalFlags;
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::error::{Kind, Result};
 use crate::pg::{WalFileName, WalKind};
 use crate::spool::{Spool, SpoolKind, spawn_worker};
@@ -41,13 +40,13 @@ impl RecoveryMode {
     }
 }
 
-pub fn run(flags: &GlobalFlags, name: &str, dest: &Path, until: Option<&str>) -> Result<()> {
-    let config = Config::resolve(flags);
+pub fn run(overrides: &Overrides, name: &str, dest: &Path, until: Option<&str>) -> Result<()> {
+    let config = Config::resolve(overrides);
     // The data directory: `pgdata` (flag, environment or file; the flag alone if the file is
     // broken), else the working directory (PostgreSQL runs restore_command in the data directory).
     let pgdata = match &config {
         Ok(c) => c.pgdata.clone(),
-        Err(_) => flags.pgdata.clone(),
+        Err(_) => overrides.path("pgdata"),
     }
     .unwrap_or_else(|| PathBuf::from("."));
     // The working directory first: PostgreSQL runs restore_command in the data directory of the

@@ -17,6 +17,7 @@ use crate::os::now;
 use crate::pg::{WalFileName, WalKind};
 use crate::repo::retention::{KeepReason, Plan, Retention, plan};
 use crate::repo::{ListedObject, Repository};
+use crate::settings::{env, help, long, value_name};
 
 /// A prune lock older than this, held from another host, is taken over (a prune of a large
 /// repository over SSH takes seconds to minutes, never an hour).
@@ -26,11 +27,12 @@ const STALE_TEMPORARY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Keep this many of the newest restorable base backups (and the WAL they need)
-    #[arg(long, env = "WALSHIP_KEEP_BACKUPS", value_name = "N")]
+    // the settings keep_backups and keep_days (crate::settings), which the configuration resolves
+    #[arg(long = long("keep_backups"), env = env("keep_backups"), help = help("keep_backups"),
+          value_name = value_name("keep_backups"))]
     pub keep_backups: Option<u32>,
-    /// Keep what point-in-time recovery to any moment of the last D days needs
-    #[arg(long, env = "WALSHIP_KEEP_DAYS", value_name = "D")]
+    #[arg(long = long("keep_days"), env = env("keep_days"), help = help("keep_days"),
+          value_name = value_name("keep_days"))]
     pub keep_days: Option<u32>,
     /// Remove WAL before this segment (archive_cleanup_command = 'walship prune --before %r')
     #[arg(long, value_name = "SEGMENT")]
@@ -43,8 +45,8 @@ pub struct PruneArgs {
 pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
     let started = Instant::now();
     let retention = Retention {
-        keep_backups: args.keep_backups.or(config.keep_backups),
-        keep_days: args.keep_days.or(config.keep_days),
+        keep_backups: config.keep_backups,
+        keep_days: config.keep_days,
         before: match &args.before {
             Some(b) => Some(segment_arg(b)?),
             None => None,

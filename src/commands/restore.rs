@@ -19,6 +19,7 @@ use crate::pg::server::conf_string as quote;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
+use crate::settings::{help, long, value_name};
 use crate::units::human_bytes;
 
 #[derive(Debug, Args)]
@@ -71,8 +72,8 @@ pub struct RestoreArgs {
     /// Start the server when the restore is complete
     #[arg(long)]
     pub start: bool,
-    /// PostgreSQL's programs (for --start) [default: from PG_VERSION]
-    #[arg(long, value_name = "DIR")]
+    // the setting pg_bin (crate::settings), which the configuration resolves; for --start
+    #[arg(long = long("pg_bin"), help = help("pg_bin"), value_name = value_name("pg_bin"))]
     pub pg_bin: Option<PathBuf>,
     /// Read the backup stream from standard input (what `basebackup --to` runs on the standby)
     #[arg(long, hide = true, conflicts_with = "backup")]
@@ -133,7 +134,7 @@ pub fn run(config: &Config, args: &RestoreArgs) -> Result<()> {
     result?;
     // From here on the directory is complete: its hold stays until its recovery ends.
     if args.start {
-        start(&pgdata, args.pg_bin.as_deref().or(config.pg_bin.as_deref()))?;
+        start(&pgdata, config.pg_bin.as_deref())?;
     }
     Ok(())
 }

@@ -25,66 +25,36 @@ use crate::pg::client::{Health, PgClient};
 use crate::pg::server::LocalServer;
 use crate::repo::Repository;
 use crate::repo::promotion::WatcherBeat;
+use crate::settings::{env, help, long, value_name};
 
 /// The whole health check of the primary, connecting included.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The flags of `watch`. Each sets a setting of the same name, declared (flag, variable, help)
+/// in [`crate::settings`]; the CLI hands them to the configuration, which checks them like the
+/// file's values.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Promote when this file appears ("fast" in it: fast; "smart" or empty: smart)
-    #[arg(long, env = "WALSHIP_TRIGGER_FILE", value_name = "FILE")]
+    #[arg(long = long("trigger_file"), env = env("trigger_file"), help = help("trigger_file"),
+          value_name = value_name("trigger_file"))]
     pub trigger_file: Option<PathBuf>,
-    /// The primary to health-check, as a libpq connection string (automatic failover;
-    /// --failover-primary: the earlier name, still accepted)
-    #[arg(
-        long = "primary",
-        alias = "failover-primary",
-        env = "WALSHIP_FAILOVER_PRIMARY",
-        value_name = "CONNINFO"
-    )]
+    #[arg(long = long("failover_primary"), visible_alias = "failover-primary",
+          env = env("failover_primary"), help = help("failover_primary"),
+          value_name = value_name("failover_primary"))]
     pub failover_primary: Option<String>,
-    /// Seconds the primary must be down before failing over
-    #[arg(long, env = "WALSHIP_FAILOVER_AFTER", value_name = "SECONDS")]
+    #[arg(long = long("failover_after"), env = env("failover_after"), help = help("failover_after"),
+          value_name = value_name("failover_after"))]
     pub failover_after: Option<u64>,
-    /// Command that must succeed (exit 0) to fence the old primary before a failover
-    #[arg(long, env = "WALSHIP_FENCE_COMMAND", value_name = "COMMAND")]
+    #[arg(long = long("fence_command"), env = env("fence_command"), help = help("fence_command"),
+          value_name = value_name("fence_command"))]
     pub fence_command: Option<String>,
-    /// Command asking a witness about the primary: exit 0 = it reaches the primary (no
-    /// failover), 1 = it cannot (failover allowed), anything else = unknown (no failover)
-    #[arg(long, env = "WALSHIP_WITNESS_COMMAND", value_name = "COMMAND")]
+    #[arg(long = long("witness_command"), env = env("witness_command"),
+          help = help("witness_command"), value_name = value_name("witness_command"))]
     pub witness_command: Option<String>,
-    /// Seconds between checks (--watch-interval: the earlier name, still accepted)
-    #[arg(
-        long = "interval",
-        alias = "watch-interval",
-        env = "WALSHIP_WATCH_INTERVAL",
-        value_name = "SECONDS"
-    )]
+    #[arg(long = long("watch_interval"), visible_alias = "watch-interval",
+          env = env("watch_interval"), help = help("watch_interval"),
+          value_name = value_name("watch_interval"))]
     pub watch_interval: Option<u64>,
-}
-
-impl WatchArgs {
-    /// Flags beat the configuration file.
-    pub fn apply(&self, config: &mut Config) {
-        if let Some(t) = &self.trigger_file {
-            config.trigger_file = Some(t.clone());
-        }
-        if let Some(p) = &self.failover_primary {
-            config.failover_primary = Some(p.clone());
-        }
-        if let Some(s) = self.failover_after {
-            config.failover_after = Duration::from_secs(s);
-        }
-        if let Some(f) = &self.fence_command {
-            config.fence_command = Some(f.clone());
-        }
-        if let Some(w) = &self.witness_command {
-            config.witness_command = Some(w.clone());
-        }
-        if let Some(s) = self.watch_interval {
-            config.watch_interval = Duration::from_secs(s.max(1));
-        }
-    }
 }
 
 pub fn run(config: &Config) -> Result<()> {
