@@ -173,8 +173,8 @@ pub fn push_file(
 
     let mut object = BufWriter::with_capacity(CHUNK, repo.create_object(name)?);
     let writing = format!("writing {} to {}", name.as_str(), repo.describe());
-    // Placeholder header: an object is only trusted once the real one is written last (below).
-    object.write_all(&[0u8; HEADER_LEN]).context(&writing)?;
+    // The header is reserved (create_object): an object is only trusted once the real one is
+    // written, last (below).
     let hasher = HashPipe::with(CHUNK, digester(key))?;
     let mut header = ObjectHeader {
         compression: opts.compression,
@@ -187,6 +187,7 @@ pub fn push_file(
     let mut payload = DigestWriter {
         inner: &mut object,
         digest: Sha256::new(),
+        written: 0,
     };
     {
         // An encrypted object: the compressed bytes are sealed, each chunk authenticating the
@@ -229,12 +230,11 @@ pub fn push_file(
     header.digest = digest;
     header.payload_digest = Some(payload_digest);
     let sha = digest;
-    let stored_bytes = object.stream_position().context(&writing)?;
-    object.seek(SeekFrom::Start(0)).context(&writing)?;
-    object.write_all(&header.encode()).context(&writing)?;
-    let object = object
+    let stored_bytes = HEADER_LEN as u64 + payload.written;
+    let mut object = object
         .into_inner()
         .map_err(|e| Error::io(&writing, e.into_error()))?;
+    object.write_header(&header.encode()).context(&writing)?;
     if replace {
         object.commit_replacing()?;
         return Ok(PushReport {
@@ -418,12 +418,14 @@ fn remove_stale_fetch_files(dir: &Path) {
 struct DigestWriter<W> {
     inner: W,
     digest: Sha256,
+    written: u64,
 }
 
 impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.digest.update(&buf[..n]);
+        self.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

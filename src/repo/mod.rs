@@ -362,8 +362,10 @@ impl Repository {
     }
 
     /// Start writing the object for `name` (see [`Storage::create`]).
+    /// The 128-byte header is reserved: it is given last, to `NewObject::write_header`.
     pub fn create_object(&self, name: &WalFileName) -> Result<Box<dyn NewObject + '_>> {
-        self.storage.create(&object_path(name))
+        self.storage
+            .create_with_header(&object_path(name), HEADER_LEN)
     }
 }
 

@@ -3,7 +3,7 @@
 //! is missing), fsync of the directory.
 
 use std::fs::{self, DirBuilder, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -155,6 +155,10 @@ impl Storage for LocalStorage {
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+        self.create_with_header(path, 0)
+    }
+
+    fn create_with_header(&self, path: &str, header_len: usize) -> Result<Box<dyn NewObject + '_>> {
         let (dir, name) = split_path(path);
         self.ensure_dir(dir)?;
         let dir_path = self.full(dir);
@@ -167,12 +171,17 @@ impl Storage for LocalStorage {
                 "creating a temporary file in {}",
                 dir_path.display()
             ))?;
-        Ok(Box::new(LocalNewObject {
+        let mut object = LocalNewObject {
             storage: self,
             temp,
             target: self.full(path),
             rel_dir: dir.to_string(),
-        }))
+            header_len,
+        };
+        object
+            .write_all(&vec![0u8; header_len])
+            .context(format!("writing {}", dir_path.display()))?;
+        Ok(Box::new(object))
     }
 
     fn make_durable(&self, path: &str) -> Result<()> {
@@ -222,6 +231,8 @@ struct LocalNewObject<'a> {
     target: PathBuf,
     /// The target's directory, relative to the root.
     rel_dir: String,
+    /// Bytes reserved at the start for `write_header`.
+    header_len: usize,
 }
 
 impl Write for LocalNewObject<'_> {
@@ -233,19 +244,20 @@ impl Write for LocalNewObject<'_> {
     }
 }
 
-impl Seek for LocalNewObject<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.temp.as_file_mut().seek(pos)
-    }
-}
-
 impl NewObject for LocalNewObject<'_> {
+    fn write_header(&mut self, header: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        assert_eq!(header.len(), self.header_len, "the reserved header length");
+        self.temp.as_file().write_all_at(header, 0)
+    }
+
     fn commit(self: Box<Self>) -> Result<Publish> {
         let LocalNewObject {
             storage,
             temp,
             target,
             rel_dir,
+            ..
         } = *self;
         temp.as_file()
             .sync_all()
@@ -273,6 +285,7 @@ impl NewObject for LocalNewObject<'_> {
             temp,
             target,
             rel_dir,
+            ..
         } = *self;
         temp.as_file()
             .sync_all()

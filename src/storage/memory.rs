@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{self, Cursor, Read, Write};
 use std::rc::Rc;
 
 use super::{DirEntry, NewObject, Publish, Storage};
@@ -31,13 +31,12 @@ impl Write for MemoryObject {
     }
 }
 
-impl Seek for MemoryObject {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.bytes.seek(pos)
-    }
-}
-
 impl NewObject for MemoryObject {
+    fn write_header(&mut self, header: &[u8]) -> io::Result<()> {
+        self.bytes.get_mut()[..header.len()].copy_from_slice(header);
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<Publish> {
         let mut files = self.storage.files.borrow_mut();
         if files.contains_key(&self.path) {
@@ -71,10 +70,15 @@ impl Storage for MemoryStorage {
             .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read>))
     }
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+        self.create_with_header(path, 0)
+    }
+    fn create_with_header(&self, path: &str, header_len: usize) -> Result<Box<dyn NewObject + '_>> {
+        let mut bytes = Cursor::new(vec![0u8; header_len]);
+        bytes.set_position(header_len as u64);
         Ok(Box::new(MemoryObject {
             storage: self.clone(),
             path: path.into(),
-            bytes: Cursor::new(Vec::new()),
+            bytes,
         }))
     }
     fn make_durable(&self, path: &str) -> Result<()> {

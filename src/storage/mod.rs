@@ -12,7 +12,7 @@ pub mod memory;
 pub mod ssh;
 pub(crate) mod ssh_session;
 
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 
 use crate::error::{Error, Result};
 
@@ -24,9 +24,16 @@ pub enum Publish {
     AlreadyExists,
 }
 
-/// A new object being written under a temporary name. Dropping it without `commit` removes the
-/// temporary file (best effort; a leftover is harmless, see FORMAT.md).
-pub trait NewObject: Write + Seek {
+/// A new object being written under a temporary name (object storage: not visible at all until
+/// commit). Dropping it without `commit` removes the temporary file (best effort; a leftover is
+/// harmless, see FORMAT.md). Written front to back: an object storage upload cannot seek, so a
+/// header known only at the end is reserved at creation ([`Storage::create_with_header`]) and
+/// given to [`NewObject::write_header`].
+pub trait NewObject: Write {
+    /// Fill the header reserved by [`Storage::create_with_header`] (exactly its length), after
+    /// everything else was written and before `commit`.
+    fn write_header(&mut self, header: &[u8]) -> std::io::Result<()>;
+
     /// fsync the file, publish it under the final name without clobbering, fsync the directory.
     fn commit(self: Box<Self>) -> Result<Publish>;
 
@@ -67,6 +74,12 @@ pub trait Storage {
     /// Start writing a new file at `path`, creating missing directories (mode 0700, each fsynced
     /// into its parent). The file gets mode 0600.
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>>;
+
+    /// As [`Storage::create`], for an object whose first `header_len` bytes are known only when
+    /// the rest is written (a WAL object's header records digests of its payload): they are
+    /// reserved now and given to [`NewObject::write_header`] before commit. What is written is
+    /// the rest. A backend that uploads as it goes keeps such an object whole until commit.
+    fn create_with_header(&self, path: &str, header_len: usize) -> Result<Box<dyn NewObject + '_>>;
 
     /// fsync the file at `path` and every directory from its parent up to the repository root.
     /// Called before reporting an object that was already there as archived: its writer may have

@@ -275,6 +275,10 @@ impl Storage for SshStorage {
     }
 
     fn create(&self, path: &str) -> Result<Box<dyn NewObject + '_>> {
+        self.create_with_header(path, 0)
+    }
+
+    fn create_with_header(&self, path: &str, header_len: usize) -> Result<Box<dyn NewObject + '_>> {
         let (dir, name) = split_path(path);
         self.ensure_dir(dir)?;
         let dir_path = self.full(dir);
@@ -288,14 +292,19 @@ impl Storage for SshStorage {
                 OpenType::File,
             )
             .map_err(|e| ssh_err(format!("creating {}", temp.display()), e))?;
-        Ok(Box::new(SshNewObject {
+        let mut object = SshNewObject {
             storage: self,
             file: Some(file),
             temp,
             target: self.full(path),
             rel_dir: dir.to_string(),
             done: false,
-        }))
+            header_len,
+        };
+        object
+            .write_all(&vec![0u8; header_len])
+            .map_err(|e| Error::io(format!("writing {}", object.temp.display()), e))?;
+        Ok(Box::new(object))
     }
 
     fn make_durable(&self, path: &str) -> Result<()> {
@@ -345,6 +354,8 @@ struct SshNewObject<'a> {
     /// The target's directory, relative to the repository root.
     rel_dir: String,
     done: bool,
+    /// Bytes reserved at the start for `write_header`.
+    header_len: usize,
 }
 
 impl SshNewObject<'_> {
@@ -362,13 +373,17 @@ impl Write for SshNewObject<'_> {
     }
 }
 
-impl Seek for SshNewObject<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.file().seek(pos)
-    }
-}
-
 impl NewObject for SshNewObject<'_> {
+    fn write_header(&mut self, header: &[u8]) -> io::Result<()> {
+        assert_eq!(header.len(), self.header_len, "the reserved header length");
+        let f = self.file();
+        let end = f.stream_position()?;
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(header)?;
+        f.seek(SeekFrom::Start(end))?;
+        Ok(())
+    }
+
     fn commit(mut self: Box<Self>) -> Result<Publish> {
         let mut file = self.file.take().expect("commit once");
         file.fsync().map_err(|e| {
