@@ -118,6 +118,11 @@ pub struct Config {
     pub drill_max_age: Duration,
     /// `encryption = "aead"`: where the keys come from; `None`: encryption = "none".
     pub encryption: Option<KeySource>,
+    /// Object storage (`repo = "s3://..."`).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_uri_style: Option<String>,
+    pub s3_ca_file: Option<PathBuf>,
 }
 
 /// Where an encrypted repository's keys come from (`encryption = "aead"`).
@@ -281,6 +286,17 @@ impl Config {
                 v.path("encryption_key_file")?,
                 v.text("encryption_key_command")?,
             )?,
+            s3_endpoint: v.text("s3_endpoint")?,
+            s3_region: v.text("s3_region")?,
+            s3_uri_style: match v.text("s3_uri_style")? {
+                Some(s) if s != "path" && s != "virtual-host" => {
+                    return Err(Error::usage(format!(
+                        "s3_uri_style {s:?} is not one of virtual-host, path"
+                    )));
+                }
+                s => s,
+            },
+            s3_ca_file: v.path("s3_ca_file")?,
         })
     }
 
@@ -329,6 +345,10 @@ impl Config {
                 Some(KeySource::File(p)) => Some(p.clone().into()),
                 _ => None,
             },
+            "s3_endpoint" => text(&self.s3_endpoint),
+            "s3_region" => text(&self.s3_region),
+            "s3_uri_style" => text(&self.s3_uri_style),
+            "s3_ca_file" => path(&self.s3_ca_file),
             "encryption_key_command" => match &self.encryption {
                 Some(KeySource::Command(c)) => Some(c.into()),
                 _ => None,
@@ -442,6 +462,16 @@ impl Config {
         let storage: Box<dyn Storage> = match Location::parse(repo)? {
             Location::Local(path) => Box::new(LocalStorage::new(path)),
             Location::Ssh(url) => Box::new(SshStorage::connect(&url, &self.ssh_options())?),
+            Location::S3(url) => Box::new(crate::storage::s3::S3Storage::connect(
+                &url,
+                &crate::storage::s3::S3Options {
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    uri_style: self.s3_uri_style.clone(),
+                    ca_file: self.s3_ca_file.clone(),
+                    timeout: self.ssh_timeout,
+                },
+            )?),
         };
         let keys = self.encryption.as_ref().map(KeySource::load).transpose()?;
         Ok(Repository::open(storage)?.with_keys(keys))

@@ -78,6 +78,12 @@ pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
         None if view.in_recovery => report.fail("the repository is empty: nothing to restore from"),
         None => report.ok("the repository is empty; the switch below initializes it"),
     }
+    match repo.storage().check_conditional_create() {
+        Ok(()) => {
+            report.ok("the repository refuses to overwrite an existing name (no-clobber publish)")
+        }
+        Err(e) => report.fail(e.to_string()),
+    }
     check_drills(&repo, config.drill_max_age, &report)?;
     if view.in_recovery {
         check_standby(&view, &mut report);

@@ -208,6 +208,9 @@ impl Repository {
             if let Some(keys) = &self.keys {
                 identity.key_id = Some(keys.current().id_hex());
             }
+            // The no-clobber publish everything relies on: an object store that ignores
+            // conditional creates is refused before the repository exists.
+            self.storage.check_conditional_create()?;
             let mut f = self.storage.create(IDENTITY_FILE)?;
             f.write_all(identity.to_toml().as_bytes()).map_err(|e| {
                 Error::io(format!("writing {}/{IDENTITY_FILE}", self.describe()), e)
@@ -225,7 +228,10 @@ impl Repository {
 
     /// The header of the object archived under `name`, if any. Reads 128 bytes, nothing more.
     pub fn object_header(&self, name: &WalFileName) -> Result<Option<ObjectHeader>> {
-        Ok(self.open_object(name)?.map(|(h, _)| h))
+        let Some(bytes) = self.storage.read_prefix(&object_path(name), HEADER_LEN)? else {
+            return Ok(None);
+        };
+        ObjectHeader::decode(&bytes, name.as_str()).map(Some)
     }
 
     /// After `open_object` found nothing: fail if that was a damaged repository path, not an

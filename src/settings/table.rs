@@ -79,7 +79,7 @@ pub const SETTINGS: &[Setting] = &[
         kind: Kind::Location,
         value_name: "LOCATION",
         default: "(required)",
-        help: "Repository: an absolute directory or ssh://[user@]host[:port]/path",
+        help: "Repository: an absolute directory, ssh://[user@]host[:port]/path or s3://bucket/prefix",
         used_by: REPO,
         worker: true,
         ..BASE
@@ -234,6 +234,50 @@ pub const SETTINGS: &[Setting] = &[
         value_name: "COMMAND",
         default: "(none)",
         help: "Command (sh -c) that prints the repository's key, e.g. from a vault; killed after 30 s",
+        used_by: REPO,
+        worker: true,
+        ..BASE
+    },
+    Setting {
+        key: "s3_endpoint",
+        env: Some("WALSHIP_S3_ENDPOINT"),
+        kind: Kind::Text,
+        value_name: "URL",
+        default: "AWS S3",
+        help: "Object storage endpoint, http:// or https:// (MinIO, Ceph RGW, R2, Garage...)",
+        used_by: REPO,
+        worker: true,
+        ..BASE
+    },
+    Setting {
+        key: "s3_region",
+        env: Some("WALSHIP_S3_REGION"),
+        kind: Kind::Text,
+        value_name: "REGION",
+        default: "AWS_REGION, else us-east-1",
+        help: "Object storage region",
+        used_by: REPO,
+        worker: true,
+        ..BASE
+    },
+    Setting {
+        key: "s3_uri_style",
+        env: Some("WALSHIP_S3_URI_STYLE"),
+        kind: Kind::Text,
+        value_name: "STYLE",
+        default: "path with s3_endpoint, else virtual-host",
+        help: "virtual-host (bucket.host/key) or path (host/bucket/key)",
+        used_by: REPO,
+        worker: true,
+        ..BASE
+    },
+    Setting {
+        key: "s3_ca_file",
+        env: Some("WALSHIP_S3_CA_FILE"),
+        kind: Kind::Path,
+        value_name: "FILE",
+        default: "the system's CAs",
+        help: "PEM file of the CA that signed the object store's certificate",
         used_by: REPO,
         worker: true,
         ..BASE

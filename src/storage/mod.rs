@@ -9,6 +9,7 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod s3;
 pub mod ssh;
 pub(crate) mod ssh_session;
 
@@ -62,6 +63,37 @@ pub trait Storage {
 
     /// Open a file for reading; `None` if it does not exist.
     fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>>;
+
+    /// The first `len` bytes of the file at `path` (fewer if it is shorter); `None` if it does
+    /// not exist. What answers "already archived?" from an object header: a backend that
+    /// can (object storage) asks for just these bytes.
+    fn read_prefix(&self, path: &str, len: usize) -> Result<Option<Vec<u8>>> {
+        let Some(mut r) = self.open_read(path)? else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; len];
+        let n = read_full(&mut r, &mut buf)
+            .map_err(|e| Error::io(format!("reading {path} in {}", self.describe()), e))?;
+        buf.truncate(n);
+        Ok(Some(buf))
+    }
+
+    /// Remove the files at `paths` (prune, under its lock); returns how many were there. A
+    /// backend that can (object storage) removes them in batches.
+    fn remove_many(&self, paths: &[String]) -> Result<usize> {
+        let mut n = 0;
+        for p in paths {
+            n += usize::from(self.remove(p)?);
+        }
+        Ok(n)
+    }
+
+    /// Fail unless publishing refuses a name that exists (FORMAT.md's no-clobber publish). A
+    /// file system's link/rename does by nature; an object store must be asked (the first push
+    /// into an empty repository and `walship check` do).
+    fn check_conditional_create(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// After `open_read` found nothing at `path`: fail if that was damage rather than absence (a
     /// path through a file, a looping symlink). "Not in the archive" ends a point-in-time
@@ -122,6 +154,7 @@ pub struct DirEntry {
 pub enum Location {
     Local(std::path::PathBuf),
     Ssh(ssh::SshUrl),
+    S3(s3::S3Url),
 }
 
 impl Location {
@@ -132,9 +165,12 @@ impl Location {
         if let Some(rest) = repo.strip_prefix("ssh://") {
             return Ok(Location::Ssh(ssh::SshUrl::parse(rest, repo)?));
         }
+        if let Some(rest) = repo.strip_prefix("s3://") {
+            return Ok(Location::S3(s3::S3Url::parse(rest, repo)?));
+        }
         if repo.contains("://") {
             return Err(Error::usage(format!(
-                "repository {repo:?}: unknown scheme; use a local path or ssh://[user@]host[:port]/path"
+                "repository {repo:?}: unknown scheme; use a local path, ssh://[user@]host[:port]/path or s3://bucket/prefix"
             )));
         }
         if !repo.starts_with('/') {

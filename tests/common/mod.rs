@@ -5,6 +5,7 @@
 
 pub mod drill;
 pub mod ha;
+pub mod s3;
 
 use std::fs;
 use std::io::Write;
