@@ -332,7 +332,11 @@ mod tests {
             Location::parse("ssh://u@h:2222/r").unwrap(),
             Location::Ssh(_)
         ));
-        for bad in ["", "relative/dir", "s3://bucket/x", "./x"] {
+        assert!(matches!(
+            Location::parse("s3://bucket/x").unwrap(),
+            Location::S3(_)
+        ));
+        for bad in ["", "relative/dir", "gs://bucket/x", "s3://B/x", "./x"] {
             assert_eq!(
                 Location::parse(bad).unwrap_err().kind,
                 crate::error::Kind::Usage,
