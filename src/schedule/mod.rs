@@ -9,3 +9,24 @@
 
 pub mod prefetch;
 pub mod push_ahead;
+
+/// A small seeded generator for the property tests (xorshift64, as in
+/// `repo::retention`'s tests): the same seed gives the same cases, so a failure can be replayed.
+#[cfg(test)]
+pub(crate) struct Rng(pub u64);
+
+#[cfg(test)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}

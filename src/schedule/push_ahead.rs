@@ -197,7 +197,11 @@ impl Scheduler {
             }
             actions.push(Action::RemoveAck(entry.clone()));
         }
-        self.acked.retain(|n, _| ready_names.contains(n.as_str()));
+        // Forgotten once its `.ready` is gone, unless it is being pushed again: that push's
+        // acknowledgement must still be known as one written after a take.
+        let in_flight = &self.in_flight;
+        self.acked
+            .retain(|n, _| ready_names.contains(n.as_str()) || in_flight.contains(n));
         for (name, a) in self.acked.iter_mut() {
             if !acks.contains(name.as_str()) && !self.in_flight.contains(name) {
                 a.taken_before = true;
