@@ -11,8 +11,11 @@
 //!   thread ([`hashing`]);
 //! - [`backup`]: base backups as a checked stream (basebackup writes it, restore reads it);
 //! - [`spool`]: where background workers (push-ahead, prefetch) and foreground calls meet;
+//!   [`schedule`]: what those workers decide, as state machines without input or output;
+//!   [`archive_identity`]: the identity a push creates in an empty repository and checks;
 //! - [`commands`]: orchestration of each command; [`cli`] and [`config`]: flags and settings.
 
+pub mod archive_identity;
 pub mod backup;
 pub mod cli;
 pub mod commands;
@@ -28,6 +31,7 @@ pub mod pool;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod schedule;
 pub mod settings;
 pub mod spool;
 pub mod storage;

@@ -26,6 +26,9 @@ use crate::error::{Context, Error, Result};
 /// The file that tells a push-ahead worker its configuration is no longer the one in use.
 const SUPERSEDED: &str = "superseded";
 
+/// The fetch spool's file in which the foreground call names the segment it just asked for.
+pub const WANT: &str = "want";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolKind {
     Push,
@@ -246,6 +249,13 @@ impl Spool {
             ));
         }
         None
+    }
+
+    /// The marker that says the prefetch worker is fetching `name` right now (dot-prefixed: a
+    /// temporary, swept away by the next worker if this one dies). A call waits for it rather
+    /// than fetching the segment a second time.
+    pub fn in_flight_marker(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".{name}.inflight"))
     }
 
     /// Remove leftovers of a worker that died: temporary files (dot-prefixed).

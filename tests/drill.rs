@@ -369,7 +369,7 @@ fn a_failed_drill_says_what_failed_and_leaves_nothing_behind() {
     fs::rename(&aside, &hole).unwrap();
 
     // 4. A scratch file system too small for the backup: refused before anything is written.
-    if let Some(tmpfs) = common::Tmpfs::mount(&s.ws, "small", 8 << 10) {
+    if let Some(tmpfs) = common::Tmpfs::try_mount(&s.ws, "small", 8 << 10) {
         let (code, out) = drill(&s, &tmpfs.path, &[]);
         assert_eq!(code, 3, "{out}");
         assert!(out.contains("needed") && out.contains("more)"), "{out}");

@@ -703,9 +703,45 @@ fn drill_bad_input_corpus() {
         // URLs
         case(
             "unknown scheme",
-            &["--repo", "s3://bucket/wal", "status"],
+            &["--repo", "gs://bucket/wal", "status"],
             2,
             "unknown scheme",
+        ),
+        case(
+            "an S3 bucket name with capitals",
+            &["--repo", "s3://Bucket/wal", "status"],
+            2,
+            "is not an S3 bucket name",
+        ),
+        case(
+            "an S3 prefix with ..",
+            &["--repo", "s3://bucket/a/../b", "status"],
+            2,
+            "'..' component",
+        ),
+        case(
+            "an S3 endpoint without a scheme",
+            &[
+                "--repo",
+                "s3://bucket/wal",
+                "--s3-endpoint",
+                "127.0.0.1:9000",
+                "status",
+            ],
+            2,
+            "must start with http://",
+        ),
+        case(
+            "an unknown S3 URI style",
+            &[
+                "--repo",
+                "s3://bucket/wal",
+                "--s3-uri-style",
+                "dns",
+                "status",
+            ],
+            2,
+            "is not one of virtual-host, path",
         ),
         case(
             "ssh without a host",

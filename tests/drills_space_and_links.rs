@@ -9,8 +9,8 @@
 //!   mid-transfer (the call gives up within its configured timeout; nothing partial is visible;
 //!   the retry succeeds).
 //!
-//! Mounting tmpfs needs root (CI runs the suite as root); as another user those drills say they
-//! are skipped. `WALSHIP_DRILLS=full` runs more segments.
+//! Mounting tmpfs needs root: those drills are `#[ignore]`d, so that cargo counts them as ignored
+//! for other users, and tests/run runs them as root (CI does). `WALSHIP_DRILLS=full` runs more segments.
 
 mod common;
 
@@ -113,6 +113,7 @@ fn fill_the_repository(
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs (tests/run runs it as root, as CI does)"]
 fn drill_full_repository_file_system_local_and_ssh() {
     let n = if full() { 40 } else { 24 };
     let ws = Workspace::new();
@@ -120,9 +121,7 @@ fn drill_full_repository_file_system_local_and_ssh() {
     let pgdata = work.join("pgdata");
     let pg_wal = pgdata.join("pg_wal");
     // local: 16 MiB holds about 15 of the 1 MiB segments
-    let Some(local) = Tmpfs::mount(&ws, "repo_local", 16 * 1024) else {
-        return;
-    };
+    let local = Tmpfs::mount(&ws, "repo_local", 16 * 1024);
     let repo = local.path.clone();
     let local_cmd = || {
         let mut c = walship();
@@ -136,9 +135,7 @@ fn drill_full_repository_file_system_local_and_ssh() {
 
     // SSH: the same through sftp-server, which reports the full disk as an SFTP failure
     let sshd = Sshd::start(&ws, "sshd");
-    let Some(remote) = Tmpfs::mount(&ws, "repo_ssh", 16 * 1024) else {
-        return;
-    };
+    let remote = Tmpfs::mount(&ws, "repo_ssh", 16 * 1024);
     let config = sshd.config(&ws, &remote.path, "ssh.toml");
     let ssh_cmd = || {
         let mut c = walship();
@@ -152,6 +149,7 @@ fn drill_full_repository_file_system_local_and_ssh() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs (tests/run runs it as root, as CI does)"]
 fn drill_standby_pg_wal_full() {
     let ws = Workspace::new();
     let repo = ws.mkdir("repo");
@@ -161,9 +159,7 @@ fn drill_standby_pg_wal_full() {
     // The standby's pg_wal on a tmpfs nearly filled by ballast. Big enough, once the ballast is
     // gone, for the segments PostgreSQL keeps after restoring them (until its next restartpoint):
     // at 8 MiB those alone filled it again and recovery could not go on, walship or not.
-    let Some(wal_fs) = Tmpfs::mount(&ws, "standby_wal", 64 * 1024) else {
-        return;
-    };
+    let wal_fs = Tmpfs::mount(&ws, "standby_wal", 64 * 1024);
     for e in fs::read_dir(s.data.join("pg_wal")).unwrap().flatten() {
         let _ = Command::new("cp")
             .arg("-a")

@@ -541,7 +541,7 @@ fn configuration_errors_are_usage_errors() {
     let cases: &[(&str, &[&str])] = &[
         ("repo = \"/x\"\nrepository = \"typo\"\n", &[]),
         ("repo = \"relative/path\"\n", &[]),
-        ("repo = \"s3://bucket\"\n", &[]),
+        ("repo = \"gs://bucket\"\n", &[]),
         ("compression = \"lz4\"\n", &[]),
         ("compression_level = 99\n", &[]),
         ("this is not toml", &[]),

@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::human_bytes;
-use super::prefetch::{WANT, in_flight_marker};
 use crate::config::{Config, Overrides};
 use crate::error::{Kind, Result};
 use crate::pg::{WalFileName, WalKind};
-use crate::spool::{Spool, SpoolKind, spawn_worker};
+use crate::spool::{Spool, SpoolKind, WANT, spawn_worker};
 use crate::transfer::{FetchReport, fetch_file};
 
 /// What kind of recovery the server calling us is in, from its signal files.
@@ -190,7 +189,7 @@ impl Prefetcher {
             return false;
         }
         let started = Instant::now();
-        let marker = in_flight_marker(&self.spool, name.as_str());
+        let marker = self.spool.in_flight_marker(name.as_str());
         loop {
             if std::fs::rename(self.spool.dir.join(name.as_str()), dest).is_ok() {
                 return true;

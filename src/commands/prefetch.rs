@@ -11,31 +11,22 @@
 //! are published in the spool only after verification; and a worker starting up empties the spool
 //! of everything a predecessor left. After a timeline switch recovery asks for names on the new
 //! timeline and the guesses for the old one are deleted unused.
+//!
+//! What to fetch when, and when to stop, is decided by `schedule::prefetch`; this module reads
+//! what it needs to see and carries out what it is told.
 
-use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::error::{Kind, Result};
-use crate::pg::walname::segment_name;
-use crate::pg::{WalFileName, WalKind};
+use crate::pg::WalFileName;
 use crate::pool::Pool;
 use crate::repo::Repository;
-use crate::spool::{Spool, SpoolKind};
+use crate::schedule::prefetch::{Action, Observation, Scheduler};
+use crate::spool::{Spool, SpoolKind, WANT};
 use crate::transfer::fetch_file;
-
-/// The spool file in which the foreground call names the segment it just asked for.
-pub const WANT: &str = "want";
-
-/// The marker that says the worker is fetching `name` right now (dot-prefixed: a temporary, swept
-/// away by the next worker if this one dies).
-pub fn in_flight_marker(spool: &Spool, name: &str) -> std::path::PathBuf {
-    spool.dir.join(format!(".{name}.inflight"))
-}
-/// A segment not in the archive yet is asked for again after this long.
-const MISSING_RETRY: Duration = Duration::from_millis(500);
 
 pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
     crate::pg::server::become_owner_of_workdir(pg_wal)?;
@@ -82,98 +73,45 @@ pub fn run_worker(config: &Config, pg_wal: &Path) -> Result<()> {
         )?
     };
 
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let mut missing: HashMap<String, Instant> = HashMap::new();
-    let mut want = String::new();
-    let mut last_activity = Instant::now();
-    loop {
-        for done in pool.finished() {
-            finished(done, &mut in_flight, &mut missing, &mut last_activity);
+    let mut scheduler = Scheduler::new(
+        config.prefetch,
+        segment_size,
+        config.worker_idle_timeout,
+        Instant::now(),
+    );
+    let mut returned: Vec<(String, Option<Kind>)> = Vec::new();
+    'scan: loop {
+        returned.extend(pool.finished());
+        for (name, failure) in returned.drain(..) {
+            scheduler.finished(Instant::now(), &name, failure.is_none());
         }
-        let now_want = fs::read_to_string(spool.dir.join(WANT))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if now_want != want {
-            want = now_want;
-            last_activity = Instant::now();
-        }
-        let targets = next_segments(&want, config.prefetch, segment_size);
-        // Anything else in the spool is behind recovery, or a guess for another timeline.
-        for entry in spool.entries() {
-            if entry != WANT && !targets.contains(&entry) && !in_flight.contains(&entry) {
-                let _ = fs::remove_file(spool.dir.join(&entry));
+        for action in scheduler.step(&observe(&spool, &lock)) {
+            match action {
+                Action::Remove(entry) => {
+                    let _ = fs::remove_file(spool.dir.join(entry));
+                }
+                Action::Fetch(name) => pool.submit(name),
+                Action::Wait(interval) => returned.extend(pool.wait_done(interval)),
+                Action::Stop => break 'scan,
             }
-        }
-        for t in &targets {
-            let recently_missing = missing
-                .get(t)
-                .is_some_and(|at| at.elapsed() < MISSING_RETRY);
-            if in_flight.contains(t) || recently_missing || spool.dir.join(t).exists() {
-                continue;
-            }
-            // pg_wal nearly full: the room left is for the segment recovery asks for next, not
-            // for guesses (the full-pg_wal drill: prefetched segments took the space back as
-            // soon as it returned, and the wanted one failed with ENOSPC for ever).
-            if !room_to_prefetch(&spool.dir, segment_size, in_flight.len()) {
-                missing.insert(t.clone(), Instant::now());
-                break;
-            }
-            in_flight.insert(t.clone());
-            pool.submit(t.clone());
-        }
-        // Idle: recovery asked for nothing new and nothing arrived. Retrying segments that are
-        // not in the archive yet (a standby at its end) does not count as work.
-        if last_activity.elapsed() >= config.worker_idle_timeout || !spool.still_owns(&lock) {
-            break;
-        }
-        if let Some(done) = pool.wait_done(Duration::from_millis(10)) {
-            finished(done, &mut in_flight, &mut missing, &mut last_activity);
         }
     }
     pool.close();
     Ok(())
 }
 
-/// Is there room for one more prefetched segment beside those in flight (which have not taken
-/// their space yet), and still two segments' room for what recovery asks for itself?
-fn room_to_prefetch(dir: &Path, segment_size: u32, in_flight: usize) -> bool {
-    match crate::spool::free_bytes(dir) {
-        Some(free) => free >= u64::from(segment_size) * (in_flight as u64 + 3),
-        None => true,
+/// What the worker sees: the segment recovery asked for, the spool, the room left in pg_wal.
+fn observe(spool: &Spool, lock: &fs::File) -> Observation {
+    Observation {
+        now: Instant::now(),
+        want: fs::read_to_string(spool.dir.join(WANT))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        spool: spool.entries(),
+        free_bytes: crate::spool::free_bytes(&spool.dir),
+        owns_lock: spool.still_owns(lock),
     }
-}
-
-/// Book-keeping for a finished fetch: a success is activity, a failure is retried later.
-fn finished(
-    (name, failure): (String, Option<Kind>),
-    in_flight: &mut HashSet<String>,
-    missing: &mut HashMap<String, Instant>,
-    last_activity: &mut Instant,
-) {
-    in_flight.remove(&name);
-    match failure {
-        None => *last_activity = Instant::now(),
-        Some(_) => {
-            missing.insert(name, Instant::now());
-        }
-    }
-}
-
-/// The `count` segment names after `want` on its timeline (empty if `want` is not a segment).
-pub fn next_segments(want: &str, count: u32, segment_size: u32) -> Vec<String> {
-    let Ok(name) = WalFileName::parse(want) else {
-        return Vec::new();
-    };
-    if name.kind() != WalKind::Segment {
-        return Vec::new();
-    }
-    let Ok(segno) = name.segment_number(segment_size) else {
-        return Vec::new();
-    };
-    (1..=u64::from(count))
-        .map(|i| segment_name(name.timeline(), segno + i, segment_size))
-        .collect()
 }
 
 /// Fetch one segment into the spool. Returns the failure kind, if any (not in the archive yet is
@@ -185,7 +123,7 @@ fn fetch_one(
     repo: &mut Option<Repository>,
     name: &str,
 ) -> Option<Kind> {
-    let marker = in_flight_marker(spool, name);
+    let marker = spool.in_flight_marker(name);
     let _ = fs::write(&marker, b"");
     let result = (|| {
         let wal = WalFileName::parse(name)?;
@@ -210,24 +148,5 @@ fn fetch_one(
             }
             Some(e.kind)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn predicts_the_next_segments_on_the_same_timeline() {
-        assert_eq!(
-            next_segments("0000000200000001000000FE", 3, 16 << 20),
-            vec![
-                "0000000200000001000000FF",
-                "000000020000000200000000",
-                "000000020000000200000001"
-            ]
-        );
-        assert!(next_segments("00000002.history", 3, 16 << 20).is_empty());
-        assert!(next_segments("", 3, 16 << 20).is_empty());
     }
 }

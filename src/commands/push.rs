@@ -2,19 +2,16 @@
 //! this cluster (initializing an empty one), push the file, log one line. Exit 0 only once the
 //! object is durable.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::human_bytes;
+use crate::archive_identity::ensure_identity;
 use crate::config::Config;
-use crate::error::{Context, Error, Kind, Result};
+use crate::error::{Error, Kind, Result};
 use crate::pg::{WalFileName, WalKind};
-use crate::repo::{Identity, Repository};
 use crate::spool::{Ack, SourceStamp, Spool, SpoolKind, spawn_worker};
-use crate::transfer::{
-    PushOptions, PushOutcome, check_identity, identity_of, push_file, read_segment_header,
-};
+use crate::transfer::{PushOptions, PushOutcome, push_file};
 
 /// `replace_damaged`: `push --replace-damaged`, run by hand (see `PushOptions`).
 pub fn run(config: &Config, path: &Path, name: &str, replace_damaged: bool) -> Result<()> {
@@ -157,32 +154,4 @@ fn push_via_worker(config: &Config, path: &Path, name: &WalFileName) -> Result<O
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// The repository's identity, creating it in an empty repository from this file (a segment) or,
-/// for history and backup files, from a segment in the same pg_wal directory: after a promotion
-/// the first file archived is a history file, and a new repository must not stall on it.
-pub(crate) fn ensure_identity(
-    repo: &mut Repository,
-    path: &Path,
-    name: &WalFileName,
-) -> Result<Identity> {
-    if let Some(id) = repo.identity() {
-        return Ok(id.clone());
-    }
-    let header = if name.has_wal_header() {
-        let mut f = File::open(path).context(format!("opening {}", path.display()))?;
-        read_segment_header(&mut f, name, &path.display().to_string())?
-    } else {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        crate::transfer::header_from_wal_dir(dir)?
-    };
-    // Before the repository takes this cluster's identity: nothing of an unsupported one stays.
-    crate::pg::require_supported(header.pg_version, &path.display().to_string())?;
-    let id = repo.initialize(&identity_of(&header))?.clone();
-    check_identity(&header, &id, name.as_str(), &repo.describe())?;
-    Ok(id)
 }

@@ -470,13 +470,24 @@ impl Drop for Sshd {
     }
 }
 
-/// A tmpfs of a fixed size, unmounted when dropped. `None` when not root.
+/// A tmpfs of a fixed size, unmounted when dropped. Mounting needs root: a test that needs one is
+/// `#[ignore = "needs root: ..."]`, which tests/run runs as root (CI does).
 pub struct Tmpfs {
     pub path: PathBuf,
 }
 
 impl Tmpfs {
-    pub fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
+    pub fn mount(ws: &Workspace, name: &str, size_kib: u64) -> Tmpfs {
+        assert_eq!(
+            walship::os::euid(),
+            0,
+            "mounting a tmpfs needs root: run this test as root (tests/run does in CI)"
+        );
+        Tmpfs::try_mount(ws, name, size_kib).expect("root")
+    }
+
+    /// `mount`, or `None` (said on stdout) when not root: for one step of a longer test.
+    pub fn try_mount(ws: &Workspace, name: &str, size_kib: u64) -> Option<Tmpfs> {
         if walship::os::euid() != 0 {
             println!("DRILL | {name}: skipped, mounting a tmpfs needs root | 0 | 0 | 0");
             return None;
