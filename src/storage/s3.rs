@@ -24,13 +24,12 @@
 //!   without `s3:ListBucket`) is never "absent"; a wrong key, a wrong secret and a clock skew are
 //!   told apart in the message.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -39,8 +38,14 @@ use object_store::{
 };
 use tokio::runtime::Runtime;
 
+mod auth;
+mod object;
+
 use super::{DirEntry, NewObject, Publish, Storage, is_temporary, split_path, temp_name};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
+pub use auth::s3_error;
+use auth::shared_credentials;
+use object::{Body, S3Object, S3Reader};
 
 /// Bytes of a multipart upload's parts, and the most a stream holds in memory.
 pub const PART: usize = 8 << 20;
@@ -289,102 +294,6 @@ impl S3Storage {
     }
 }
 
-/// The shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`),
-/// profile `AWS_PROFILE` (default `default`): `aws_access_key_id`, `aws_secret_access_key`,
-/// `aws_session_token`. `None` when there is no such file or profile.
-fn shared_credentials() -> Result<Option<(String, String, Option<String>)>> {
-    let path = match std::env::var_os("AWS_SHARED_CREDENTIALS_FILE") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => crate::os::home_dir().join(".aws/credentials"),
-    };
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let mut section = String::new();
-    let (mut key, mut secret, mut token) = (None, None, None);
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = s.trim().trim_start_matches("profile ").to_string();
-            continue;
-        }
-        if section != profile {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    match (key, secret) {
-        (Some(k), Some(s)) => Ok(Some((k, s, token))),
-        (None, None) => Ok(None),
-        _ => Err(Error::usage(format!(
-            "{}: profile [{profile}] needs both aws_access_key_id and aws_secret_access_key",
-            path.display()
-        ))),
-    }
-}
-
-/// An object_store error as walship's: absent is the caller's business (never from here),
-/// throttling and server errors that outlived the retries are "unavailable", and a refusal says
-/// which (wrong key, wrong secret, clock skew, permissions). The message never holds a secret:
-/// object_store's errors name the request, not its signature.
-pub fn s3_error(what: &str, doing: &str, e: object_store::Error) -> Error {
-    let text = e.to_string();
-    let has = |s: &str| text.contains(s);
-    let (kind, hint) = if has("RequestTimeTooSkewed") || has("RequestExpired") {
-        (
-            Kind::Unavailable,
-            "The store says this host's clock is too far from its own (more than 15 minutes): fix the \
-             clock (chrony, systemd-timesyncd); SigV4 signatures carry the time.",
-        )
-    } else if has("SignatureDoesNotMatch") {
-        (
-            Kind::Usage,
-            "The secret access key does not match the access key id: check AWS_SECRET_ACCESS_KEY or the \
-             credentials file.",
-        )
-    } else if has("InvalidAccessKeyId") || has("NotSignedUp") {
-        (
-            Kind::Usage,
-            "The store does not know this access key id: check AWS_ACCESS_KEY_ID, AWS_PROFILE or the \
-             credentials file.",
-        )
-    } else if matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) {
-        (
-            Kind::Unavailable,
-            "The store refused access. walship needs s3:GetObject, s3:PutObject, s3:DeleteObject and \
-             s3:ListBucket on the repository's prefix; without s3:ListBucket, S3 answers a missing object \
-             with 403, which walship never takes for \"not in the archive\".",
-        )
-    } else if has("NoSuchBucket") {
-        (
-            Kind::Unavailable,
-            "The bucket does not exist: create it, or fix `repo`.",
-        )
-    } else {
-        (
-            Kind::Unavailable,
-            "The store did not answer, or answered with an error, after retries with backoff; the next \
-             attempt may succeed.",
-        )
-    };
-    Error::new(kind, format!("{doing} {what}: {text}")).with_hint(hint)
-}
-
 impl Storage for S3Storage {
     fn describe(&self) -> String {
         if self.url.prefix.is_empty() {
@@ -566,157 +475,6 @@ impl S3Storage {
             }
         }
         Ok(out)
-    }
-}
-
-/// A GET's body, read as it arrives.
-struct S3Reader<'a> {
-    storage: &'a S3Storage,
-    stream: BoxStream<'static, object_store::Result<Bytes>>,
-    chunk: Bytes,
-}
-
-impl Read for S3Reader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.storage.rt.block_on(self.stream.next()) {
-                None => return Ok(0),
-                Some(Ok(b)) => self.chunk = b,
-                Some(Err(e)) => return Err(io::Error::other(e.to_string())),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
-        self.chunk = self.chunk.slice(n..);
-        Ok(n)
-    }
-}
-
-enum Body {
-    Memory(Vec<u8>),
-    /// A headered object that outgrew [`SPILL`].
-    Spilled(std::fs::File),
-    /// A stream that outgrew one part: a multipart upload to the final name, under way.
-    Parts(Box<WriteMultipart>),
-}
-
-/// An object being written: nothing is visible in the store until commit.
-struct S3Object<'a> {
-    storage: &'a S3Storage,
-    path: String,
-    header_len: usize,
-    body: Body,
-}
-
-impl Write for S3Object<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match &mut self.body {
-            Body::Memory(v) => {
-                v.extend_from_slice(data);
-                if self.header_len > 0 && v.len() > SPILL {
-                    let mut f = tempfile::tempfile()?;
-                    f.write_all(v)?;
-                    self.body = Body::Spilled(f);
-                } else if self.header_len == 0 && v.len() > PART {
-                    let upload = self
-                        .storage
-                        .rt
-                        .block_on(
-                            self.storage
-                                .store
-                                .put_multipart(&self.storage.key(&self.path)),
-                        )
-                        .map_err(|e| io::Error::other(e.to_string()))?;
-                    let mut w = Box::new(WriteMultipart::new_with_chunk_size(upload, PART));
-                    let _guard = self.storage.rt.enter();
-                    w.write(v);
-                    self.body = Body::Parts(w);
-                }
-                Ok(data.len())
-            }
-            Body::Spilled(f) => f.write(data),
-            Body::Parts(w) => {
-                let rt = &self.storage.rt;
-                rt.block_on(w.wait_for_capacity(2))
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                let _guard = rt.enter();
-                w.write(data);
-                Ok(data.len())
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl NewObject for S3Object<'_> {
-    fn write_header(&mut self, header: &[u8]) -> io::Result<()> {
-        assert_eq!(header.len(), self.header_len, "the reserved header length");
-        match &mut self.body {
-            Body::Memory(v) => v[..header.len()].copy_from_slice(header),
-            Body::Spilled(f) => {
-                use std::os::unix::fs::FileExt;
-                f.write_all_at(header, 0)?
-            }
-            Body::Parts(_) => unreachable!("a headered object is never uploaded in parts"),
-        }
-        Ok(())
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<Publish> {
-        let s = self.storage;
-        let what = s.what(&self.path);
-        let key = s.key(&self.path);
-        match std::mem::replace(&mut self.body, Body::Memory(Vec::new())) {
-            Body::Memory(v) => {
-                match s.rt.block_on(s.store.put_opts(
-                    &key,
-                    PutPayload::from(v),
-                    PutMode::Create.into(),
-                )) {
-                    Ok(_) => Ok(Publish::Created),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(Publish::AlreadyExists),
-                    Err(e) => Err(s3_error(&what, "writing", e)),
-                }
-            }
-            Body::Spilled(mut f) => {
-                let len = f
-                    .seek(SeekFrom::End(0))
-                    .map_err(|e| Error::io(format!("writing {what}"), e))?;
-                if len > SINGLE_PUT_MAX {
-                    return s.publish_large(&self.path, &mut f);
-                }
-                let mut v = Vec::with_capacity(len as usize);
-                f.seek(SeekFrom::Start(0))
-                    .and_then(|_| f.read_to_end(&mut v))
-                    .map_err(|e| Error::io(format!("writing {what}"), e))?;
-                self.body = Body::Memory(v);
-                self.commit()
-            }
-            Body::Parts(w) => {
-                // object_store cannot complete a multipart upload conditionally: the name must
-                // be free now (a backup's claim made it this writer's).
-                if s.head(&self.path)?.is_some() {
-                    s.rt.block_on(w.abort()).ok();
-                    return Ok(Publish::AlreadyExists);
-                }
-                s.rt.block_on(w.finish())
-                    .map(|_| Publish::Created)
-                    .map_err(|e| s3_error(&what, "writing", e))
-            }
-        }
-    }
-}
-
-impl Drop for S3Object<'_> {
-    fn drop(&mut self) {
-        // An upload that was never committed is aborted, so that no part lingers (a store's
-        // lifecycle rule AbortIncompleteMultipartUpload catches one a killed writer left).
-        if let Body::Parts(w) = std::mem::replace(&mut self.body, Body::Memory(Vec::new())) {
-            let _ = self.storage.rt.block_on(w.abort());
-        }
     }
 }
 
