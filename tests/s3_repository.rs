@@ -253,3 +253,104 @@ fn an_encrypted_repository_on_object_storage_round_trips() {
     let (code, out) = env.fetch(&seg(1));
     assert_eq!(code, 4, "no key: {out}");
 }
+
+#[test]
+fn throttling_is_ridden_out_with_backoff() {
+    let env = Env::new("");
+    let proxy = common::s3::S3Proxy::start(&env.s3, &["throttle", "3"]);
+    let cfg = env.s3.config(&env.ws, "prod/db1", "throttled.toml", "");
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&env.s3.endpoint(), &proxy.endpoint());
+    fs::write(&cfg, text).unwrap();
+    let original = env.segment(1, 1);
+    let mut c = walship();
+    S3Server::env(&mut c);
+    let (code, out) = output(
+        c.arg("--config")
+            .arg(&cfg)
+            .current_dir(&env.pgdata)
+            .args(["--push-ahead", "0", "push"])
+            .arg(format!("pg_wal/{}", seg(1)))
+            .arg(seg(1)),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(env.fetch(&seg(1)).0, 0);
+    assert_eq!(
+        fs::read(env.pgdata.join("pg_wal/RECOVERYXLOG")).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn a_store_that_ignores_conditional_creates_is_refused_before_the_repository_exists() {
+    let env = Env::new("");
+    let proxy = common::s3::S3Proxy::start(&env.s3, &["lie"]);
+    let cfg = env.s3.config(&env.ws, "prod/db1", "lying.toml", "");
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&env.s3.endpoint(), &proxy.endpoint());
+    fs::write(&cfg, text).unwrap();
+    env.segment(1, 1);
+    let mut c = walship();
+    S3Server::env(&mut c);
+    let (code, out) = output(
+        c.arg("--config")
+            .arg(&cfg)
+            .current_dir(&env.pgdata)
+            .args(["--push-ahead", "0", "push"])
+            .arg(format!("pg_wal/{}", seg(1)))
+            .arg(seg(1)),
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("does not honour conditional creates"), "{out}");
+    assert!(
+        env.s3.keys("prod/db1").is_empty(),
+        "{:?}",
+        env.s3.keys("prod/db1")
+    );
+}
+
+#[test]
+fn a_skewed_clock_is_named_as_such() {
+    let mut env = Env::new("");
+    env.segment(1, 1);
+    assert_eq!(env.push(&seg(1)).0, 0);
+    env.s3.kill();
+    env.s3.restart_with_clock(Some("+1h"));
+    let (code, out) = env.fetch(&seg(1));
+    assert!(code != 0 && code != 1, "exit {code}: {out}");
+    assert!(out.contains("clock"), "{out}");
+}
+
+#[test]
+#[ignore = "needs root: mounts a tmpfs under the store (tests/run runs it as root, as CI does)"]
+fn a_full_disk_under_the_store_fails_the_push_leaves_nothing_and_the_retry_succeeds() {
+    let mut env = Env::new("");
+    env.segment(1, 1);
+    assert_eq!(env.push(&seg(1)).0, 0);
+    // the store's data on a file system with room for the repository so far and little more
+    env.s3.kill();
+    let tmpfs = Tmpfs::mount(&env.ws, "s3-small", 1200);
+    copy_tree(&env.s3.root, &tmpfs.path);
+    env.s3.root = tmpfs.path.clone();
+    env.s3.restart();
+    let pg_wal = env.pgdata.join("pg_wal");
+    // a segment of noise does not compress: 1 MiB against the room left
+    fs::write(pg_wal.join(seg(2)), {
+        let mut b = segment_bytes(&seg(2), SYSID, MIB, 2);
+        b[40..].copy_from_slice(&noise(7, MIB as usize - 40));
+        b
+    })
+    .unwrap();
+    let (code, out) = env.push(&seg(2));
+    assert_eq!(code, 3, "{out}");
+    let object = env
+        .s3
+        .object(&format!("prod/db1/wal/0000000100000000/{}", seg(2)));
+    assert!(!object.exists(), "a partial object is visible");
+    tmpfs.resize(16 * 1024);
+    let (code, out) = env.push(&seg(2));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(env.fetch(&seg(2)).0, 0);
+}

@@ -53,12 +53,27 @@ impl S3Server {
 
     /// Start (again) on the same port and data.
     pub fn restart(&mut self) {
+        self.restart_with_clock(None)
+    }
+
+    /// Start (again) with its clock `offset` off (libfaketime, e.g. "+1h"): what a host whose
+    /// clock is wrong looks like to the store.
+    pub fn restart_with_clock(&mut self, offset: Option<&str>) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(binary())
+        let mut cmd = match offset {
+            Some(o) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", o]).arg(binary());
+                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = cmd
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
@@ -149,6 +164,50 @@ impl S3Server {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+    }
+}
+
+/// A faulty store in front of an [`S3Server`] (tests/common/s3proxy.py), stopped by its PID.
+pub struct S3Proxy {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Proxy {
+    /// `mode`: `throttle N` (the first N requests answered 503 SlowDown) or `lie` (a 412 turned
+    /// into 200: a store that ignores conditional creates).
+    pub fn start(upstream: &S3Server, mode: &[&str]) -> S3Proxy {
+        let port = free_port().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/s3proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(upstream.port.to_string())
+            .args(mode)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the S3 proxy");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        S3Proxy { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        // SAFETY: kill on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
     }
 }
 
