@@ -354,3 +354,27 @@ fn a_full_disk_under_the_store_fails_the_push_leaves_nothing_and_the_retry_succe
     assert_eq!(code, 0, "{out}");
     assert_eq!(env.fetch(&seg(2)).0, 0);
 }
+
+#[test]
+fn large_segments_go_up_in_parts_and_come_back_in_parallel_ranges() {
+    // 128 MiB segments, uncompressed: a WAL object too large for one request goes up in parts
+    // to a temporary name and is copied to its own with a conditional create; it comes back
+    // in ranged reads of one part each
+    let env = Env::new("compression = 'none'\n");
+    let size = 128 * MIB;
+    let name = seg(1);
+    let bytes = segment_bytes(&name, SYSID, size, 5);
+    fs::write(env.pgdata.join("pg_wal").join(&name), &bytes).unwrap();
+    let (code, out) = env.push(&name);
+    assert_eq!(code, 0, "{out}");
+    let keys = env.s3.keys("prod/db1");
+    assert!(!keys.iter().any(|k| k.contains(".tmp")), "the temporary stayed: {keys:?}");
+    let object = env.s3.object(&format!("prod/db1/wal/0000000100000000/{name}"));
+    assert_eq!(common::s3::size(&object), u64::from(size) + 128);
+    // again: already archived, from the header alone
+    let (code, out) = env.push(&name);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = env.fetch(&name);
+    assert_eq!(code, 0, "{out}");
+    assert!(fs::read(env.pgdata.join("pg_wal/RECOVERYXLOG")).unwrap() == bytes);
+}

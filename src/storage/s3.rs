@@ -49,6 +49,8 @@ use object::{Body, S3Object, S3Reader};
 
 /// Bytes of a multipart upload's parts, and the most a stream holds in memory.
 pub const PART: usize = 8 << 20;
+/// Ranged reads under way at once while a large object is read (memory: this many parts).
+pub const PARALLEL_READS: usize = 3;
 /// A headered object (a WAL object) above this goes to an anonymous temporary file until commit.
 pub const SPILL: usize = 32 << 20;
 /// A headered object above this is uploaded in parts to a temporary name, then copied.
@@ -320,19 +322,39 @@ impl Storage for S3Storage {
             })
     }
 
+    /// The first part is one ranged GET, which also tells the object's size; an object larger
+    /// than a part is read on in ranged GETs of one part each, [`PARALLEL_READS`] under way at
+    /// once (a base backup's restore), delivered in order. A WAL object is one request.
     fn open_read(&self, path: &str) -> Result<Option<Box<dyn Read + '_>>> {
-        match self
-            .rt
-            .block_on(self.store.get_opts(&self.key(path), GetOptions::default()))
-        {
-            Ok(r) => Ok(Some(Box::new(S3Reader {
-                storage: self,
-                stream: r.into_stream(),
-                chunk: Bytes::new(),
-            }))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(s3_error(&self.what(path), "reading", e)),
-        }
+        let key = self.key(path);
+        let first = GetOptions {
+            range: Some(GetRange::Bounded(0..PART as u64)),
+            ..Default::default()
+        };
+        let r = match self.rt.block_on(self.store.get_opts(&key, first)) {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            // an empty object has no first byte to range over (416): read it whole
+            Err(_) => match self.rt.block_on(self.store.get_opts(&key, GetOptions::default())) {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(s3_error(&self.what(path), "reading", e)),
+            },
+        };
+        let size = r.meta.size;
+        let start = r.range.end;
+        let store = Arc::clone(&self.store);
+        let rest = futures::stream::iter((start..size).step_by(PART).map(move |at| {
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            async move { store.get_range(&key, at..(at + PART as u64).min(size)).await }
+        }))
+        .buffered(PARALLEL_READS);
+        Ok(Some(Box::new(S3Reader {
+            storage: self,
+            stream: r.into_stream().chain(rest).boxed(),
+            chunk: Bytes::new(),
+        })))
     }
 
     fn read_prefix(&self, path: &str, len: usize) -> Result<Option<Vec<u8>>> {
