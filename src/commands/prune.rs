@@ -125,22 +125,20 @@ pub fn run(config: &Config, args: &PruneArgs) -> Result<()> {
         .with_hint("Run prune again: the new plan keeps what that reader needs."));
     }
 
-    let mut last: Option<&WalFileName> = None;
+    // One batch per directory, in the plan's order, each synced before the next (object
+    // storage: one DeleteObjects request per 1,000 keys).
     let mut emptied: Vec<&WalFileName> = Vec::new();
-    for o in &plan.remove {
-        if let Some(prev) = last
-            && crate::storage::split_path(&crate::repo::object_path(prev)).0
-                != crate::storage::split_path(&crate::repo::object_path(&o.name)).0
-        {
-            repo.sync_object_dir(prev)?;
-            emptied.push(prev);
-        }
-        repo.remove_object(&o.name)?;
-        last = Some(&o.name);
-    }
-    if let Some(prev) = last {
-        repo.sync_object_dir(prev)?;
-        emptied.push(prev);
+    let dir_of = |n: &WalFileName| {
+        crate::storage::split_path(&crate::repo::object_path(n))
+            .0
+            .to_string()
+    };
+    let names: Vec<&WalFileName> = plan.remove.iter().map(|o| &o.name).collect();
+    for batch in names.chunk_by(|a, b| dir_of(a) == dir_of(b)) {
+        repo.remove_objects(batch)?;
+        let last = batch[batch.len() - 1];
+        repo.sync_object_dir(last)?;
+        emptied.push(last);
     }
     let mut dirs_removed = 0;
     for name in emptied {

@@ -313,6 +313,13 @@ impl Repository {
         self.storage.remove(&object_path(name))
     }
 
+    /// Remove the objects `names` (prune only, under the prune lock), in one batch where the
+    /// storage can; returns how many were there. Sync their directory after.
+    pub fn remove_objects(&self, names: &[&WalFileName]) -> Result<usize> {
+        let paths: Vec<String> = names.iter().map(|n| object_path(n)).collect();
+        self.storage.remove_many(&paths)
+    }
+
     /// fsync the directory holding `name`'s object, so that removals there survive a crash.
     pub fn sync_object_dir(&self, name: &WalFileName) -> Result<()> {
         self.storage
