@@ -306,20 +306,11 @@ impl Storage for S3Storage {
     }
 
     fn check_root(&self) -> Result<()> {
-        // One listing request: the bucket exists and the credentials are good.
-        let prefix = (!self.url.prefix.is_empty()).then(|| self.key(""));
-        self.rt
-            .block_on(self.store.list_with_delimiter(prefix.as_ref()))
-            .map(|_| ())
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => Error::unavailable(format!(
-                    "bucket {} does not exist (or {} cannot be listed)",
-                    self.url.bucket,
-                    self.describe()
-                ))
-                .with_hint("Create the bucket, or fix `repo`."),
-                e => s3_error(&self.describe(), "listing", e),
-            })
+        // Nothing to ask: the identity file's GET, the next request of every command, fails
+        // on a missing bucket or bad credentials, and a bucket without it is never read as an
+        // empty archive (Repository::require_identity). A listing here would cost every
+        // archive_command a round trip.
+        Ok(())
     }
 
     /// The first part is one ranged GET, which also tells the object's size; an object larger
