@@ -240,6 +240,17 @@ fn check_against_manifest(
 }
 
 impl Restored {
+    /// Make it startable as a server that recovers: recovery `settings` (appended to
+    /// postgresql.auto.conf) and the `signal` file go in before pg_control, so a directory that
+    /// can start is configured. Both are made durable by [`Restored::complete`]'s syncfs.
+    pub fn finish(self, settings: &str, signal: &str) -> Result<Manifest> {
+        crate::pg::server::append_auto_conf(&self.pgdata, settings)?;
+        let signal = self.pgdata.join(signal);
+        fs::write(&signal, b"")
+            .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
+        self.complete()
+    }
+
     /// Make it startable: everything written so far durable (syncfs of each file system), then
     /// pg_control (temp, fsync, rename, fsync), then the marker removed.
     pub fn complete(self) -> Result<Manifest> {

@@ -79,7 +79,7 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     }
     refuse_scratch_inside(config, &scratch_dir)?;
     if let Some(t) = &args.target_time
-        && super::restore::parse_pg_time_loose(t).is_none()
+        && crate::backup::catalog::parse_pg_time_loose(t).is_none()
     {
         return Err(Error::usage(format!(
             "--target-time {t}: expected YYYY-MM-DD HH:MM:SS[+HH]"
@@ -314,7 +314,7 @@ fn drill(
             .collect(),
         force: false,
     };
-    let restored = super::restore::unpack_stored(repo, &m, &target).map_err(|mut e| {
+    let restored = crate::backup::stored::unpack_stored(repo, &m, &target).map_err(|mut e| {
         e.message = format!("restoring backup {}: {}", m.id, e.message);
         e
     })?;
@@ -326,7 +326,7 @@ fn drill(
     // role names the cluster has.
     std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all trust\n")
         .map_err(|e| Error::io(format!("writing {}/pg_hba.conf", scratch.dir.display()), e))?;
-    super::restore::finish(restored, &settings, "recovery.signal")?;
+    restored.finish(&settings, "recovery.signal")?;
     if super::drill_scratch::write_missing_postgresql_conf(&pg_bin, &pgdata)? {
         crate::log_line!(
             "walship: drill: the backup has no postgresql.conf (configuration outside the data \
@@ -508,7 +508,7 @@ fn replay_failed(config: &Config, log: &Path, status: &str) -> Error {
 /// The backup to drill: restore's choice; a repository whose backups all live elsewhere
 /// (pg_basebackup) is told apart from one with none.
 fn choose(repo: &Repository, args: &DrillArgs) -> Result<Manifest> {
-    super::restore::choose(
+    crate::backup::catalog::choose(
         repo,
         args.backup.as_deref(),
         args.target_time.as_deref(),
