@@ -6,8 +6,6 @@ pub mod check;
 pub mod config_show;
 pub mod demo;
 pub mod drill;
-pub mod drill_checks;
-pub mod drill_scratch;
 pub mod fetch;
 pub mod key;
 pub mod metrics;
