@@ -24,3 +24,11 @@ pub mod verify;
 pub mod watch;
 
 pub use crate::units::human_bytes;
+
+/// The data directory: `pgdata`, else the working directory.
+pub fn pgdata_of(config: &crate::config::Config) -> std::path::PathBuf {
+    config
+        .pgdata
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}

@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::promote::{Asker, Mode, pgdata_of, promote, replay_position};
+use super::pgdata_of;
+use super::promote::{Asker, promote};
 use super::trigger::{self, Trigger};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnd, run_hook};
 use crate::os::{hostname, now};
 use crate::pg::client::{Health, PgClient};
+use crate::pg::promotion_marker::Mode;
 use crate::pg::server::LocalServer;
+use crate::pg::server::replay_position;
 use crate::repo::Repository;
 use crate::repo::promotion::WatcherBeat;
 use crate::settings::{env, help, long, value_name};
