@@ -1,5 +1,10 @@
 //! One module per command: the orchestration (configuration, repository, logging, exit policy).
-//! The per-file work they call lives in `transfer`.
+//! The per-file work they call lives in `transfer`, base backups in `backup`.
+//!
+//! A command imports another only to run it (switchover runs promote and rejoin, watch runs
+//! promote). What two commands share is not a command: a small helper goes here, state or a
+//! format goes down a layer (`pg::promotion_marker`, `backup::stored`), and a command's own
+//! parts are its submodules (`drill/`, `status/metrics.rs`, `watch/trigger.rs`).
 
 pub mod basebackup;
 pub mod check;
@@ -8,7 +13,6 @@ pub mod demo;
 pub mod drill;
 pub mod fetch;
 pub mod key;
-pub mod metrics;
 pub mod prefetch;
 pub mod promote;
 pub mod prune;
@@ -19,7 +23,6 @@ pub mod rejoin;
 pub mod restore;
 pub mod status;
 pub mod switchover;
-pub mod trigger;
 pub mod verify;
 pub mod watch;
 
