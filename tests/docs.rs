@@ -51,10 +51,10 @@ fn dashboard_queries(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-/// The metric names `src/commands/metrics.rs` can emit: the first argument of each `o.one(` and
-/// `o.metric(` call, a string literal, prefixed as the renderer prefixes it.
+/// The metric names `src/commands/status/metrics.rs` can emit: the first argument of each
+/// `o.one(` and `o.metric(` call, a string literal, prefixed as the renderer prefixes it.
 fn names_in_metrics_rs() -> BTreeSet<String> {
-    let src = fs::read_to_string(root().join("src/commands/metrics.rs")).unwrap();
+    let src = fs::read_to_string(root().join("src/commands/status/metrics.rs")).unwrap();
     let mut out = BTreeSet::new();
     for call in ["o.one(", "o.metric("] {
         for (at, _) in src.match_indices(call) {

@@ -8,6 +8,8 @@
 //! Before prune removes a backup because others are kept instead, each of those is checked here
 //! (`check_restorable`): a listing says that the names exist, not that the bytes behind them can
 //! restore a cluster.
+//!
+//! `choose` picks the backup a restore (or a drill, which restores the same way) starts from.
 
 use std::io::Read;
 
@@ -15,7 +17,7 @@ use super::{Manifest, backup_dir, stored_backups};
 use crate::error::{Error, Result};
 use crate::pg::WalFileName;
 use crate::pg::walname::segment_name;
-use crate::repo::backups::Backup;
+use crate::repo::backups::{Backup, parse_lsn, parse_pg_time};
 use crate::repo::{ListedObject, Repository};
 
 /// The backup catalog of a repository.
@@ -129,4 +131,83 @@ pub fn check_stored_object(repo: &Repository, m: &Manifest) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The backup to restore: the one named, else the newest restorable one (ending before the
+/// target, if there is one).
+pub fn choose(
+    repo: &Repository,
+    backup: Option<&str>,
+    target_time: Option<&str>,
+    target_lsn: Option<&str>,
+) -> Result<Manifest> {
+    let (stored, damaged) = stored_backups(repo)?;
+    for e in &damaged {
+        crate::log_line!("walship: restore: WARNING: {e}");
+    }
+    if let Some(id) = backup {
+        return stored.into_iter().find(|m| m.id == id).ok_or_else(|| {
+            Error::not_found(format!(
+                "backup {id} is not in {} (or has no manifest)",
+                repo.describe()
+            ))
+            .with_hint("`walship status` lists the backups.")
+        });
+    }
+    let identity = repo.require_identity()?;
+    let listing = repo.list_objects()?;
+    let restorable: std::collections::HashSet<String> = {
+        let (mut backups, _) =
+            crate::repo::backups::catalog(repo, &listing.objects, identity.wal_segment_size)?;
+        attach_stored(&mut backups, &stored);
+        backups
+            .into_iter()
+            .filter(|b| b.restorable)
+            .map(|b| b.record.name)
+            .collect()
+    };
+    let time_limit = target_time.and_then(parse_pg_time_loose);
+    let lsn_limit = target_lsn.and_then(parse_lsn);
+    stored.into_iter().rfind(|m| {
+        restorable.contains(&m.backup_record)
+            && time_limit.is_none_or(|t| m.stopped_at <= t)
+            && lsn_limit.is_none_or(|l| parse_lsn(&m.stop_lsn).is_some_and(|s| s <= l))
+    })
+        .ok_or_else(|| {
+            Error::not_found(format!("no restorable backup in {} for this target", repo.describe()))
+                .with_hint("Take one with `walship basebackup`; `walship status` shows what is there and what WAL is missing.")
+        })
+}
+
+/// A recovery_target_time as a DBA writes it: "YYYY-MM-DD HH:MM:SS[.fff][+HH|Z|UTC]".
+pub fn parse_pg_time_loose(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let (date, rest) = t.split_once([' ', 'T'])?;
+    let time_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.'))
+        .unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(time_end);
+    let time = time.split('.').next()?;
+    let zone = match zone.trim() {
+        "" => "UTC",
+        z => z,
+    };
+    parse_pg_time(&format!("{date} {time} {zone}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_target_times_are_read_as_dbas_write_them() {
+        let t = parse_pg_time_loose("2026-11-22 21:00:00+00").unwrap();
+        assert_eq!(parse_pg_time_loose("2026-11-22T21:00:00Z"), Some(t));
+        assert_eq!(
+            parse_pg_time_loose("2026-11-22 21:00:00.123456 UTC"),
+            Some(t)
+        );
+        assert_eq!(parse_pg_time_loose("2026-11-22 23:00:00+02"), Some(t));
+        assert_eq!(parse_pg_time_loose("yesterday"), None);
+    }
 }

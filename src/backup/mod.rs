@@ -9,6 +9,7 @@
 pub mod catalog;
 mod live;
 pub mod source;
+pub mod stored;
 pub mod target;
 pub mod unpack;
 

@@ -4,19 +4,29 @@
 //! started, open the copy on a private socket with archiving off and no primary, run the checks,
 //! stop and remove it, and record the outcome with the measured RTO and RPO in the repository
 //! (`drills/<id>.toml`, FORMAT.md "Drills": the only thing a drill writes there).
+//!
+//! This file is the drill's order and its record; `setup` decides what to restore where,
+//! `scratch` owns the scratch directory and the copy's process, `replay` waits for the copy to
+//! open, `checks` are what is asked of it then.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod checks;
+mod replay;
+mod scratch;
+mod setup;
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use super::drill_scratch::{Copy, Scratch};
+use self::scratch::{Copy, Scratch};
+use self::setup::{
+    archive_end, choose, copy_settings, refuse_scratch_inside, slack, space_shortfall,
+};
 use super::human_bytes;
-use crate::backup::Manifest;
 use crate::backup::unpack::Target;
-use crate::config::Config;
-use crate::config::{DEFAULT_SCRATCH, DEFAULT_TIMEOUT};
-use crate::error::{Error, Kind, Result};
+use crate::config::{Config, DEFAULT_SCRATCH};
+use crate::error::{Error, Result};
 use crate::pg::WalFileName;
 use crate::pg::timeline::{format_lsn, parse_lsn};
 use crate::repo::Repository;
@@ -37,17 +47,6 @@ pub struct DrillArgs {
     /// Keep the copy's files (stopped) and its log in the scratch directory
     #[arg(long)]
     pub keep: bool,
-}
-
-/// Room for the copy beyond its files and WAL: the prefetch spool, the segment the copy opens
-/// on its new timeline, and its log.
-fn slack(segment_size: u64, prefetch: u32) -> u64 {
-    (u64::from(prefetch) + 2) * segment_size + (16 << 20)
-}
-
-/// How many bytes are missing on the scratch file system, if any.
-pub fn space_shortfall(needed: u64, free: u64) -> Option<u64> {
-    (needed > free).then(|| needed - free)
 }
 
 fn unix_now() -> f64 {
@@ -79,7 +78,7 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     }
     refuse_scratch_inside(config, &scratch_dir)?;
     if let Some(t) = &args.target_time
-        && super::restore::parse_pg_time_loose(t).is_none()
+        && crate::backup::catalog::parse_pg_time_loose(t).is_none()
     {
         return Err(Error::usage(format!(
             "--target-time {t}: expected YYYY-MM-DD HH:MM:SS[+HH]"
@@ -155,46 +154,6 @@ pub fn run(config: &Config, args: &DrillArgs) -> Result<()> {
     Ok(())
 }
 
-/// The scratch directory must not lie inside the repository (the drill would write there) or
-/// inside the configured data directory (it would restore into a live cluster's tree).
-fn refuse_scratch_inside(config: &Config, scratch: &Path) -> Result<()> {
-    // what a path resolves to, for a scratch directory that does not exist yet too
-    let resolved = |p: &Path| {
-        p.canonicalize().unwrap_or_else(|_| {
-            match (
-                p.parent().and_then(|d| d.canonicalize().ok()),
-                p.file_name(),
-            ) {
-                (Some(d), Some(n)) => d.join(n),
-                _ => p.to_path_buf(),
-            }
-        })
-    };
-    let repo = match config.repo.as_deref().map(crate::storage::Location::parse) {
-        Some(Ok(crate::storage::Location::Local(p))) => Some(p),
-        _ => None,
-    };
-    let scratch = resolved(scratch);
-    for (what, dir) in [
-        ("the repository", repo),
-        ("the data directory", config.pgdata.clone()),
-    ] {
-        if let Some(dir) = dir
-            && scratch.starts_with(resolved(&dir))
-        {
-            return Err(Error::usage(format!(
-                "scratch directory {} is inside {what} {}",
-                scratch.display(),
-                dir.display()
-            ))
-            .with_hint(
-                "Give the drill a directory of its own, on a file system with room for the copy.",
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn line(ok: Outcome, what: &str) {
     let tag = match ok {
         Outcome::Passed => "ok  ",
@@ -221,19 +180,6 @@ fn summarize(r: &DrillRecord) {
         human_bytes(r.bytes_restored),
         human_bytes(r.bytes_replayed)
     );
-}
-
-/// The last segment archived now, on the newest timeline that has one: the end of the archive
-/// this drill replays to (later segments are refused by its restore_command).
-fn archive_end(repo: &Repository, segment_size: u32) -> Result<WalFileName> {
-    let listing = repo.list_objects()?;
-    crate::repo::inventory::summarize(&listing, segment_size)
-        .into_iter()
-        .filter(|t| !t.last.is_empty())
-        .max_by_key(|t| t.timeline)
-        .map(|t| WalFileName::parse(&t.last))
-        .transpose()?
-        .ok_or_else(|| Error::not_found(format!("{} holds no WAL segment", repo.describe())))
 }
 
 fn drill(
@@ -314,7 +260,7 @@ fn drill(
             .collect(),
         force: false,
     };
-    let restored = super::restore::unpack_stored(repo, &m, &target).map_err(|mut e| {
+    let restored = crate::backup::stored::unpack_stored(repo, &m, &target).map_err(|mut e| {
         e.message = format!("restoring backup {}: {}", m.id, e.message);
         e
     })?;
@@ -326,8 +272,8 @@ fn drill(
     // role names the cluster has.
     std::fs::write(scratch.dir.join("pg_hba.conf"), "local all all trust\n")
         .map_err(|e| Error::io(format!("writing {}/pg_hba.conf", scratch.dir.display()), e))?;
-    super::restore::finish(restored, &settings, "recovery.signal")?;
-    if super::drill_scratch::write_missing_postgresql_conf(&pg_bin, &pgdata)? {
+    restored.finish(&settings, "recovery.signal")?;
+    if scratch::write_missing_postgresql_conf(&pg_bin, &pgdata)? {
         crate::log_line!(
             "walship: drill: the backup has no postgresql.conf (configuration outside the data \
              directory): the copy runs on defaults and the primary's limits from pg_control"
@@ -345,53 +291,7 @@ fn drill(
 
     // 2. Replay, until the copy opens.
     let mut copy = Copy::start(&postgres, &pgdata, &scratch.dir, port, &scratch.log())?;
-    let timeout = Duration::from_secs(config.drill.timeout.unwrap_or(DEFAULT_TIMEOUT));
-    let mut client = copy.client("postgres")?;
-    loop {
-        if let Some(status) = copy.exited() {
-            return Err(replay_failed(config, &scratch.log(), &format!("{status}")));
-        }
-        match client.query("SELECT pg_is_in_recovery()") {
-            Ok(rows) if rows.first().and_then(|r| r.first()).map(String::as_str) == Some("f") => {
-                break;
-            }
-            Ok(_) if record.consistent_seconds.is_none() => {
-                record.consistent_seconds = Some(t0.elapsed().as_secs_f64());
-            }
-            // A cluster made by `initdb -U postgres` under another account has no role named
-            // after the drill's user: PostgreSQL's usual superuser is the next guess.
-            Err(e)
-                if e.message.contains("does not exist")
-                    && e.message.contains("role")
-                    && copy.role() != "postgres" =>
-            {
-                copy.set_role("postgres");
-                client = copy.client("postgres")?;
-            }
-            Err(e) if refused_for_good(&e.message) => {
-                return Err(Error::usage(format!(
-                    "the copy refuses the drill's connection: {}",
-                    e.message
-                ))
-                .with_hint(
-                    "The drill connects over the copy's private socket as PGUSER, else as the \
-                     user it runs as, else as postgres: set PGUSER to a superuser of the cluster.",
-                ));
-            }
-            _ => {}
-        }
-        if t0.elapsed() > timeout {
-            return Err(Error::unavailable(format!(
-                "the copy did not finish replaying within {} s",
-                timeout.as_secs()
-            ))
-            .with_hint(
-                "Raise [drill] timeout if this machine replays more slowly; `walship drill \
-                 --keep` keeps the copy's log.",
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let client = replay::wait_until_open(config, &mut copy, &scratch.log(), t0, record)?;
     let rto = t0.elapsed().as_secs_f64();
     record.rto_seconds = Some(rto);
     // Open means consistent; a copy that got there between two polls was consistent by then.
@@ -430,24 +330,19 @@ fn drill(
             detail,
         });
     };
-    let (outcome, detail) = super::drill_checks::end_of_archive(
-        args.target_time.as_deref(),
-        replayed,
-        seg,
-        &end,
-        end_segno,
-    );
+    let (outcome, detail) =
+        checks::end_of_archive(args.target_time.as_deref(), replayed, seg, &end, end_segno);
     check("end of archive", outcome, detail);
-    let (outcome, detail) = super::drill_checks::amcheck(&copy);
+    let (outcome, detail) = checks::amcheck(&copy);
     check("amcheck", outcome, detail);
     let db = config.drill.database.as_deref().unwrap_or("postgres");
     for sql in &config.drill.checks {
-        let (outcome, detail) = super::drill_checks::user_check(&copy, db, sql);
+        let (outcome, detail) = checks::user_check(&copy, db, sql);
         check(&format!("check `{sql}`"), outcome, detail);
     }
     copy.stop()?;
     let (outcome, detail) = if row[2] == "on" {
-        super::drill_checks::pg_checksums(&pg_bin, &pgdata)
+        checks::pg_checksums(&pg_bin, &pgdata)
     } else {
         (
             Outcome::Skipped,
@@ -458,145 +353,6 @@ fn drill(
     Ok(())
 }
 
-/// A connection error that waiting will not cure (a role the cluster does not have), as
-/// opposed to a copy still starting up or replaying towards consistency.
-fn refused_for_good(message: &str) -> bool {
-    const PASSING: [&str; 4] = [
-        "starting up",
-        "not yet accepting connections",
-        "consistent recovery state",
-        "shutting down",
-    ];
-    message.contains("FATAL:") && !PASSING.iter().any(|p| message.contains(p))
-}
-
 fn started_at_minus(started_at: f64, t: f64) -> f64 {
     ((started_at - t) * 1000.0).round() / 1000.0
-}
-
-/// The copy stopped during recovery: why, from its log (walship's fetch errors first, which
-/// name the segment), and the repository's state (an unreachable repository is exit 3). The
-/// log's end is printed: the scratch directory, and the log with it, is about to go.
-fn replay_failed(config: &Config, log: &Path, status: &str) -> Error {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    eprintln!("the copy's log ({}), last lines:", log.display());
-    for l in &lines[lines.len().saturating_sub(15)..] {
-        eprintln!("  | {l}");
-    }
-    let why = lines
-        .iter()
-        .rfind(|l| l.contains("walship: fetch") && l.contains("ERROR"))
-        .or_else(|| {
-            lines
-                .iter()
-                .rfind(|l| l.contains("FATAL") || l.contains("PANIC"))
-        })
-        .map(|l| l.trim())
-        .unwrap_or("no error in its log");
-    let kind = match config.open_repository() {
-        Err(e) if e.kind == Kind::Unavailable => Kind::Unavailable,
-        _ => Kind::Corrupt,
-    };
-    Error::new(
-        kind,
-        format!("the copy stopped during recovery ({status}): {why}"),
-    )
-    .with_hint("`walship drill --keep` keeps the copy and its whole log in the scratch directory.")
-}
-
-/// The backup to drill: restore's choice; a repository whose backups all live elsewhere
-/// (pg_basebackup) is told apart from one with none.
-fn choose(repo: &Repository, args: &DrillArgs) -> Result<Manifest> {
-    super::restore::choose(
-        repo,
-        args.backup.as_deref(),
-        args.target_time.as_deref(),
-        None,
-    )
-    .map_err(|e| {
-        if e.kind != Kind::NotFound || args.backup.is_some() {
-            return e;
-        }
-        let stored = crate::backup::stored_backups(repo)
-            .map(|(s, _)| s.len())
-            .unwrap_or(0);
-        if stored == 0 {
-            Error::not_found(format!(
-                "{} holds no stored base backup: nothing a drill can restore",
-                repo.describe()
-            ))
-            .with_hint(
-                "Backups taken with pg_basebackup (or basebackup --to) leave only their backup \
-                 history file in the repository, not their data; take one with \
-                 `walship basebackup`.",
-            )
-        } else {
-            e
-        }
-    })
-}
-
-/// The copy's settings, after restore's: a private socket, no TCP, archiving off, no primary,
-/// no reader hold (a drill writes nothing to the repository but its record), and the archive cut
-/// at `end`.
-fn copy_settings(
-    config: &Config,
-    args: &DrillArgs,
-    scratch: &Scratch,
-    end: &WalFileName,
-    port: u16,
-) -> Result<String> {
-    let q = |v: &str| format!("'{}'", v.replace('\'', "''"));
-    let mut s = format!(
-        "\n# written by walship drill: a throwaway copy that nothing may reach or follow\n\
-         restore_command = {}\n\
-         archive_mode = 'off'\narchive_command = ''\narchive_cleanup_command = ''\n\
-         recovery_end_command = ''\nprimary_conninfo = ''\nprimary_slot_name = ''\n\
-         synchronous_standby_names = ''\nrecovery_target_timeline = 'latest'\n\
-         hot_standby = 'on'\nlisten_addresses = ''\nport = {port}\n\
-         unix_socket_directories = {}\nunix_socket_permissions = '0700'\nhba_file = {}\n\
-         logging_collector = 'off'\nlog_destination = 'stderr'\ncluster_name = 'walship-drill'\n",
-        q(&config.server_command(&format!("fetch --until {} %f %p", end.as_str()))?),
-        q(&scratch.dir.display().to_string()),
-        q(&scratch.dir.join("pg_hba.conf").display().to_string()),
-    );
-    if let Some(t) = &args.target_time {
-        s.push_str(&format!(
-            "recovery_target_time = {}\nrecovery_target_action = 'promote'\n",
-            q(t)
-        ));
-    }
-    Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_space_check_refuses_exactly_when_more_is_needed_than_is_free() {
-        assert_eq!(space_shortfall(100, 100), None);
-        assert_eq!(space_shortfall(100, 1000), None);
-        assert_eq!(space_shortfall(101, 100), Some(1));
-        assert_eq!(space_shortfall(8 << 20, 0), Some(8 << 20));
-        // the working room grows with the prefetch window
-        assert!(slack(16 << 20, 8) > slack(16 << 20, 0));
-    }
-
-    #[test]
-    fn only_errors_waiting_cannot_cure_stop_the_wait_for_the_copy() {
-        assert!(refused_for_good(
-            "PostgreSQL (host=/s): psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: FATAL:  role \"bob\" does not exist"
-        ));
-        assert!(!refused_for_good(
-            "psql: error: connection to server failed: FATAL:  the database system is starting up"
-        ));
-        assert!(!refused_for_good(
-            "FATAL:  the database system is not yet accepting connections\nDETAIL:  Consistent recovery state has not been yet reached."
-        ));
-        assert!(!refused_for_good(
-            "psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: No such file or directory"
-        ));
-    }
 }

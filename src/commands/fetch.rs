@@ -70,7 +70,7 @@ pub fn run(overrides: &Overrides, name: &str, dest: &Path, until: Option<&str>) 
                 name.as_str()
             )));
         }
-        if super::promote::fast_promotion_skips(&pgdata, &name) {
+        if crate::pg::promotion_marker::fast_promotion_skips(&pgdata, &name) {
             return Err(crate::error::Error::not_found(format!(
                 "{} is not restored: a fast promotion is under way",
                 name.as_str()
@@ -115,7 +115,7 @@ pub fn run(overrides: &Overrides, name: &str, dest: &Path, until: Option<&str>) 
             match mode {
                 RecoveryMode::Standby
                     if name.ends_with(".history")
-                        && super::promote::promotion_under_way(&pgdata).is_some() =>
+                        && crate::pg::promotion_marker::promotion_under_way(&pgdata).is_some() =>
                 {
                     // PostgreSQL chooses its new timeline from the history files it finds: an
                     // error read as "absent" could make it pick a number already archived.

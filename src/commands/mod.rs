@@ -1,16 +1,18 @@
 //! One module per command: the orchestration (configuration, repository, logging, exit policy).
-//! The per-file work they call lives in `transfer`.
+//! The per-file work they call lives in `transfer`, base backups in `backup`.
+//!
+//! A command imports another only to run it (switchover runs promote and rejoin, watch runs
+//! promote). What two commands share is not a command: a small helper goes here, state or a
+//! format goes down a layer (`pg::promotion_marker`, `backup::stored`), and a command's own
+//! parts are its submodules (`drill/`, `status/metrics.rs`, `watch/trigger.rs`).
 
 pub mod basebackup;
 pub mod check;
 pub mod config_show;
 pub mod demo;
 pub mod drill;
-pub mod drill_checks;
-pub mod drill_scratch;
 pub mod fetch;
 pub mod key;
-pub mod metrics;
 pub mod prefetch;
 pub mod promote;
 pub mod prune;
@@ -21,8 +23,15 @@ pub mod rejoin;
 pub mod restore;
 pub mod status;
 pub mod switchover;
-pub mod trigger;
 pub mod verify;
 pub mod watch;
 
 pub use crate::units::human_bytes;
+
+/// The data directory: `pgdata`, else the working directory.
+pub fn pgdata_of(config: &crate::config::Config) -> std::path::PathBuf {
+    config
+        .pgdata
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}

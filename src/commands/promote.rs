@@ -11,35 +11,24 @@
 //!    postmaster, so a marker left by a killed walship is recognised as stale), pg_promote();
 //! 5. check that PostgreSQL chose the timeline the record names, then run the `on_promote` hooks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::pgdata_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::run_hook;
 use crate::os::{hostname, now};
+use crate::pg::WalFileName;
 use crate::pg::client::PgClient;
-use crate::pg::server::{LocalServer, Postmaster};
+use crate::pg::promotion_marker::{Mode, PromotionMarker};
+use crate::pg::server::{LocalServer, replay_position};
 use crate::pg::timeline::format_lsn;
 use crate::pg::walname::segment_name;
-use crate::pg::{WalFileName, WalKind};
 use crate::repo::backups::parse_lsn;
 use crate::repo::promotion::PromotionRecord;
-
-/// The marker that tells `walship fetch` a promotion is under way (FORMAT.md is not concerned:
-/// it lives in the data directory): `MODE WALSHIP_PID WALSHIP_START POSTMASTER_PID
-/// POSTMASTER_START`.
-pub const PROMOTION_MARKER: &str = "pg_wal/walship/promoting";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Replay every segment the archive has, then promote.
-    Smart,
-    /// Promote now: segments not replayed yet are not restored.
-    Fast,
-}
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
@@ -75,30 +64,6 @@ pub fn run(config: &Config, args: &PromoteArgs) -> Result<()> {
         Asker::Person
     };
     promote(config, &server, mode, "walship promote", asker).map(|_| ())
-}
-
-/// The data directory: `pgdata`, else the working directory.
-pub fn pgdata_of(config: &Config) -> PathBuf {
-    config.pgdata.clone().unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Where a standby's replay is: the timeline it replays (and would promote off) and the
-/// position. The timeline is the newest of the last restartpoint's, the minimum recovery
-/// point's and the one the WAL receiver streams: pg_walfile_name() cannot be asked in recovery.
-pub fn replay_position(client: &PgClient) -> Result<(u32, u64)> {
-    let r = client.row(
-        "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), \
-         (SELECT timeline_id FROM pg_control_checkpoint()), \
-         (SELECT min_recovery_end_timeline FROM pg_control_recovery()), \
-         coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0)",
-        4,
-    )?;
-    let timeline = r[1..]
-        .iter()
-        .filter_map(|t| t.parse::<u32>().ok())
-        .max()
-        .unwrap_or(0);
-    Ok((timeline, parse_lsn(&r[0]).unwrap_or(0)))
 }
 
 /// Promote the standby `server`; returns its new timeline.
@@ -344,89 +309,6 @@ fn replay_archive(config: &Config, client: &PgClient, asker: Asker) -> Result<()
     }
 }
 
-/// The marker that tells `fetch` a promotion is under way. It names this walship process and
-/// the postmaster it was written for; [`promotion_under_way`] treats any other as stale.
-struct PromotionMarker {
-    path: PathBuf,
-}
-
-impl PromotionMarker {
-    fn write(server: &LocalServer, mode: Mode) -> Result<PromotionMarker> {
-        let me = std::process::id();
-        let pm = Postmaster::of(&server.pgdata).ok_or_else(|| {
-            Error::unavailable(format!(
-                "PostgreSQL stopped running in {}",
-                server.pgdata.display()
-            ))
-        })?;
-        let dir = server.pgdata.join("pg_wal/walship");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let text = format!(
-            "{} {me} {} {} {}\n",
-            match mode {
-                Mode::Fast => "fast",
-                Mode::Smart => "smart",
-            },
-            crate::os::process_start_ticks(me).unwrap_or(0),
-            pm.pid,
-            pm.started
-        );
-        server.write_file(PROMOTION_MARKER, &text)?;
-        Ok(PromotionMarker {
-            path: server.pgdata.join(PROMOTION_MARKER),
-        })
-    }
-
-    fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The promotion under way in `pgdata`, if a live walship is promoting its running postmaster.
-/// A marker left by a walship that died, or written for an earlier postmaster, is removed and
-/// logged: trusting it would make every later fetch answer "not in the archive".
-pub fn promotion_under_way(pgdata: &Path) -> Option<Mode> {
-    let path = pgdata.join(PROMOTION_MARKER);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let f: Vec<&str> = text.split_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-    let live = match (f.first(), num(1), num(2), num(3), num(4)) {
-        (Some(_), Some(pid), Some(ticks), Some(pm_pid), Some(pm_started)) => {
-            crate::os::process_start_ticks(pid as u32).map(|t| t as i64) == Some(ticks)
-                && Postmaster::of(pgdata)
-                    == Some(Postmaster {
-                        pid: pm_pid as u32,
-                        started: pm_started,
-                    })
-        }
-        _ => false,
-    };
-    if !live {
-        let _ = std::fs::remove_file(&path);
-        crate::log_line!(
-            "walship: removed a stale promotion marker {} ({:?}): the walship that wrote it, or its \
-             postmaster, is gone",
-            path.display(),
-            text.trim()
-        );
-        return None;
-    }
-    Some(if f[0] == "fast" {
-        Mode::Fast
-    } else {
-        Mode::Smart
-    })
-}
-
-/// Whether `fetch` must answer "not in the archive" for `name`: a fast promotion is under way
-/// in `pgdata` and `name` is WAL (history files are still served: PostgreSQL needs them to
-/// choose its new timeline).
-pub fn fast_promotion_skips(pgdata: &Path, name: &WalFileName) -> bool {
-    matches!(name.kind(), WalKind::Segment | WalKind::Partial)
-        && promotion_under_way(pgdata) == Some(Mode::Fast)
-}
-
 /// Run the on_promote hooks in order; a failing or hanging hook is logged and the next one runs.
 fn run_on_promote(config: &Config, pgdata: &Path, timeline: u32, reason: &str) {
     let env = [
@@ -441,76 +323,5 @@ fn run_on_promote(config: &Config, pgdata: &Path, timeline: u32, reason: &str) {
                 "walship: WARNING: on_promote hook `{hook}` failed ({end}); the promotion stands"
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A data directory whose "postmaster" is this test process, started at `started`.
-    fn data_dir(started: i64) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("postmaster.pid"),
-            format!(
-                "{}\n{}\n{started}\n5432\n",
-                std::process::id(),
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.path().join("pg_wal/walship")).unwrap();
-        dir
-    }
-
-    fn marker(dir: &Path, mode: &str, pid: u32, ticks: u64, pm_started: i64) {
-        std::fs::write(
-            dir.join(PROMOTION_MARKER),
-            format!("{mode} {pid} {ticks} {} {pm_started}\n", std::process::id()),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn a_fast_promotion_stops_restoring_wal_but_not_history_files() {
-        let dir = data_dir(1000);
-        let me = std::process::id();
-        let ticks = crate::os::process_start_ticks(me).unwrap();
-        let seg = WalFileName::parse("000000010000000000000005").unwrap();
-        let history = WalFileName::parse("00000002.history").unwrap();
-        assert!(!fast_promotion_skips(dir.path(), &seg));
-        marker(dir.path(), "fast", me, ticks, 1000);
-        assert!(fast_promotion_skips(dir.path(), &seg));
-        assert!(!fast_promotion_skips(dir.path(), &history));
-        marker(dir.path(), "smart", me, ticks, 1000);
-        assert!(!fast_promotion_skips(dir.path(), &seg));
-        assert_eq!(promotion_under_way(dir.path()), Some(Mode::Smart));
-    }
-
-    #[test]
-    fn regression_a_stale_fast_marker_is_removed_and_segments_are_restored_again() {
-        let me = std::process::id();
-        let ticks = crate::os::process_start_ticks(me).unwrap();
-        let seg = WalFileName::parse("000000010000000000000005").unwrap();
-        // the walship that wrote it died (another process's start time under its PID)
-        let dir = data_dir(1000);
-        marker(dir.path(), "fast", me, ticks + 1, 1000);
-        assert!(!fast_promotion_skips(dir.path(), &seg));
-        assert!(!dir.path().join(PROMOTION_MARKER).exists(), "removed");
-        // written for an earlier postmaster (the standby restarted since)
-        marker(dir.path(), "fast", me, ticks, 999);
-        assert!(!fast_promotion_skips(dir.path(), &seg));
-        assert!(!dir.path().join(PROMOTION_MARKER).exists());
-        // garbage, and the marker of the earlier format (an empty file)
-        for text in ["fast", ""] {
-            std::fs::write(dir.path().join(PROMOTION_MARKER), text).unwrap();
-            assert!(!fast_promotion_skips(dir.path(), &seg), "{text:?}");
-        }
-        // no postmaster at all
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("pg_wal/walship")).unwrap();
-        marker(dir.path(), "fast", me, ticks, 1000);
-        assert!(!fast_promotion_skips(dir.path(), &seg));
     }
 }

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 
 use clap::Args;
 
-use super::promote::pgdata_of;
+use super::pgdata_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pg::client::{conninfo_user, with_default_user};

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::pg::server::conf_string as quote;
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::backups::{catalog, parse_lsn, parse_pg_time};
+use crate::repo::backups::parse_lsn;
 use crate::settings::{help, long, value_name};
 use crate::units::human_bytes;
 
@@ -189,7 +189,7 @@ fn restore_into(
         r
     } else {
         let repo = config.open_repository()?;
-        let m = choose(
+        let m = backup::catalog::choose(
             &repo,
             args.backup.as_deref(),
             args.target_time.as_deref(),
@@ -199,9 +199,9 @@ fn restore_into(
         recovery.settings.push_str(&reader_settings(config, &id)?);
         *hold = Some((repo, id));
         let repo = &hold.as_ref().expect("just set").0;
-        unpack_stored(repo, &m, &target)?
+        backup::stored::unpack_stored(repo, &m, &target)?
     };
-    let m = finish(restored, &recovery.settings, recovery.signal)?;
+    let m = restored.finish(&recovery.settings, recovery.signal)?;
     crate::log_line!(
         "walship: restore: backup {} restored into {}: {} files, {}; {}",
         m.id,
@@ -211,48 +211,6 @@ fn restore_into(
         recovery.describe
     );
     Ok(())
-}
-
-/// Unpack stored backup `m` from `repo` into `target`, every file checked against the manifest
-/// and the object against `[stored]`; pg_control is not written yet (see [`finish`]).
-pub fn unpack_stored(repo: &Repository, m: &Manifest, target: &Target) -> Result<unpack::Restored> {
-    let stored = m.stored.clone().ok_or_else(|| {
-        Error::not_found(format!(
-            "backup {}: its data is not in the repository (no [stored] in its manifest)",
-            m.id
-        ))
-    })?;
-    let path = format!("{}/{}", backup::backup_dir(&m.id), stored.object);
-    let reader = repo.open_content(&path)?.ok_or_else(|| {
-        Error::corrupt(format!(
-            "backup {}: {path} is missing from the repository",
-            m.id
-        ))
-    })?;
-    crate::log_line!(
-        "walship: restore: backup {} ({}, WAL {}..{}) into {}",
-        m.id,
-        human_bytes(m.original_bytes),
-        m.start_segment,
-        m.stop_segment,
-        target.pgdata.display()
-    );
-    let prepared = unpack::prepare(target, &format!("backup {}", m.id), &m.tablespaces)?;
-    let progress = Progress::new("restore", m.original_bytes);
-    let r = unpack::unpack(reader, prepared, Some(&stored), &progress)?;
-    progress.finish();
-    Ok(r)
-}
-
-/// Make an unpacked directory startable: recovery `settings` and the `signal` file go in before
-/// pg_control, so a directory that can start is configured.
-pub fn finish(restored: unpack::Restored, settings: &str, signal: &str) -> Result<Manifest> {
-    let pgdata = restored.pgdata.clone();
-    crate::pg::server::append_auto_conf(&pgdata, settings)?;
-    let signal = pgdata.join(signal);
-    std::fs::write(&signal, b"")
-        .map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
-    restored.complete()
 }
 
 /// Publish a reader hold for restoring `m` into `pgdata` (FORMAT.md, "Readers"), so that prune
@@ -402,67 +360,6 @@ fn recovery_target(args: &RestoreArgs) -> Result<Option<(&'static str, String)>>
     })
 }
 
-/// The backup to restore: the one named, else the newest restorable one (ending before the
-/// target, if there is one).
-pub fn choose(
-    repo: &Repository,
-    backup: Option<&str>,
-    target_time: Option<&str>,
-    target_lsn: Option<&str>,
-) -> Result<Manifest> {
-    let (stored, damaged) = backup::stored_backups(repo)?;
-    for e in &damaged {
-        crate::log_line!("walship: restore: WARNING: {e}");
-    }
-    if let Some(id) = backup {
-        return stored.into_iter().find(|m| m.id == id).ok_or_else(|| {
-            Error::not_found(format!(
-                "backup {id} is not in {} (or has no manifest)",
-                repo.describe()
-            ))
-            .with_hint("`walship status` lists the backups.")
-        });
-    }
-    let identity = repo.require_identity()?;
-    let listing = repo.list_objects()?;
-    let restorable: std::collections::HashSet<String> = {
-        let (mut backups, _) = catalog(repo, &listing.objects, identity.wal_segment_size)?;
-        backup::catalog::attach_stored(&mut backups, &stored);
-        backups
-            .into_iter()
-            .filter(|b| b.restorable)
-            .map(|b| b.record.name)
-            .collect()
-    };
-    let time_limit = target_time.and_then(parse_pg_time_loose);
-    let lsn_limit = target_lsn.and_then(parse_lsn);
-    stored.into_iter().rfind(|m| {
-        restorable.contains(&m.backup_record)
-            && time_limit.is_none_or(|t| m.stopped_at <= t)
-            && lsn_limit.is_none_or(|l| parse_lsn(&m.stop_lsn).is_some_and(|s| s <= l))
-    })
-        .ok_or_else(|| {
-            Error::not_found(format!("no restorable backup in {} for this target", repo.describe()))
-                .with_hint("Take one with `walship basebackup`; `walship status` shows what is there and what WAL is missing.")
-        })
-}
-
-/// A recovery_target_time as a DBA writes it: "YYYY-MM-DD HH:MM:SS[.fff][+HH|Z|UTC]".
-pub fn parse_pg_time_loose(t: &str) -> Option<i64> {
-    let t = t.trim();
-    let (date, rest) = t.split_once([' ', 'T'])?;
-    let time_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.'))
-        .unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(time_end);
-    let time = time.split('.').next()?;
-    let zone = match zone.trim() {
-        "" => "UTC",
-        z => z,
-    };
-    parse_pg_time(&format!("{date} {time} {zone}"))
-}
-
 fn start(pgdata: &std::path::Path, pg_bin: Option<&std::path::Path>) -> Result<()> {
     let server = crate::pg::server::LocalServer::open(pgdata, pg_bin)?;
     let log = pgdata.join("walship-postmaster.log");
@@ -486,21 +383,4 @@ fn start(pgdata: &std::path::Path, pg_bin: Option<&std::path::Path>) -> Result<(
         log.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovery_target_times_are_read_as_dbas_write_them() {
-        let t = parse_pg_time_loose("2026-11-22 21:00:00+00").unwrap();
-        assert_eq!(parse_pg_time_loose("2026-11-22T21:00:00Z"), Some(t));
-        assert_eq!(
-            parse_pg_time_loose("2026-11-22 21:00:00.123456 UTC"),
-            Some(t)
-        );
-        assert_eq!(parse_pg_time_loose("2026-11-22 23:00:00+02"), Some(t));
-        assert_eq!(parse_pg_time_loose("yesterday"), None);
-    }
 }

@@ -2,7 +2,9 @@
 //! restorable; with `--pgdata` or `pg` set, PostgreSQL's side too (archiver, lag). Printed as a
 //! table, as JSON for scripts (`--json`, schema in the README), or in Prometheus' text format
 //! for node_exporter's textfile collector (`--prometheus`). Reads a listing and the backup
-//! records only: fast on any repository.
+//! records only: fast on any repository. The Prometheus rendering is `status/metrics.rs`.
+
+mod metrics;
 
 use serde::Serialize;
 
@@ -204,7 +206,7 @@ pub fn run(config: &Config, output: Output) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&r).map_err(|e| Error::usage(e.to_string()))?
         ),
-        Output::Prometheus => print!("{}", super::metrics::render(&r, crate::os::now())),
+        Output::Prometheus => print!("{}", metrics::render(&r, crate::os::now())),
         Output::Table => print_table(&r),
     }
     Ok(())

@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::promote::{Asker, Mode, pgdata_of, promote};
+use super::pgdata_of;
+use super::promote::{Asker, promote};
 use super::rejoin::rejoin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::run_hook;
 use crate::pg::WalFileName;
 use crate::pg::client::{PgClient, SWITCH_WAL_FILE};
+use crate::pg::promotion_marker::Mode;
 use crate::pg::server::LocalServer;
 use crate::repo::backups::parse_lsn;
 

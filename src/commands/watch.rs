@@ -1,12 +1,14 @@
-//! `walship watch`: a long-running watcher beside a standby (a systemd unit is in
-//! `contrib/`). It promotes the standby when the trigger file appears (inotify through notify,
-//! a check at start-up, and a poll every `watch_interval` for network file systems; see
-//! trigger.rs for what makes a trigger file trustworthy), and, with `failover_primary` set, when
-//! the primary has been *down* for `failover_after`: then only if no live watcher of a standby
-//! that replayed further is willing to promote instead, the witness (if any) says it cannot
-//! reach the primary either, the fence command has succeeded, and a last health check still
-//! finds the primary down. Every check fails closed: an answer walship cannot read is never a
-//! reason to promote. It exits 0 once its standby is a primary.
+//! `walship watch`: a long-running watcher beside a standby (a systemd unit is in `contrib/`). It
+//! promotes the standby when the trigger file appears (inotify through notify, a check at start-up,
+//! and a poll every `watch_interval` for network file systems; see `watch/trigger.rs` for what
+//! makes a trigger file trustworthy), and, with `failover_primary` set, when the primary has been
+//! *down* for `failover_after`: then only if no live watcher of a standby that replayed further is
+//! willing to promote instead, the witness (if any) says it cannot reach the primary either, the
+//! fence command has succeeded, and a last health check still finds the primary down. Every check
+//! fails closed: an answer walship cannot read is never a reason to promote. It exits 0 once its
+//! standby is a primary.
+
+mod trigger;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,14 +17,17 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::promote::{Asker, Mode, pgdata_of, promote, replay_position};
-use super::trigger::{self, Trigger};
+use self::trigger::Trigger;
+use super::pgdata_of;
+use super::promote::{Asker, promote};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnd, run_hook};
 use crate::os::{hostname, now};
 use crate::pg::client::{Health, PgClient};
+use crate::pg::promotion_marker::Mode;
 use crate::pg::server::LocalServer;
+use crate::pg::server::replay_position;
 use crate::repo::Repository;
 use crate::repo::promotion::WatcherBeat;
 use crate::settings::{env, help, long, value_name};

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod pidfile;
+pub mod promotion_marker;
 pub mod server;
 pub mod session;
 pub mod timeline;

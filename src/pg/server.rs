@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::client::PgClient;
 use super::cluster::{PgTools, RunAs};
+use super::timeline::parse_lsn;
 use crate::error::{Error, Result};
 
 pub struct LocalServer {
@@ -274,4 +275,23 @@ fn node_place(pgdata: &Path) -> Result<String> {
         m.dev(),
         m.ino()
     ))
+}
+
+/// Where a standby's replay is: the timeline it replays (and would promote off) and the
+/// position. The timeline is the newest of the last restartpoint's, the minimum recovery
+/// point's and the one the WAL receiver streams: pg_walfile_name() cannot be asked in recovery.
+pub fn replay_position(client: &PgClient) -> Result<(u32, u64)> {
+    let r = client.row(
+        "SELECT coalesce(pg_last_wal_replay_lsn()::text, ''), \
+         (SELECT timeline_id FROM pg_control_checkpoint()), \
+         (SELECT min_recovery_end_timeline FROM pg_control_recovery()), \
+         coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0)",
+        4,
+    )?;
+    let timeline = r[1..]
+        .iter()
+        .filter_map(|t| t.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((timeline, parse_lsn(&r[0]).unwrap_or(0)))
 }

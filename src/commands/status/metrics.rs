@@ -1,9 +1,10 @@
 //! `walship status --prometheus`: the status report in Prometheus' text exposition format, for
-//! node_exporter's textfile collector. Gauges only; every name starts with `walship_`.
+//! node_exporter's textfile collector. Gauges only; every name starts with `walship_`. A part of
+//! `status`, not a command of its own: it renders the report `status` made, and nothing else.
 
 use std::fmt::Write;
 
-use super::status::StatusReport;
+use super::StatusReport;
 
 struct Out(String);
 

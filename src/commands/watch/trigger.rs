@@ -9,8 +9,8 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::promote::Mode;
 use crate::error::{Error, Result};
+use crate::pg::promotion_marker::Mode;
 
 /// The most a trigger file may hold ("smart\n" or "fast\n"; more is refused, not read).
 const MAX_LEN: u64 = 64;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::drill_scratch::Copy;
+use super::scratch::Copy;
 use crate::pg::WalFileName;
 use crate::pg::timeline::format_lsn;
 use crate::repo::drill::Outcome;
