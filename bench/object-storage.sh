@@ -125,23 +125,7 @@ done
 echo
 echo "## walship on object storage: ratio of wall time for 64 serial calls (lower is better)"
 echo
-awk -F'\t' '
-    FNR == 1 { n++; next }
-    $3 == "ok" { w[n, $1 ":" $2] = $5 }
-    function median(v, k,   i, j, t) {
-        for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-        return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-    }
-    function row(label, a, b, goal,   i, k, list, r, sa, sb) {
-        k = 0; list = ""; split("", r); split("", sa); split("", sb)
-        for (i = 1; i <= n; i++) {
-            if (!(((i, a) in w) && ((i, b) in w))) continue
-            k++; r[k] = w[i, a] / w[i, b]; sa[k] = w[i, a]; sb[k] = w[i, b]
-            list = list sprintf("%s%.2f", k > 1 ? " " : "", r[k])
-        }
-        if (k == 0) { printf "| %s | - | - | - | - | %s |\n", label, goal; return }
-        printf "| %s | %.2f s | %.2f s | %s | **%.2f** | %s |\n", label, median(sa, k), median(sb, k), list, median(r, k), goal
-    }
+awk -F'\t' -f "$HERE/ratios.awk" -f <(cat <<'AWK'
     END {
         print "| comparison | walship (median) | other (median) | ratio per round | median ratio | goal |"
         print "|---|--:|--:|--:|--:|---|"
@@ -150,7 +134,9 @@ awk -F'\t' '
         row("push S3 vs pgBackRest sync S3",            "push:walship-s3", "push:pgbr-s3-zst1", "")
         row("fetch S3 vs pgBackRest archive-get S3",    "fetch:walship-s3", "fetch:pgbr-s3", "<= 1.0")
         row("fetch S3 vs walship fetch local",          "fetch:walship-s3", "fetch:walship", "")
-    }' "${TSVS[@]}"
+    }
+AWK
+) "${TSVS[@]}"
 
 # Memory: one push and one fetch of a corpus segment against the store, as the bench user.
 MEM=$SCRATCH/mem

@@ -63,23 +63,7 @@ echo "## walship against its peers: ratio of wall time for 64 serial calls (lowe
 echo
 echo "Rounds: $(for t in "${TSVS[@]}"; do basename "$t" .tsv; done | paste -sd' ')"
 echo
-awk -F'\t' '
-    FNR == 1 { n++; next }
-    $3 == "ok" { w[n, $1 ":" $2] = $5 }
-    function median(v, k,   i, j, t) {
-        for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-        return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-    }
-    function row(label, a, b, goal,   i, k, list, r, sa, sb) {
-        k = 0; list = ""; split("", r); split("", sa); split("", sb)
-        for (i = 1; i <= n; i++) {
-            if (!(((i, a) in w) && ((i, b) in w))) continue
-            k++; r[k] = w[i, a] / w[i, b]; sa[k] = w[i, a]; sb[k] = w[i, b]
-            list = list sprintf("%s%.2f", k > 1 ? " " : "", r[k])
-        }
-        if (k == 0) { printf "| %s | - | - | - | - | %s |\n", label, goal; return }
-        printf "| %s | %.2f s | %.2f s | %s | **%.2f** | %s |\n", label, median(sa, k), median(sb, k), list, median(r, k), goal
-    }
+awk -F'\t' -f "$HERE/ratios.awk" -f <(cat <<'AWK'
     END {
         print "| comparison | walship (median) | peer (median) | ratio per round | median ratio | goal |"
         print "|---|--:|--:|--:|--:|---|"
@@ -93,6 +77,8 @@ awk -F'\t' '
         row("fetch local vs pgBackRest archive-get",  "fetch:walship", "fetch:pgbr", "<= 0.6 (issue 3)")
         row("fetch local vs zstd -d",                 "fetch:walship", "fetch:zstd-d", "floor")
         row("fetch SSH vs rsync over ssh",            "fetch:walship-ssh", "fetch:rsync-ssh", "<= 0.125 (issue 3)")
-    }' "${TSVS[@]}"
+    }
+AWK
+) "${TSVS[@]}"
 bad=$(awk -F'\t' 'FNR > 1 && $3 != "ok" {print FILENAME ": " $1 ":" $2 " " $3}' "${TSVS[@]}")
 [[ -z $bad ]] || { echo; echo "lines that did not finish: $bad" >&2; exit 1; }

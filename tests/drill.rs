@@ -718,13 +718,7 @@ fn a_drill_restores_from_an_ssh_repository() {
     let repo = ws.mkdir("repo");
     let cfg = sshd.config(&ws, &repo, "walship-ssh.toml");
     let p = ha::primary(&ws, &cfg);
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
-            .arg("basebackup"),
-    );
-    assert_eq!(code, 0, "{out}");
+    ha::basebackup(&ws, &cfg, &p);
     p.psql("CREATE TABLE after_backup AS SELECT g FROM generate_series(1, 5000) g")
         .unwrap();
     p.switch_and_wait_archived(TIMEOUT).unwrap();

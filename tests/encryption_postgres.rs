@@ -8,7 +8,7 @@ use std::fs;
 
 use common::ha::{self, TIMEOUT};
 use common::{Workspace, output, walship, walship_as_pg};
-use walship::pg::cluster::{Cluster, free_port, wait_until};
+use walship::pg::cluster::wait_until;
 
 #[test]
 fn a_standby_and_a_restore_fetch_through_an_encrypted_repository() {
@@ -30,13 +30,7 @@ fn a_standby_and_a_restore_fetch_through_an_encrypted_repository() {
     let p = ha::primary(&ws, &cfg);
     p.psql("CREATE TABLE rows (id int PRIMARY KEY, pad text); INSERT INTO rows SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
         .unwrap();
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
-            .arg("basebackup"),
-    );
-    assert_eq!(code, 0, "{out}");
+    ha::basebackup(&ws, &cfg, &p);
     p.psql("INSERT INTO rows SELECT g, 'after the backup' FROM generate_series(20001, 30000) g")
         .unwrap();
     p.switch_and_wait_archived(TIMEOUT).unwrap();
@@ -61,28 +55,7 @@ fn a_standby_and_a_restore_fetch_through_an_encrypted_repository() {
     .unwrap();
 
     // restore the sealed backup to the end of the archive and open it
-    let dir = ws.path().join("restored");
-    let mut r = Cluster::existing(&ws.tools, &dir, free_port().unwrap()).unwrap();
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&dir)
-            .arg("restore")
-            .arg("--set")
-            .arg(format!("port={}", r.port))
-            .arg("--set")
-            .arg(format!(
-                "unix_socket_directories={}",
-                r.socket_dir.display()
-            ))
-            .arg("--start"),
-    );
-    assert_eq!(code, 0, "{out}");
-    r.adopt_running();
-    wait_until(TIMEOUT, "the restored copy to open", || {
-        Ok(r.psql("SELECT pg_is_in_recovery()").ok().as_deref() == Some("f"))
-    })
-    .unwrap();
+    let r = ha::restore_and_open(&ws, walship_as_pg(&ws, &cfg), &ws.path().join("restored"));
     assert_eq!(r.psql("SELECT count(*) FROM rows").unwrap(), "30000");
     let (code, out) = output(walship_as_pg(&ws, &cfg).arg("verify"));
     assert_eq!(code, 0, "{out}");

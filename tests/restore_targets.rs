@@ -158,13 +158,7 @@ fn a_restore_command_survives_quotes_percent_dollar_backslash_and_line_breaks_in
         .unwrap();
     p.psql("CREATE TABLE in_ts TABLESPACE ts AS SELECT generate_series(1, 1000) AS id")
         .unwrap();
-    let (code, out) = output(
-        walship_as_pg(&ws, &cfg)
-            .arg("--pgdata")
-            .arg(&p.data)
-            .arg("basebackup"),
-    );
-    assert_eq!(code, 0, "{out}");
+    ha::basebackup(&ws, &cfg, &p);
     p.psql("CREATE TABLE after_backup AS SELECT 42 AS x")
         .unwrap();
     p.switch_and_wait_archived(TIMEOUT).unwrap();

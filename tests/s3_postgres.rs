@@ -137,27 +137,8 @@ fn archive_backup_standby_promote_restore_and_prune_on_object_storage() {
     );
 
     // the stored backup, restored to the end of the archive
-    let rdir = ws.path().join("restored");
-    let mut r = Cluster::existing(&ws.tools, &rdir, free_port().unwrap()).unwrap();
-    let (code, out) = output(
-        as_pg(&ws, &cfg, &creds)
-            .arg("--pgdata")
-            .arg(&rdir)
-            .args(["restore", "--set"])
-            .arg(format!("port={}", r.port))
-            .arg("--set")
-            .arg(format!(
-                "unix_socket_directories={}",
-                r.socket_dir.display()
-            ))
-            .arg("--start"),
-    );
-    assert_eq!(code, 0, "{out}");
-    r.adopt_running();
-    wait_until(TIMEOUT, "the restored copy to open", || {
-        Ok(r.psql("SELECT pg_is_in_recovery()").ok().as_deref() == Some("f"))
-    })
-    .unwrap();
+    let mut r =
+        common::ha::restore_and_open(&ws, as_pg(&ws, &cfg, &creds), &ws.path().join("restored"));
     assert!(
         r.psql("SELECT count(*) FROM rows")
             .unwrap()

@@ -66,6 +66,25 @@ impl Env {
         )
     }
 
+    /// Push through `proxy` (a faulty store in front of the same server).
+    fn push_via(&self, proxy: &common::s3::S3Proxy, name: &str) -> (i32, String) {
+        let cfg = self.ws.path().join("via-proxy.toml");
+        let text = fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(&self.s3.endpoint(), &proxy.endpoint());
+        fs::write(&cfg, text).unwrap();
+        let mut c = walship();
+        S3Server::env(&mut c);
+        output(
+            c.arg("--config")
+                .arg(&cfg)
+                .current_dir(&self.pgdata)
+                .args(["--push-ahead", "0", "push"])
+                .arg(format!("pg_wal/{name}"))
+                .arg(name),
+        )
+    }
+
     fn segment(&self, n: u64, seed: u64) -> Vec<u8> {
         fs::read(write_segment(
             &self.pgdata.join("pg_wal"),
@@ -258,22 +277,8 @@ fn an_encrypted_repository_on_object_storage_round_trips() {
 fn throttling_is_ridden_out_with_backoff() {
     let env = Env::new("");
     let proxy = common::s3::S3Proxy::start(&env.s3, &["throttle", "3"]);
-    let cfg = env.s3.config(&env.ws, "prod/db1", "throttled.toml", "");
-    let text = fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(&env.s3.endpoint(), &proxy.endpoint());
-    fs::write(&cfg, text).unwrap();
     let original = env.segment(1, 1);
-    let mut c = walship();
-    S3Server::env(&mut c);
-    let (code, out) = output(
-        c.arg("--config")
-            .arg(&cfg)
-            .current_dir(&env.pgdata)
-            .args(["--push-ahead", "0", "push"])
-            .arg(format!("pg_wal/{}", seg(1)))
-            .arg(seg(1)),
-    );
+    let (code, out) = env.push_via(&proxy, &seg(1));
     assert_eq!(code, 0, "{out}");
     assert_eq!(env.fetch(&seg(1)).0, 0);
     assert_eq!(
@@ -286,22 +291,8 @@ fn throttling_is_ridden_out_with_backoff() {
 fn a_store_that_ignores_conditional_creates_is_refused_before_the_repository_exists() {
     let env = Env::new("");
     let proxy = common::s3::S3Proxy::start(&env.s3, &["lie"]);
-    let cfg = env.s3.config(&env.ws, "prod/db1", "lying.toml", "");
-    let text = fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(&env.s3.endpoint(), &proxy.endpoint());
-    fs::write(&cfg, text).unwrap();
     env.segment(1, 1);
-    let mut c = walship();
-    S3Server::env(&mut c);
-    let (code, out) = output(
-        c.arg("--config")
-            .arg(&cfg)
-            .current_dir(&env.pgdata)
-            .args(["--push-ahead", "0", "push"])
-            .arg(format!("pg_wal/{}", seg(1)))
-            .arg(seg(1)),
-    );
+    let (code, out) = env.push_via(&proxy, &seg(1));
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("does not honour conditional creates"), "{out}");
     assert!(
@@ -368,8 +359,13 @@ fn large_segments_go_up_in_parts_and_come_back_in_parallel_ranges() {
     let (code, out) = env.push(&name);
     assert_eq!(code, 0, "{out}");
     let keys = env.s3.keys("prod/db1");
-    assert!(!keys.iter().any(|k| k.contains(".tmp")), "the temporary stayed: {keys:?}");
-    let object = env.s3.object(&format!("prod/db1/wal/0000000100000000/{name}"));
+    assert!(
+        !keys.iter().any(|k| k.contains(".tmp")),
+        "the temporary stayed: {keys:?}"
+    );
+    let object = env
+        .s3
+        .object(&format!("prod/db1/wal/0000000100000000/{name}"));
     assert_eq!(common::s3::size(&object), u64::from(size) + 128);
     // again: already archived, from the header alone
     let (code, out) = env.push(&name);

@@ -326,7 +326,10 @@ impl Storage for S3Storage {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             // an empty object has no first byte to range over (416): read it whole
-            Err(_) => match self.rt.block_on(self.store.get_opts(&key, GetOptions::default())) {
+            Err(_) => match self
+                .rt
+                .block_on(self.store.get_opts(&key, GetOptions::default()))
+            {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(s3_error(&self.what(path), "reading", e)),
@@ -338,7 +341,11 @@ impl Storage for S3Storage {
         let rest = futures::stream::iter((start..size).step_by(PART).map(move |at| {
             let store = Arc::clone(&store);
             let key = key.clone();
-            async move { store.get_range(&key, at..(at + PART as u64).min(size)).await }
+            async move {
+                store
+                    .get_range(&key, at..(at + PART as u64).min(size))
+                    .await
+            }
         }))
         .buffered(PARALLEL_READS);
         Ok(Some(Box::new(S3Reader {

@@ -254,3 +254,42 @@ pub fn archived_rows_lost(
         .collect();
     (must, lost)
 }
+
+/// `walship basebackup` of `p` into the repository of `cfg`, as the PostgreSQL user; it must
+/// succeed.
+pub fn basebackup(ws: &Workspace, cfg: &Path, p: &Cluster) {
+    let (code, out) = super::output(
+        super::walship_as_pg(ws, cfg)
+            .arg("--pgdata")
+            .arg(&p.data)
+            .arg("basebackup"),
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `walship restore --start` of the newest stored backup into the new directory `dir`, with
+/// `walship` (the binary with its configuration and environment), and wait until the copy has
+/// replayed the archive and opened read-write.
+pub fn restore_and_open(ws: &Workspace, mut walship: Command, dir: &Path) -> Cluster {
+    let mut r = Cluster::existing(&ws.tools, dir, free_port().unwrap()).unwrap();
+    let (code, out) = super::output(
+        walship
+            .arg("--pgdata")
+            .arg(dir)
+            .args(["restore", "--set"])
+            .arg(format!("port={}", r.port))
+            .arg("--set")
+            .arg(format!(
+                "unix_socket_directories={}",
+                r.socket_dir.display()
+            ))
+            .arg("--start"),
+    );
+    assert_eq!(code, 0, "{out}");
+    r.adopt_running();
+    walship::pg::cluster::wait_until(TIMEOUT, "the restored copy to open", || {
+        Ok(r.psql("SELECT pg_is_in_recovery()").ok().as_deref() == Some("f"))
+    })
+    .unwrap();
+    r
+}
