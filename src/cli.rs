@@ -44,9 +44,14 @@ fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
         format!(
-            "{VERSION} (commit {}, libssh2 {}, patched: vendor/libssh2-sys/WALSHIP.md)",
+            "{VERSION} (commit {}, libssh2 {}, {})",
             env!("WALSHIP_COMMIT"),
-            crate::os::libssh2_version()
+            crate::os::libssh2_version(),
+            if cfg!(feature = "unpatched-libssh2") {
+                "unpatched"
+            } else {
+                "patched: vendor/libssh2-sys/WALSHIP.md"
+            }
         )
     })
 }
