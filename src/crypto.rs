@@ -36,7 +36,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::storage::read_full;
+use crate::os::read_full;
+use crate::units::hex;
 
 /// Plaintext bytes per sealed chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -101,10 +102,6 @@ impl Key {
         let cipher = XChaCha20Poly1305::new(&self.seal.into());
         StreamBE32::from_aead(cipher, &(*nonce).into())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The keys a configuration supplies: the first is current (new objects are sealed under it),

@@ -293,6 +293,29 @@ pub fn mkfifo(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Fill `buf` as far as the reader allows; returns the bytes read, less than `buf.len()` only at
+/// end of file (a read of a pipe, a socket or a sealed stream may return fewer bytes than asked).
+pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// fsync the directory `dir`, so that the entries made or removed in it survive a crash.
+pub fn sync_dir(dir: &std::path::Path) -> crate::error::Result<()> {
+    use crate::error::Context;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(format!("fsync of directory {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::user_name;

@@ -1,4 +1,9 @@
-//! Numbers for people: byte counts as walship prints them.
+//! Numbers for people: byte counts as walship prints them, and bytes as hexadecimal digits.
+
+/// Bytes as lower-case hexadecimal digits (digests, key ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Format a byte count for humans: 16.0 MiB.
 pub fn human_bytes(n: u64) -> String {

@@ -97,9 +97,10 @@ pub fn run(config: &Config, args: &BasebackupArgs) -> Result<()> {
     if let Some(d) = &config.pgdata {
         crate::pg::server::become_owner(d)?;
     }
-    let client = PgClient::for_config(config)?.ok_or_else(|| {
-        Error::usage("basebackup needs the primary: give --pgdata (its data directory) or --pg")
-    })?;
+    let client =
+        PgClient::for_local(config.pg.as_deref(), config.pgdata.as_deref())?.ok_or_else(|| {
+            Error::usage("basebackup needs the primary: give --pgdata (its data directory) or --pg")
+        })?;
     let target = args
         .to
         .as_deref()

@@ -39,10 +39,12 @@ impl Report {
 }
 
 pub fn run(config: &Config, args: &CheckArgs) -> Result<()> {
-    let client = PgClient::for_config(config)?.ok_or_else(|| {
-        Error::usage("check needs a PostgreSQL connection")
-            .with_hint("Give --pgdata DIR (a running cluster's data directory) or --pg CONNINFO.")
-    })?;
+    let client =
+        PgClient::for_local(config.pg.as_deref(), config.pgdata.as_deref())?.ok_or_else(|| {
+            Error::usage("check needs a PostgreSQL connection").with_hint(
+                "Give --pgdata DIR (a running cluster's data directory) or --pg CONNINFO.",
+            )
+        })?;
     let repo = config.open_repository()?;
     println!(
         "walship check: repository {}, PostgreSQL {}",

@@ -116,7 +116,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
             compression: m.compression,
         })
         .collect();
-    let postgres = match PgClient::for_config(config) {
+    let postgres = match PgClient::for_local(config.pg.as_deref(), config.pgdata.as_deref()) {
         Ok(None) => None,
         Ok(Some(client)) => Some(match PgView::read(&client) {
             Ok(view) => postgres_status(view, &identity, &timelines),

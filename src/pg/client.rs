@@ -118,9 +118,10 @@ impl PgClient {
     }
 
     /// The connection `status`, `check`, `promote`, `watch`, `rejoin` and `switchover` use for
-    /// the local server: `pg`, else `pgdata`'s server, else none.
-    pub fn for_config(config: &crate::config::Config) -> Result<Option<PgClient>> {
-        match (&config.pg, &config.pgdata) {
+    /// the local server: the `pg` setting (a connection string), else the server of `pgdata`,
+    /// else none.
+    pub fn for_local(pg: Option<&str>, pgdata: Option<&Path>) -> Result<Option<PgClient>> {
+        match (pg, pgdata) {
             (Some(c), _) => PgClient::from_conninfo(c).map(Some),
             (None, Some(d)) => PgClient::from_pgdata(d).map(Some),
             (None, None) => Ok(None),

@@ -188,7 +188,7 @@ impl LocalServer {
         self.tools.chown(&tmp)?;
         std::fs::rename(&tmp, &path)
             .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
-        crate::storage::local::sync_dir(dir)
+        crate::os::sync_dir(dir)
     }
 }
 

@@ -421,3 +421,19 @@ fn read_identity(storage: &dyn Storage) -> Result<Option<Identity>> {
         .map_err(|e| Error::io(format!("reading {}/{IDENTITY_FILE}", storage.describe()), e))?;
     Identity::parse(&text, &storage.describe()).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_follow_the_layout() {
+        let s = WalFileName::parse("00000001000000000000000D").unwrap();
+        assert_eq!(
+            object_path(&s),
+            "wal/0000000100000000/00000001000000000000000D"
+        );
+        let h = WalFileName::parse("0000000A.history").unwrap();
+        assert_eq!(object_path(&h), "wal/history/0000000A.history");
+    }
+}

@@ -39,9 +39,7 @@ pub struct ObjectHeader {
     pub name: String,
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::units::hex;
 
 fn header_check(bytes: &[u8]) -> [u8; 8] {
     let d = Sha256::digest(&bytes[..CHECK_FIELD.start]);

@@ -5,7 +5,7 @@
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{DirEntry, DurableDirs, NewObject, Publish, Storage, is_temporary, split_path};
 use crate::error::{Context, Error, Result};
@@ -104,12 +104,7 @@ impl LocalStorage {
     }
 }
 
-/// fsync a directory, so that the names created, renamed or removed in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context(format!("fsync of directory {}", dir.display()))
-}
+pub use crate::os::sync_dir;
 
 impl Storage for LocalStorage {
     fn describe(&self) -> String {

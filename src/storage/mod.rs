@@ -263,20 +263,7 @@ pub(crate) fn temp_name(name: &str) -> String {
     format!(".{name}.{}-{nanos:08x}-{n}.tmp", std::process::id())
 }
 
-/// Fill `buf` as far as the reader allows; returns the bytes read, less than `buf.len()` only at
-/// end of file.
-pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
+pub(crate) use crate::os::read_full;
 
 #[cfg(test)]
 mod tests {

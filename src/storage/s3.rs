@@ -214,7 +214,7 @@ impl S3Storage {
         getrandom::fill(&mut name).map_err(|e| Error::unavailable(e.to_string()))?;
         let probe = format!(
             ".walship-conditional-create-{}.tmp",
-            crate::repo::object::hex(&name)
+            crate::units::hex(&name)
         );
         let key = self.key(&probe);
         let put = |body: &'static [u8]| {
