@@ -312,6 +312,23 @@ fn a_skewed_clock_is_named_as_such() {
     let (code, out) = env.fetch(&seg(1));
     assert!(code != 0 && code != 1, "exit {code}: {out}");
     assert!(out.contains("clock"), "{out}");
+    // regression: the skewed server ran under the `faketime` wrapper, which forks; stopping the
+    // wrapper by its PID left s3s-fs running after every run of this test
+    let root = env.s3.root.display().to_string();
+    drop(env);
+    let serving = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| fs::read(p.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).contains(&root))
+            .count()
+    };
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        serving() == 0
+    });
+    assert!(gone, "an s3s-fs serving {root} outlived its test");
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub const ACCESS_KEY: &str = "AKWALSHIPTEST";
 pub const SECRET_KEY: &str = "walship-test-secret";
 pub const BUCKET: &str = "walship";
 
+/// Debian's libfaketime (package faketime), for a store whose clock is wrong.
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 pub struct S3Server {
     child: Option<Child>,
     pub port: u16,
@@ -56,23 +59,22 @@ impl S3Server {
         self.restart_with_clock(None)
     }
 
-    /// Start (again) with its clock `offset` off (libfaketime, e.g. "+1h"): what a host whose
-    /// clock is wrong looks like to the store.
+    /// Start (again) with its clock `offset` off (libfaketime's FAKETIME, e.g. "+1h"): what a
+    /// host whose clock is wrong looks like to the store.
     pub fn restart_with_clock(&mut self, offset: Option<&str>) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = match offset {
-            Some(o) => {
-                let mut c = Command::new("faketime");
-                c.args(["-f", o]).arg(binary());
-                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-            None => Command::new(binary()),
-        };
+        let mut cmd = Command::new(binary());
+        if let Some(o) = offset {
+            // libfaketime preloaded into s3s-fs itself, not the `faketime` wrapper: the wrapper
+            // forks, and stopping it by its PID would leave the server running.
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME", o)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = cmd
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -107,6 +109,11 @@ impl S3Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The server's process id (the harness stops it by this PID).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn endpoint(&self) -> String {
