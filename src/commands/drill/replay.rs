@@ -74,10 +74,13 @@ pub(super) fn wait_until_open(
 /// A connection error that waiting will not cure (a role the cluster does not have), as
 /// opposed to a copy still starting up or replaying towards consistency.
 fn refused_for_good(message: &str) -> bool {
-    const PASSING: [&str; 4] = [
+    // "in recovery mode": what the postmaster answers while its startup process replays
+    // before hot standby accepts connections (seen on PostgreSQL 17 under load).
+    const PASSING: [&str; 5] = [
         "starting up",
         "not yet accepting connections",
         "consistent recovery state",
+        "in recovery mode",
         "shutting down",
     ];
     message.contains("FATAL:") && !PASSING.iter().any(|p| message.contains(p))
@@ -131,6 +134,15 @@ mod tests {
         ));
         assert!(!refused_for_good(
             "psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: No such file or directory"
+        ));
+    }
+
+    #[test]
+    fn regression_a_copy_in_recovery_mode_is_waited_for_not_refused() {
+        // a drill on PostgreSQL 17 under load failed with "the copy refuses the drill's
+        // connection" while the copy was only replaying
+        assert!(!refused_for_good(
+            "psql: error: connection to server on socket \"/s/.s.PGSQL.5\" failed: FATAL:  the database system is in recovery mode"
         ));
     }
 }
