@@ -167,6 +167,13 @@ fn parse_hex_key(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A keyed digest as an object header records it: its first [`CONTENT_MAC_LEN`] bytes, the rest
+/// zero. Writers and readers compare digests in this form.
+pub fn recorded_mac(mut mac: [u8; 32]) -> [u8; 32] {
+    mac[CONTENT_MAC_LEN..].fill(0);
+    mac
+}
+
 /// A new random key, as 64 hexadecimal digits.
 pub fn generate_key() -> Result<String> {
     let mut k = [0u8; 32];

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
-use crate::crypto::{CONTENT_MAC_LEN, Key, SealWriter};
+use crate::crypto::{Key, SealWriter};
 use crate::error::{Context, Error, Kind, Result};
 use crate::hashing::{Digester, HashPipe};
 use crate::pg::{WalFileName, WalHeader, WalKind};
@@ -451,11 +451,11 @@ fn digester(key: Option<&Key>) -> Digester {
 }
 
 /// The digest as a header records it: a keyed digest is kept in its first 24 bytes.
-fn content_digest(mut digest: [u8; 32], key: Option<&Key>) -> [u8; 32] {
-    if key.is_some() {
-        digest[CONTENT_MAC_LEN..].fill(0);
+fn content_digest(digest: [u8; 32], key: Option<&Key>) -> [u8; 32] {
+    match key {
+        Some(_) => crate::crypto::recorded_mac(digest),
+        None => digest,
     }
-    digest
 }
 
 /// Length and content digest of a whole file, from its start: SHA-256, or keyed under `key`.

@@ -203,10 +203,8 @@ mod tests {
     }
 
     fn sample_v3() -> ObjectHeader {
-        let mut digest = [7; 32];
-        digest[CONTENT_MAC_LEN..].fill(0);
         ObjectHeader {
-            digest,
+            digest: crate::crypto::recorded_mac([7; 32]),
             key_id: Some([5; KEY_ID_LEN]),
             ..sample()
         }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::Repository;
 use super::object::{ObjectHeader, PAYLOAD_DIGEST_LEN, hex};
-use crate::crypto::{CONTENT_MAC_LEN, OpenReader};
+use crate::crypto::OpenReader;
 use crate::error::{Context, Error, Result};
 use crate::hashing::{Digester, HashPipe};
 use crate::pg::WalFileName;
@@ -211,12 +211,10 @@ pub fn read_verified(
         }
     }
     if let Some(hasher) = original_hasher {
-        let (_, mut digest) = hasher.finish();
-        let what = if key.is_some() {
-            digest[CONTENT_MAC_LEN..].fill(0);
-            "keyed digest"
-        } else {
-            "sha256"
+        let (_, digest) = hasher.finish();
+        let (digest, what) = match key {
+            Some(_) => (crate::crypto::recorded_mac(digest), "keyed digest"),
+            None => (digest, "sha256"),
         };
         if digest != header.digest {
             return Err(corrupt(format!(
