@@ -218,14 +218,17 @@ pub const KEY_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Its standard error goes to walship's; a failure, a timeout or garbage is an error naming the
 /// command's exit, never the output (which may hold a key).
 pub fn run_key_command(command: &str, timeout: Duration) -> Result<Keyring> {
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let what = "encryption_key_command";
+    // Its own process group, as hooks run: a timeout kills what the shell started too.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .map_err(|e| Error::unavailable(format!("starting {what}: {e}")))?;
     let mut stdout = child.stdout.take().expect("piped");
@@ -243,7 +246,7 @@ pub fn run_key_command(command: &str, timeout: Duration) -> Result<Keyring> {
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) if std::time::Instant::now() >= deadline => {
-                let _ = child.kill();
+                crate::os::signal(-(child.id() as i32), libc::SIGKILL);
                 let _ = child.wait();
                 return Err(Error::unavailable(format!(
                     "{what} did not finish within {} s",
@@ -535,6 +538,30 @@ mod tests {
         assert!(e.message.contains("not a key"), "{}", e.message);
         let e = run_key_command("sleep 30", Duration::from_millis(300)).unwrap_err();
         assert!(e.message.contains("did not finish"), "{}", e.message);
+        // regression: a command the shell forks (a vault CLI in a script) outlived the timeout,
+        // because only the shell was killed
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let cmd = format!(
+            "sh -c 'echo $$ > {}; exec sleep 30'; echo x",
+            pidfile.display()
+        );
+        let e = run_key_command(&cmd, Duration::from_millis(500)).unwrap_err();
+        assert!(e.message.contains("did not finish"), "{}", e.message);
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| !r.starts_with('Z')))
+        };
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !alive()
+        });
+        assert!(
+            gone,
+            "the key command's child {} outlived the timeout",
+            pid.trim()
+        );
         let e = run_key_command("/nonexistent/vault-cli get key", KEY_COMMAND_TIMEOUT).unwrap_err();
         assert!(e.message.contains("failed"), "{}", e.message);
     }
