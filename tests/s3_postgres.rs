@@ -55,20 +55,7 @@ fn archive_backup_standby_promote_restore_and_prune_on_object_storage() {
     let s3 = S3Server::start(&ws);
     let (creds, wrapper) = credentials(&ws);
     let cfg = s3.config(&ws, "clusters/main", "walship.toml", "");
-    let mut p = Cluster::init(
-        &ws.tools,
-        &ws.path().join("primary"),
-        free_port().unwrap(),
-        1,
-    )
-    .unwrap();
-    p.append_conf(&format!(
-        "archive_mode = on\narchive_command = '{} --config {} push %p %f'\nwal_log_hints = on\n",
-        wrapper.display(),
-        cfg.display()
-    ))
-    .unwrap();
-    p.start().unwrap();
+    let mut p = common::ha::primary_with(&ws, &cfg, &wrapper);
     p.psql("CREATE TABLE rows (id int PRIMARY KEY, pad text); INSERT INTO rows SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 60000) g")
         .unwrap();
     // a stream well past one 8 MiB part (uncompressed: the whole data directory): a multipart

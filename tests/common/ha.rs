@@ -30,6 +30,11 @@ pub fn walship_copy(ws: &Workspace) -> Command {
 
 /// A primary archiving through walship (config file `config`), with pgbench tables.
 pub fn primary(ws: &Workspace, config: &Path) -> Cluster {
+    primary_with(ws, config, &ws.walship_bin())
+}
+
+/// The same, archiving through `program` (walship, or a wrapper that sets its environment).
+pub fn primary_with(ws: &Workspace, config: &Path, program: &Path) -> Cluster {
     let mut p = Cluster::init(
         &ws.tools,
         &ws.path().join("primary"),
@@ -39,7 +44,7 @@ pub fn primary(ws: &Workspace, config: &Path) -> Cluster {
     .unwrap();
     p.append_conf(&format!(
         "archive_mode = on\narchive_command = '{} --config {} push %p %f'\nwal_log_hints = on\n",
-        ws.walship_bin().display(),
+        program.display(),
         config.display()
     ))
     .unwrap();
