@@ -68,14 +68,7 @@ pub trait Storage {
     /// not exist. What answers "already archived?" from an object header: a backend that
     /// can (object storage) asks for just these bytes.
     fn read_prefix(&self, path: &str, len: usize) -> Result<Option<Vec<u8>>> {
-        let Some(mut r) = self.open_read(path)? else {
-            return Ok(None);
-        };
-        let mut buf = vec![0u8; len];
-        let n = read_full(&mut r, &mut buf)
-            .map_err(|e| Error::io(format!("reading {path} in {}", self.describe()), e))?;
-        buf.truncate(n);
-        Ok(Some(buf))
+        read_prefix_of(self, path, len)
     }
 
     /// Remove the files at `paths` (prune, under its lock); returns how many were there. A
@@ -264,6 +257,23 @@ pub(crate) fn temp_name(name: &str) -> String {
 }
 
 pub(crate) use crate::os::read_full;
+
+/// [`Storage::read_prefix`] by reading the start of the whole file: what a backend without
+/// ranged reads does, and object storage where a range cannot be asked for (an empty object).
+pub(crate) fn read_prefix_of<S: Storage + ?Sized>(
+    storage: &S,
+    path: &str,
+    len: usize,
+) -> Result<Option<Vec<u8>>> {
+    let Some(mut r) = storage.open_read(path)? else {
+        return Ok(None);
+    };
+    let mut buf = vec![0u8; len];
+    let n = read_full(&mut r, &mut buf)
+        .map_err(|e| Error::io(format!("reading {path} in {}", storage.describe()), e))?;
+    buf.truncate(n);
+    Ok(Some(buf))
+}
 
 #[cfg(test)]
 mod tests {

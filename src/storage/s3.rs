@@ -367,16 +367,7 @@ impl Storage for S3Storage {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             // an object shorter than the range asked for (an empty one: 416)
-            Err(_) => match self.open_read(path)? {
-                None => Ok(None),
-                Some(mut r) => {
-                    let mut buf = vec![0u8; len];
-                    let n = super::read_full(&mut r, &mut buf)
-                        .map_err(|e| Error::io(format!("reading {}", self.what(path)), e))?;
-                    buf.truncate(n);
-                    Ok(Some(buf))
-                }
-            },
+            Err(_) => super::read_prefix_of(self, path, len),
         }
     }
 
